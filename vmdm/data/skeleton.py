@@ -14,7 +14,7 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["Skeleton", "SMPL22", "DETECTOR16", "forward_kinematics", "get_skeleton"]
+__all__ = ["Skeleton", "SMPL22", "DETECTOR16", "KIT21", "DATASET_FPS", "forward_kinematics", "get_skeleton"]
 
 
 @dataclass(frozen=True)
@@ -53,9 +53,14 @@ class Skeleton:
         return len(self.joint_names)
 
     @property
+    def num_feet(self) -> int:
+        return len(self.feet_left) + len(self.feet_right)
+
+    @property
     def feature_dim(self) -> int:
-        """Size of the HumanML3D-style feature vector for this skeleton (12J - 1)."""
-        return 12 * self.num_joints - 1
+        """Size of the HumanML3D-style feature vector for this skeleton:
+        12J - 5 + (number of foot joints), i.e. 12J - 1 with two feet per side."""
+        return 12 * self.num_joints - 5 + self.num_feet
 
     def offsets_tensor(self, dtype=torch.float32, device=None) -> torch.Tensor:
         return torch.tensor(self.offsets, dtype=dtype, device=device)
@@ -159,7 +164,47 @@ DETECTOR16 = Skeleton(
     ),
 )
 
-_SKELETONS = {s.name: s for s in (SMPL22, DETECTOR16)}
+# KIT-ML's 21-joint MMM body as processed by HumanML3D (12.5 fps, D = 251).
+# Rest directions are HumanML3D's ``kit_raw_offsets``; the bone lengths are
+# those of an average adult (the KIT files carry their own). Feet and facing
+# joints are HumanML3D's (``fid_r = [14, 15]``, ``fid_l = [19, 20]``,
+# ``face_joint_indx = [11, 16, 5, 8]``): HumanML3D's KIT processing treats the
+# MMM "L"-prefixed chains (11..15, 5..7) as the right side, so with these raw
+# offsets the canonicalised KIT rest pose faces -z. Kept as is so features
+# match HumanML3D's KIT files.
+_KIT_DIRS_LENGTHS = (
+    ((0, 0, 0), 0.0),
+    ((0, 1, 0), 0.10), ((0, 1, 0), 0.15), ((0, 1, 0), 0.20), ((0, 1, 0), 0.16),
+    ((1, 0, 0), 0.18), ((0, -1, 0), 0.28), ((0, -1, 0), 0.25),
+    ((-1, 0, 0), 0.18), ((0, -1, 0), 0.28), ((0, -1, 0), 0.25),
+    ((1, 0, 0), 0.10), ((0, -1, 0), 0.42), ((0, -1, 0), 0.41), ((0, 0, 1), 0.06), ((0, 0, 1), 0.10),
+    ((-1, 0, 0), 0.10), ((0, -1, 0), 0.42), ((0, -1, 0), 0.41), ((0, 0, 1), 0.06), ((0, 0, 1), 0.10),
+)
+
+KIT21 = Skeleton(
+    name="kit21",
+    joint_names=(
+        "root", "BP", "BT", "BLN", "BUN", "LS", "LE", "LW", "RS", "RE", "RW",
+        "LH", "LK", "LA", "LMrot", "LF", "RH", "RK", "RA", "RMrot", "RF",
+    ),
+    parents=(-1, 0, 1, 2, 3, 3, 5, 6, 3, 8, 9, 0, 11, 12, 13, 14, 0, 16, 17, 18, 19),
+    offsets=tuple(tuple(float(c) * length for c in d) for d, length in _KIT_DIRS_LENGTHS),
+    feet_left=(19, 20),
+    feet_right=(14, 15),
+    facing_joints=(11, 16, 5, 8),
+    chains=(
+        (0, 11, 12, 13, 14, 15),
+        (0, 16, 17, 18, 19, 20),
+        (0, 1, 2, 3, 4),
+        (3, 5, 6, 7),
+        (3, 8, 9, 10),
+    ),
+)
+
+# Frame rate of each skeleton's reference dataset.
+DATASET_FPS = {"smpl22": 20.0, "kit21": 12.5}
+
+_SKELETONS = {s.name: s for s in (SMPL22, DETECTOR16, KIT21)}
 
 
 def get_skeleton(name: str | Skeleton) -> Skeleton:
