@@ -1,0 +1,53 @@
+// Registers the kernels with the PyTorch dispatcher as vmdm_C::<op>_{fwd,bwd}.
+// The Python package wraps them in autograd-aware custom ops (vmdm_kernels/ops.py);
+// C++ users can call them through the dispatcher directly.
+#include <torch/extension.h>
+#include <torch/library.h>
+
+#include "ray_targets/ray_targets.h"
+#include "reproj_vel/reproj_vel.h"
+#include "velocity3d/velocity3d.h"
+
+TORCH_LIBRARY(vmdm_C, m) {
+  m.def(
+      "reproj_vel_fwd(Tensor joints, Tensor keypoints, Tensor camera, Tensor weights, Tensor? intrinsics, "
+      "int depth_mode, float depth_power, float z_min, bool with_pos, bool with_vel) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "reproj_vel_bwd(Tensor grad_pos, Tensor grad_vel, Tensor joints, Tensor keypoints, Tensor camera, "
+      "Tensor weights, Tensor? intrinsics, Tensor stats, int depth_mode, float depth_power, float z_min, "
+      "bool with_pos, bool with_vel, bool need_keypoints, bool need_camera, bool need_intrinsics) "
+      "-> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("velocity3d_fwd(Tensor joints, Tensor target, Tensor weights) -> Tensor");
+  m.def(
+      "velocity3d_bwd(Tensor grad, Tensor joints, Tensor target, Tensor weights, bool need_target) "
+      "-> (Tensor, Tensor)");
+  m.def("ray_targets_fwd(Tensor joints, Tensor keypoints, Tensor camera, Tensor? intrinsics) -> Tensor");
+  m.def(
+      "ray_targets_bwd(Tensor grad, Tensor joints, Tensor keypoints, Tensor camera, Tensor? intrinsics, "
+      "bool need_keypoints, bool need_camera, bool need_intrinsics) -> (Tensor, Tensor, Tensor, Tensor)");
+}
+
+#define VMDM_REGISTER_IMPLS(m)                          \
+  m.impl("reproj_vel_fwd", &vmdm::reproj_vel_fwd);      \
+  m.impl("reproj_vel_bwd", &vmdm::reproj_vel_bwd);      \
+  m.impl("velocity3d_fwd", &vmdm::velocity3d_fwd);      \
+  m.impl("velocity3d_bwd", &vmdm::velocity3d_bwd);      \
+  m.impl("ray_targets_fwd", &vmdm::ray_targets_fwd);    \
+  m.impl("ray_targets_bwd", &vmdm::ray_targets_bwd);
+
+TORCH_LIBRARY_IMPL(vmdm_C, CPU, m) { VMDM_REGISTER_IMPLS(m) }
+
+#ifdef WITH_CUDA
+TORCH_LIBRARY_IMPL(vmdm_C, CUDA, m) { VMDM_REGISTER_IMPLS(m) }
+#endif
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "vmdm_kernels compiled backends (C++ CPU, CUDA)";
+  m.def("with_cuda", [] {
+#ifdef WITH_CUDA
+    return true;
+#else
+    return false;
+#endif
+  }, "Whether the extension was compiled with its CUDA kernels.");
+}

@@ -1,0 +1,1 @@
+"""Fused loss kernels for 2D-supervised motion diffusion (placeholder until ops land)."""

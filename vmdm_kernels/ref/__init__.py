@@ -1,0 +1,8 @@
+"""Pure-PyTorch reference implementations: the ground truth for every backend."""
+
+from .camera import project
+from .ray_targets import ray_targets
+from .reproj_vel import DEPTH_MODES, default_depth_power, reproj_vel_loss
+from .velocity3d import velocity3d_loss
+
+__all__ = ["DEPTH_MODES", "default_depth_power", "project", "ray_targets", "reproj_vel_loss", "velocity3d_loss"]
