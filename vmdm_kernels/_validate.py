@@ -1,0 +1,90 @@
+"""Argument checks shared by every public op, whatever the backend.
+
+Messages follow one pattern: ``<op>: <argument>: expected <what>, got <what>``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .ref.reproj_vel import DEPTH_MODES
+
+REDUCTIONS = ("none", "mean", "sum")
+
+
+def _fail(op: str, name: str, expected: str, got) -> None:
+    raise ValueError(f"{op}: {name}: expected {expected}, got {got}")
+
+
+def _shape(t: torch.Tensor) -> str:
+    return "[" + ", ".join(str(s) for s in t.shape) + "]"
+
+
+def _dim_str(s) -> str:
+    if isinstance(s, tuple):
+        return s[0] if s[1] is None else f"{s[0]}={s[1]}"
+    return "*" if s is None else str(s)
+
+
+def check_tensor(op: str, name: str, t, shape: tuple, like: torch.Tensor | None = None) -> None:
+    """``shape`` entries: an int, or a ``(label, size)`` pair used in the message, or None for any."""
+    if not isinstance(t, torch.Tensor):
+        _fail(op, name, "a torch.Tensor", type(t).__name__)
+    sizes = [s[1] if isinstance(s, tuple) else s for s in shape]
+    ok = t.dim() == len(shape) and all(n is None or t.shape[i] == n for i, n in enumerate(sizes))
+    if not ok:
+        want = ", ".join(_dim_str(s) for s in shape)
+        _fail(op, name, f"shape [{want}]", _shape(t))
+    if like is None:
+        if not t.dtype.is_floating_point:
+            _fail(op, name, "a floating-point dtype (float16, bfloat16, float32, float64)", t.dtype)
+        return
+    if t.dtype != like.dtype:
+        _fail(op, name, f"dtype {like.dtype} (the dtype of joints)", t.dtype)
+    if t.device != like.device:
+        _fail(op, name, f"device {like.device} (the device of joints)", t.device)
+
+
+def check_joints(op: str, joints, name: str = "joints") -> tuple[int, int, int]:
+    check_tensor(op, name, joints, (("B", None), ("T", None), ("J", None), 3))
+    B, T, J, _ = joints.shape
+    return B, T, J
+
+
+def check_camera_inputs(op: str, joints, keypoints, camera, intrinsics) -> None:
+    B, T, J = joints.shape[:3]
+    check_tensor(op, "keypoints", keypoints, (("B", B), ("T", T), ("J", J), 2), joints)
+    if not isinstance(camera, torch.Tensor) or camera.dim() not in (3, 4):
+        got = _shape(camera) if isinstance(camera, torch.Tensor) else type(camera).__name__
+        _fail(op, "camera", f"shape [B={B}, 3, 4] or [B={B}, T={T}, 3, 4]", got)
+    if camera.dim() == 3:
+        check_tensor(op, "camera", camera, (("B", B), 3, 4), joints)
+    else:
+        check_tensor(op, "camera", camera, (("B", B), ("T", T), 3, 4), joints)
+    if intrinsics is not None:
+        check_tensor(op, "intrinsics", intrinsics, (("B", B), 4), joints)
+
+
+def check_weights(op: str, joints, weights) -> torch.Tensor:
+    B, T, J = joints.shape[:3]
+    if weights is None:
+        return torch.ones((B, T, J), dtype=joints.dtype, device=joints.device)
+    check_tensor(op, "weights", weights, (("B", B), ("T", T), ("J", J)), joints)
+    return weights
+
+
+def check_options(op: str, depth_weight: str, depth_power, z_min, reduction: str) -> None:
+    if depth_weight not in DEPTH_MODES:
+        _fail(op, "depth_weight", f"one of {DEPTH_MODES}", repr(depth_weight))
+    if depth_power is not None and not (isinstance(depth_power, (int, float)) and math.isfinite(depth_power)):
+        _fail(op, "depth_power", "a finite number or None", repr(depth_power))
+    if not (isinstance(z_min, (int, float)) and math.isfinite(z_min) and z_min >= 0):
+        _fail(op, "z_min", "a finite non-negative depth in metres", repr(z_min))
+    check_reduction(op, reduction)
+
+
+def check_reduction(op: str, reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        _fail(op, "reduction", f"one of {REDUCTIONS}", repr(reduction))

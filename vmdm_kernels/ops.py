@@ -1,0 +1,391 @@
+"""Public ops: validation, backend dispatch, autograd and torch.library registration.
+
+Each fused op is one forward and one backward custom op (``vmdm::<op>_fwd``,
+``vmdm::<op>_bwd``) with a fake (meta) implementation and an autograd formula,
+so ``torch.compile(fullgraph=True)`` can trace models that call them. The
+reference backend bypasses the custom ops and is differentiated by autograd.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from . import ref
+from ._validate import check_camera_inputs, check_joints, check_options, check_reduction, check_tensor, check_weights
+from .dispatch import choose_backend, kernel_module
+
+__all__ = [
+    "reprojection_velocity_loss",
+    "reprojection_loss",
+    "velocity_loss",
+    "velocity_loss_3d",
+    "ray_targets",
+    "project",
+    "DEPTH_MODES",
+]
+
+DEPTH_MODES = ref.DEPTH_MODES
+_DEPTH_MODE_ID = {name: i for i, name in enumerate(DEPTH_MODES)}
+project = ref.project
+
+
+def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _empty(like: Tensor) -> Tensor:
+    return like.new_empty((0,))
+
+
+# --------------------------------------------------------------------------- reprojection + velocity
+
+
+@torch.library.custom_op("vmdm::reproj_vel_fwd", mutates_args=())
+def _reproj_vel_fwd(
+    joints: Tensor,
+    keypoints: Tensor,
+    camera: Tensor,
+    weights: Tensor,
+    intrinsics: Optional[Tensor],
+    depth_mode: int,
+    depth_power: float,
+    z_min: float,
+    with_pos: bool,
+    with_vel: bool,
+    backend: str,
+) -> tuple[Tensor, Tensor, Tensor]:
+    pos, vel, stats = kernel_module(backend).reproj_vel_fwd(
+        joints, keypoints, camera, weights, intrinsics, depth_mode, depth_power, z_min, with_pos, with_vel
+    )
+    return pos, vel, stats
+
+
+@_reproj_vel_fwd.register_fake
+def _(joints, keypoints, camera, weights, intrinsics, depth_mode, depth_power, z_min, with_pos, with_vel, backend):
+    B = joints.shape[0]
+    return joints.new_empty((B,)), joints.new_empty((B,)), joints.new_empty((B, 3), dtype=_acc_dtype(joints.dtype))
+
+
+@torch.library.custom_op("vmdm::reproj_vel_bwd", mutates_args=())
+def _reproj_vel_bwd(
+    grad_pos: Tensor,
+    grad_vel: Tensor,
+    joints: Tensor,
+    keypoints: Tensor,
+    camera: Tensor,
+    weights: Tensor,
+    intrinsics: Optional[Tensor],
+    stats: Tensor,
+    depth_mode: int,
+    depth_power: float,
+    z_min: float,
+    with_pos: bool,
+    with_vel: bool,
+    need_keypoints: bool,
+    need_camera: bool,
+    need_intrinsics: bool,
+    backend: str,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    grads = kernel_module(backend).reproj_vel_bwd(
+        grad_pos, grad_vel, joints, keypoints, camera, weights, intrinsics, stats, depth_mode, depth_power, z_min,
+        with_pos, with_vel, need_keypoints, need_camera, need_intrinsics,
+    )
+    return tuple(grads)
+
+
+@_reproj_vel_bwd.register_fake
+def _(grad_pos, grad_vel, joints, keypoints, camera, weights, intrinsics, stats, depth_mode, depth_power, z_min,
+      with_pos, with_vel, need_keypoints, need_camera, need_intrinsics, backend):
+    return (
+        torch.empty_like(joints),
+        torch.empty_like(keypoints) if need_keypoints else _empty(joints),
+        torch.empty_like(camera) if need_camera else _empty(joints),
+        torch.empty_like(intrinsics) if need_intrinsics else _empty(joints),
+    )
+
+
+def _reproj_vel_setup(ctx, inputs, output):
+    joints, keypoints, camera, weights, intrinsics, *opts = inputs
+    ctx.save_for_backward(joints, keypoints, camera, weights, intrinsics, output[2])
+    ctx.opts = opts
+    ctx.mark_non_differentiable(output[2])
+
+
+def _reproj_vel_backward(ctx, grad_pos, grad_vel, _grad_stats):
+    joints, keypoints, camera, weights, intrinsics, stats = ctx.saved_tensors
+    depth_mode, depth_power, z_min, with_pos, with_vel, backend = ctx.opts
+    need = ctx.needs_input_grad
+    if grad_pos is None:
+        grad_pos = stats.new_zeros(joints.shape[0])
+    if grad_vel is None:
+        grad_vel = stats.new_zeros(joints.shape[0])
+    need_intr = bool(need[4]) and intrinsics is not None
+    gj, gk, gc, gi = _reproj_vel_bwd(
+        grad_pos, grad_vel, joints, keypoints, camera, weights, intrinsics, stats, depth_mode, depth_power, z_min,
+        with_pos, with_vel, bool(need[1]), bool(need[2]), need_intr, backend,
+    )
+    return (
+        gj if need[0] else None,
+        gk if need[1] else None,
+        gc if need[2] else None,
+        None,  # weights are constants (detector confidences, masks)
+        gi if need_intr else None,
+        None, None, None, None, None, None,
+    )
+
+
+_reproj_vel_fwd.register_autograd(_reproj_vel_backward, setup_context=_reproj_vel_setup)
+
+
+# --------------------------------------------------------------------------- 3D velocity
+
+
+@torch.library.custom_op("vmdm::velocity3d_fwd", mutates_args=())
+def _velocity3d_fwd(joints: Tensor, target: Tensor, weights: Tensor, backend: str) -> Tensor:
+    return kernel_module(backend).velocity3d_fwd(joints, target, weights)
+
+
+@_velocity3d_fwd.register_fake
+def _(joints, target, weights, backend):
+    return joints.new_empty((joints.shape[0],))
+
+
+@torch.library.custom_op("vmdm::velocity3d_bwd", mutates_args=())
+def _velocity3d_bwd(
+    grad: Tensor, joints: Tensor, target: Tensor, weights: Tensor, need_target: bool, backend: str
+) -> tuple[Tensor, Tensor]:
+    gj, gt = kernel_module(backend).velocity3d_bwd(grad, joints, target, weights, need_target)
+    return gj, gt
+
+
+@_velocity3d_bwd.register_fake
+def _(grad, joints, target, weights, need_target, backend):
+    return torch.empty_like(joints), torch.empty_like(target) if need_target else _empty(joints)
+
+
+def _velocity3d_setup(ctx, inputs, output):
+    joints, target, weights, backend = inputs
+    ctx.save_for_backward(joints, target, weights)
+    ctx.backend = backend
+
+
+def _velocity3d_backward(ctx, grad):
+    joints, target, weights = ctx.saved_tensors
+    need = ctx.needs_input_grad
+    gj, gt = _velocity3d_bwd(grad, joints, target, weights, bool(need[1]), ctx.backend)
+    return gj if need[0] else None, gt if need[1] else None, None, None
+
+
+_velocity3d_fwd.register_autograd(_velocity3d_backward, setup_context=_velocity3d_setup)
+
+
+# --------------------------------------------------------------------------- ray targets
+
+
+@torch.library.custom_op("vmdm::ray_targets_fwd", mutates_args=())
+def _ray_targets_fwd(
+    joints: Tensor, keypoints: Tensor, camera: Tensor, intrinsics: Optional[Tensor], backend: str
+) -> Tensor:
+    return kernel_module(backend).ray_targets_fwd(joints, keypoints, camera, intrinsics)
+
+
+@_ray_targets_fwd.register_fake
+def _(joints, keypoints, camera, intrinsics, backend):
+    return torch.empty_like(joints)
+
+
+@torch.library.custom_op("vmdm::ray_targets_bwd", mutates_args=())
+def _ray_targets_bwd(
+    grad: Tensor,
+    joints: Tensor,
+    keypoints: Tensor,
+    camera: Tensor,
+    intrinsics: Optional[Tensor],
+    need_keypoints: bool,
+    need_camera: bool,
+    need_intrinsics: bool,
+    backend: str,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    grads = kernel_module(backend).ray_targets_bwd(
+        grad, joints, keypoints, camera, intrinsics, need_keypoints, need_camera, need_intrinsics
+    )
+    return tuple(grads)
+
+
+@_ray_targets_bwd.register_fake
+def _(grad, joints, keypoints, camera, intrinsics, need_keypoints, need_camera, need_intrinsics, backend):
+    return (
+        torch.empty_like(joints),
+        torch.empty_like(keypoints) if need_keypoints else _empty(joints),
+        torch.empty_like(camera) if need_camera else _empty(joints),
+        torch.empty_like(intrinsics) if need_intrinsics else _empty(joints),
+    )
+
+
+def _ray_targets_setup(ctx, inputs, output):
+    joints, keypoints, camera, intrinsics, backend = inputs
+    ctx.save_for_backward(joints, keypoints, camera, intrinsics)
+    ctx.backend = backend
+
+
+def _ray_targets_backward(ctx, grad):
+    joints, keypoints, camera, intrinsics = ctx.saved_tensors
+    need = ctx.needs_input_grad
+    need_intr = bool(need[3]) and intrinsics is not None
+    gj, gk, gc, gi = _ray_targets_bwd(
+        grad.contiguous(), joints, keypoints, camera, intrinsics, bool(need[1]), bool(need[2]), need_intr, ctx.backend
+    )
+    return gj if need[0] else None, gk if need[1] else None, gc if need[2] else None, gi if need_intr else None, None
+
+
+_ray_targets_fwd.register_autograd(_ray_targets_backward, setup_context=_ray_targets_setup)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+@torch.compiler.assume_constant_result
+def _backend_name(device_type: str, requested: Optional[str]) -> str:
+    # Decided once per trace: the choice depends only on the device type,
+    # the request and the environment, never on tensor values.
+    return choose_backend(torch.device(device_type), requested)
+
+
+def _compute_dtype(*tensors):
+    """Under autocast the ops compute in float32, as torch does for losses."""
+    low = (torch.float16, torch.bfloat16)
+    return [t.float() if t is not None and t.dtype in low else t for t in tensors]
+
+
+def _contig(t):
+    return None if t is None else t.contiguous()
+
+
+def _reduce(per_sample: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return per_sample.mean()
+    if reduction == "sum":
+        return per_sample.sum()
+    return per_sample
+
+
+def _reproj_vel(op, joints, keypoints, camera, weights, intrinsics, depth_weight, depth_power, z_min, reduction,
+                backend, with_pos, with_vel):
+    check_joints(op, joints)
+    check_options(op, depth_weight, depth_power, z_min, reduction)
+    if torch.is_autocast_enabled(joints.device.type):
+        joints, keypoints, camera, weights, intrinsics = _compute_dtype(joints, keypoints, camera, weights, intrinsics)
+    check_camera_inputs(op, joints, keypoints, camera, intrinsics)
+    weights = check_weights(op, joints, weights)
+    power = float(ref.default_depth_power(depth_weight) if depth_power is None else depth_power)
+    name = _backend_name(joints.device.type, backend)
+    if name == "reference":
+        pos, vel = ref.reproj_vel_loss(
+            joints, keypoints, camera, weights, intrinsics, depth_weight=depth_weight, depth_power=power, z_min=z_min
+        )
+    else:
+        pos, vel, _ = _reproj_vel_fwd(
+            joints.contiguous(), keypoints.contiguous(), camera.contiguous(), weights.contiguous(),
+            _contig(intrinsics), _DEPTH_MODE_ID[depth_weight], power, float(z_min), with_pos, with_vel, name,
+        )
+    return _reduce(pos, reduction), _reduce(vel, reduction)
+
+
+def reprojection_velocity_loss(
+    joints: Tensor,
+    keypoints: Tensor,
+    camera: Tensor,
+    weights: Tensor | None = None,
+    intrinsics: Tensor | None = None,
+    *,
+    depth_weight: str = "sample",
+    depth_power: float | None = None,
+    z_min: float = 0.5,
+    reduction: str = "mean",
+    backend: str | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Depth-weighted 2D reprojection and 2D velocity losses from one pass over the inputs.
+
+    Args:
+        joints: ``[B, T, J, 3]`` predicted world-frame joints.
+        keypoints: ``[B, T, J, 2]`` observed 2D keypoints (pixels with ``intrinsics``,
+            normalised camera coordinates without).
+        camera: ``[B, 3, 4]`` or ``[B, T, 3, 4]`` extrinsics ``[R|t]`` (``Xc = R X + t``).
+        weights: ``[B, T, J]`` per-joint weights (validity x confidence^2; 0 = ignore).
+            Treated as constants. Defaults to ones.
+        intrinsics: ``[B, 4]`` ``(fx, fy, cx, cy)``, or None for f = 1, c = 0.
+        depth_weight: ``"none"``, ``"sample"`` (per-clip mean depth ** p, the VideoMDM
+            default) or ``"point"`` (per-point depth ** p / f ** 2).
+        depth_power: ``p``; defaults to 1 for ``sample`` and 2 for ``point``.
+        z_min: points with depth ``<= z_min`` (metres) are ignored and get no gradient.
+        reduction: ``"none"`` (per-sample ``[B]``), ``"mean"`` or ``"sum"`` over the batch.
+        backend: ``"reference"``, ``"cpp"``, ``"cuda"``, ``"triton"`` or None/``"auto"``.
+
+    Returns:
+        ``(position_loss, velocity_loss)``, each reduced as requested. Gradients flow to
+        joints, keypoints, camera and intrinsics.
+    """
+    return _reproj_vel("reprojection_velocity_loss", joints, keypoints, camera, weights, intrinsics, depth_weight,
+                       depth_power, z_min, reduction, backend, True, True)
+
+
+def reprojection_loss(joints, keypoints, camera, weights=None, intrinsics=None, *, depth_weight="sample",
+                      depth_power=None, z_min=0.5, reduction="mean", backend=None) -> Tensor:
+    """Depth-weighted 2D reprojection loss; arguments as :func:`reprojection_velocity_loss`."""
+    return _reproj_vel("reprojection_loss", joints, keypoints, camera, weights, intrinsics, depth_weight,
+                       depth_power, z_min, reduction, backend, True, False)[0]
+
+
+def velocity_loss(joints, keypoints, camera, weights=None, intrinsics=None, *, depth_weight="sample",
+                  depth_power=None, z_min=0.5, reduction="mean", backend=None) -> Tensor:
+    """Depth-weighted 2D finite-difference velocity loss; arguments as :func:`reprojection_velocity_loss`.
+
+    A pair of consecutive frames counts with weight ``W_t * W_t+1`` and only when both
+    points are in front of the near plane. With ``T = 1`` the loss is 0.
+    """
+    return _reproj_vel("velocity_loss", joints, keypoints, camera, weights, intrinsics, depth_weight,
+                       depth_power, z_min, reduction, backend, False, True)[1]
+
+
+def velocity_loss_3d(joints: Tensor, target: Tensor, weights: Tensor | None = None, *, reduction: str = "mean",
+                     backend: str | None = None) -> Tensor:
+    """3D finite-difference velocity loss (MDM's geometric velocity term).
+
+    ``L[b] = sum(W_t W_t+1 |dX - dY|^2) / sum(W_t W_t+1)`` over frame pairs and joints,
+    for ``joints``/``target`` ``[B, T, J, 3]`` and ``weights`` ``[B, T, J]`` (constants).
+    Gradients flow to joints and target.
+    """
+    op = "velocity_loss_3d"
+    check_joints(op, joints)
+    check_reduction(op, reduction)
+    if torch.is_autocast_enabled(joints.device.type):
+        joints, target, weights = _compute_dtype(joints, target, weights)
+    check_tensor(op, "target", target, tuple(("BTJ"[i], s) for i, s in enumerate(joints.shape[:3])) + (3,), joints)
+    weights = check_weights(op, joints, weights)
+    name = _backend_name(joints.device.type, backend)
+    if name == "reference":
+        per_sample = ref.velocity3d_loss(joints, target, weights)
+    else:
+        per_sample = _velocity3d_fwd(joints.contiguous(), target.contiguous(), weights.contiguous(), name)
+    return _reduce(per_sample, reduction)
+
+
+def ray_targets(joints: Tensor, keypoints: Tensor, camera: Tensor, intrinsics: Tensor | None = None, *,
+                backend: str | None = None) -> Tensor:
+    """Closest points ``[B, T, J, 3]`` on the camera rays through the keypoints.
+
+    ``P* = C + ((X - C) . r / |r|^2) r`` with ``r = R^T ((u - cx) / fx, (v - cy) / fy, 1)`` and
+    ``C = -R^T t``. Differentiable w.r.t. joints, keypoints, camera and intrinsics.
+    """
+    op = "ray_targets"
+    check_joints(op, joints)
+    if torch.is_autocast_enabled(joints.device.type):
+        joints, keypoints, camera, intrinsics = _compute_dtype(joints, keypoints, camera, intrinsics)
+    check_camera_inputs(op, joints, keypoints, camera, intrinsics)
+    name = _backend_name(joints.device.type, backend)
+    if name == "reference":
+        return ref.ray_targets(joints, keypoints, camera, intrinsics)
+    return _ray_targets_fwd(joints.contiguous(), keypoints.contiguous(), camera.contiguous(), _contig(intrinsics), name)
