@@ -91,7 +91,7 @@ _add("ADV", "then again slowly quickly fast briskly quickly gently slightly repe
      "backward=backward straight=straight clockwise counterclockwise anticlockwise")
 _add("ADJ", "left right both slow quick big small wide high low full deep short long large little other "
      "straight same several few heavy light circular overhead fast forward sideways small big")
-_add("NOUN", "man woman person people figure someone hand hands=hand arm arms=arm leg legs=leg foot feet=foot "
+_add("NOUN", "man woman person people figure human hand hands=hand arm arms=arm leg legs=leg foot feet=foot "
      "knee knees=knee head body waist hip hips=hip shoulder shoulders=shoulder chest torso back circle "
      "circles=circle line direction step steps=step time times=time place spot floor ground air jack "
      "jacks=jack squat squats=squat lunge lunges=lunge jump jumps=jump punch punches=punch kick kicks=kick "

@@ -59,6 +59,7 @@ __all__ = [
     "encode",
     "facing_yaw",
     "feature_dim",
+    "group_std",
     "redundant_slice",
 ]
 
@@ -379,8 +380,17 @@ def compute_mean_std(
         if not np.isfinite(a).all():
             raise ValueError(f"features_list[{i}]: contains NaN or inf")
     data = np.concatenate(arrays, axis=0)
-    mean = data.mean(axis=0)
-    std = data.std(axis=0)
+    return group_std(data.mean(axis=0), data.std(axis=0), skeleton, feat_bias=feat_bias)
+
+
+def group_std(mean: np.ndarray, std: np.ndarray, skeleton: Skeleton, *, feat_bias: float = 1.0):
+    """Apply HumanML3D's per-group std averaging (see :func:`compute_mean_std`)
+    to raw per-channel statistics, e.g. accumulated from running moments."""
+    mean = np.asarray(mean, dtype=np.float64)
+    std = np.array(std, dtype=np.float64)
+    D = feature_dim(skeleton)
+    if mean.shape != (D,) or std.shape != (D,):
+        raise ValueError(f"mean/std: expected shape ({D},), got {mean.shape} and {std.shape}")
     groups = channel_groups(skeleton)
     for name in ("root_rot_vel", "root_lin_vel", "root_y", "ric", "rot", "local_vel", "contacts"):
         sl = groups[name]
