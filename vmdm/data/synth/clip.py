@@ -13,7 +13,8 @@ from vmdm.data.synth.body import build_joints, fit_pelvis_height, sample_subject
 from vmdm.data.synth.families import FAMILIES, Action, Ctx
 from vmdm.data.synth.motion import end_state, ground_feet, place
 
-MIN_FRAMES, MAX_FRAMES = 40, 196
+# 41 joint frames give the 40 feature frames HumanML3D's loader requires.
+MIN_FRAMES, MAX_FRAMES = 41, 196
 
 SUBJECTS = {
     "man": (["a man", "the man", "a person", "the person", "someone"], "he", "his", "him"),
@@ -121,7 +122,7 @@ def generate_clip(plan: str, rng: np.random.Generator, *, subject=None, n_captio
 
     Returns ``(joints [T, 22, 3] float32, captions list[str], meta dict)``;
     joints are in metres, y up, lowest foot on the floor, 20 fps, with
-    ``40 <= T <= 196``. ``meta`` holds the families, composition kind, each
+    ``41 <= T <= 196`` (so 40 to 195 feature frames). ``meta`` holds the families, composition kind, each
     action's parameters and the subject's size, all JSON-serialisable.
     """
     if not isinstance(rng, np.random.Generator):
@@ -158,6 +159,11 @@ def generate_clip(plan: str, rng: np.random.Generator, *, subject=None, n_captio
         from vmdm.data.synth.body import Pose
 
         pose = Pose.concat(parts) if len(parts) > 1 else parts[0]
+    if pose.T < MIN_FRAMES:
+        # Every action ends at rest: hold the last frame.
+        from vmdm.data.synth.body import Pose
+
+        pose = Pose.concat([pose] + [pose.slice(pose.T - 1, pose.T)] * (MIN_FRAMES - pose.T))
     # Random start position and heading in the world.
     pose = place(pose, rng.uniform(-2, 2), rng.uniform(-2, 2), rng.uniform(-np.pi, np.pi))
     ground_feet(pose, subj)
