@@ -6,7 +6,6 @@ import torch
 
 from vmdm.data.kinematics import axis_angle_to_matrix, rotation_about_y
 from vmdm.data.representation import (
-    CanonicalTransform,
     Normalizer,
     canonicalize,
     channel_groups,

@@ -10,7 +10,7 @@ rest direction in the parent frame, so the joints are exactly reproducible by
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 

@@ -5,12 +5,12 @@ parameters, authors a local-frame :class:`Pose` (start at the origin facing
 +z in the neutral stance, end in the neutral stance unless the family is not
 composable) and describes itself with caption clauses. A clause is a pair
 ``(present, gerund)`` such as ``("waves with {his} right hand", "waving {his}
-right hand")``; ``captions.py`` turns clauses into sentences.
+right hand")``; ``clip.make_captions`` turns clauses into sentences.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -129,7 +129,7 @@ def _locomote(ctx: Ctx, T: int, travel: np.ndarray, heading: np.ndarray, speed: 
     both = swing[0] + swing[1]
     phase = np.cumsum(both) / max((1 - duty) * cycle, 1)
     pose.pelvis[:, 1] = subj.hip_height * (0.985 + (hfac - 0.985) * moving) + bob * subj.scale * moving * np.cos(
-        np.pi * 2 * phase - np.pi) * (1 if bob > 0 else -1) * np.sign(bob)
+        2 * np.pi * phase - np.pi)
     # Arms swing against the legs; pelvis and shoulders counter-rotate.
     rel = np.stack([mv(ry(-pose.heading), pose.ankle[s] - pose.pelvis) for s in range(2)])
     rel_z = rel[..., 2] - rel[..., 2].mean(axis=1, keepdims=True)
@@ -140,8 +140,9 @@ def _locomote(ctx: Ctx, T: int, travel: np.ndarray, heading: np.ndarray, speed: 
         bent = np.array([SIDE_SIGN[s] * 0.10 * subj.scale, -0.55 * (la + lb), 0.28 * (la + lb)])
         base = _lerp(hang[None], bent[None], bend * moving)
         swing_amp = 0.45 if gait == "walk" else 0.6
-        pose.wrist[s] = base + np.stack([0 * rel_z[s], 0.15 * np.abs(rel_z[1 - s]) * bend, -swing_amp * rel_z[s]], -1)
-        pose.wrist[s][:, 2] += swing_amp * rel_z[1 - s] * 0.0
+        # Forward swing lifts the bent forearm a little (jog, run).
+        lift = 0.15 * np.abs(rel_z[1 - s]) * bend
+        pose.wrist[s] = base + np.stack([np.zeros(T), lift, -swing_amp * rel_z[s]], -1)
     diff = rel_z[0] - rel_z[1]
     pose.pelvis_tilt[:, 2] = 0.25 * diff
     pose.spine[:, 2] = -0.4 * diff
@@ -320,13 +321,11 @@ def zigzag(ctx: Ctx, max_frames: int) -> Action:
     a, b = 6, T - 6
     # Travel direction swings between +amp and -amp in smooth legs.
     ph = np.clip((t - a) / (b - a), 0, 1) * legs
-    travel = amp * np.sign(np.sin(np.pi * (ph + 0.5))) * 0
     k = np.floor(ph)
     frac = ph - k
     sgn = np.where(k % 2 == 0, 1.0, -1.0)
     travel = amp * (sgn * (1 - 2 * smoothstep(np.clip((frac - 0.75) / 0.25, 0, 1))))
     travel = np.where(t < a + 3, amp, travel)
-    travel = travel - travel[0] + amp * 0.0
     speed = v * window(T, a, b, 14)
     pose = _locomote(ctx, T, travel, travel.copy(), speed, gait, [(a, b)])
     verb, ger = ("walks", "walking") if gait == "walk" else ("jogs", "jogging")
@@ -357,8 +356,7 @@ def stop_and_go(ctx: Ctx, max_frames: int) -> Action:
         (f"{verb} forward, stops, then {verb} forward again", f"{ger}, stopping and {ger} again"),
         (f"{verb} forward, pauses briefly and continues", f"{ger} forward with a short pause"),
         (f"{verb} a few steps, stops, and then {verb} on", f"{ger} with a stop in the middle"),
-        (f"stops in the middle of {ger[:-3]}ing forward and then goes on" if False else
-         f"{verb} forward with a pause in between", f"{ger} forward with a pause in between"),
+        (f"{verb} forward with a pause in between", f"{ger} forward with a pause in between"),
     ]
     return Action("stop_and_go", pose, clauses, {"gait": gait, "pause_frames": pause})
 
@@ -514,7 +512,7 @@ def raise_both_arms(ctx: Ctx, max_frames: int) -> Action:
         (f"raises both arms {where}{rep}", f"raising both arms {where}"),
         (f"lifts both of {{his}} arms {where} and puts them down{rep}", f"lifting both arms {where}"),
         (f"puts both hands {'up in the air' if how == 'up' else 'out'}{rep}", "holding both hands out" if how != "up" else "holding both hands up"),
-        (f"raises {{his}} arms{rep}", f"raising {{his}} arms"),
+        (f"raises {{his}} arms{rep}", "raising {his} arms"),
     ]
     return Action("raise_both_arms", pose, clauses, {"how": how, "reps": reps}, arms=(0, 1))
 
@@ -607,7 +605,7 @@ def throw(ctx: Ctx, max_frames: int) -> Action:
         [-sx * 0.2 * L, -0.5 * L, 0.6 * L],
         arm_hang(ctx.subj, s),
     ])
-    target = np.stack([np.interp(smoothstep(u) * 0 + u, keys_u, keys[:, i]) for i in range(3)], -1)
+    target = np.stack([np.interp(u, keys_u, keys[:, i]) for i in range(3)], -1)
     from scipy.ndimage import gaussian_filter1d
 
     target = gaussian_filter1d(target, 1.5, axis=0, mode="nearest")
@@ -620,8 +618,8 @@ def throw(ctx: Ctx, max_frames: int) -> Action:
     rep = "" if reps == 1 else f" {_times(reps)}"
     clauses = [(f"throws something with {{his}} {side} hand{rep}", f"throwing something with {{his}} {side} hand"),
                (f"throws a ball overhand with {{his}} {side} arm{rep}", f"throwing a ball with {{his}} {side} arm"),
-               (f"winds up and throws with {{his}} {side} arm{rep}", f"winding up and throwing"),
-               (f"makes a throwing motion with {{his}} {side} hand{rep}", f"making a throwing motion")]
+               (f"winds up and throws with {{his}} {side} arm{rep}", "winding up and throwing"),
+               (f"makes a throwing motion with {{his}} {side} hand{rep}", "making a throwing motion")]
     return Action("throw", pose, clauses, {"side": side, "reps": reps}, arms=(s,))
 
 
@@ -651,10 +649,6 @@ def point(ctx: Ctx, max_frames: int) -> Action:
 
 
 # --------------------------------------------------------------------------- lower body
-
-
-def _static(ctx: Ctx, T: int) -> Pose:
-    return neutral(ctx.subj, T)
 
 
 @family("lower")
@@ -722,7 +716,6 @@ def lunge(ctx: Ctx, max_frames: int) -> Action:
         d = window(T, t0 + 6, t0 + per - 6, 9)
         pose.pelvis[:, 1] -= 0.22 * h * d
         pose.pelvis[:, 2] += 0.45 * length * d
-        pose.foot_pitch[1 - s] += 0.0 * d
     pose.spine[:, 0] += 0.05
     add_idle_noise(pose, rng)
     if mode == "alternate":
@@ -793,8 +786,7 @@ def _ballistic(pose: Pose, subj: Subject, t_off: float, t_land: float, apex: flo
     rise = 4 * apex * u * (1 - u)
     pose.pelvis[:, 1] += np.where(fly, rise, 0.0)
     dx = np.array([shift[0], 0.0, shift[1]])
-    prog = smoothstep(u) * 0 + u
-    pose.pelvis += prog[:, None] * dx[None] * 1.0
+    pose.pelvis += u[:, None] * dx[None]
     for s in feet:
         start = pose.ankle[s][int(t_off)].copy()
         end = start + dx
@@ -872,7 +864,6 @@ def hop(ctx: Ctx, max_frames: int) -> Action:
     if fwd:
         travelled = pose.pelvis[:, 2] - pose.pelvis[0, 2]
         pose.ankle[other][:, 2] += travelled * lift
-        pose.ankle[other][:, 2] += (1 - lift) * 0.0
         # The lifted foot comes down next to the stance foot.
         end_z = pose.ankle[s][-1, 2]
         pose.ankle[other][:, 2] = np.where(np.arange(T) > b - 8, _lerp(pose.ankle[other][:, 2:3], np.full((T, 1), end_z), 1 - lift)[:, 0], pose.ankle[other][:, 2])
@@ -882,7 +873,7 @@ def hop(ctx: Ctx, max_frames: int) -> Action:
     add_idle_noise(pose, rng, 0.5)
     side = SIDES[s]
     clauses = [(f"hops on {{his}} {side} foot", f"hopping on {{his}} {side} foot"),
-               (f"hops on {{his}} {side} leg {_times(reps) if reps <= 4 else 'several times'}", f"hopping on one leg"),
+               (f"hops on {{his}} {side} leg {_times(reps) if reps <= 4 else 'several times'}", "hopping on one leg"),
                (f"stands on {{his}} {side} leg and hops{' forward' if fwd else ''}", f"hopping{' forward' if fwd else ''} on the {side} leg"),
                (f"lifts {{his}} {SIDES[other]} foot and hops on the {side} one", f"hopping on the {side} foot")]
     return Action("hop", pose, clauses, {"side": side, "reps": reps, "forward": fwd})
@@ -1010,7 +1001,7 @@ def sit_down(ctx: Ctx, max_frames: int) -> Action:
     t = np.arange(T, dtype=np.float64)
     down = smoothstep((t - a) / 26) * (1 - smoothstep((t - (b - 28)) / 26))
     trans = window(T, a, a + 28, 10) + window(T, b - 30, b, 10)
-    pose.pelvis[:, 1] = pose.pelvis[:, 1] * (1 - down) + (seat + 0.0) * down + 0.0
+    pose.pelvis[:, 1] = pose.pelvis[:, 1] * (1 - down) + seat * down
     pose.pelvis[:, 2] -= 0.32 * h * down
     pose.pelvis_tilt[:, 0] += 0.55 * trans + 0.1 * down
     pose.spine[:, 0] += 0.2 * trans
@@ -1076,7 +1067,7 @@ def dance(ctx: Ctx, max_frames: int) -> Action:
     for s in range(2):
         sx = SIDE_SIGN[s]
         if arms_up:
-            tgt = np.stack([sx * 0.3 + 0.15 * sway * 1.0, 0.8 + 0 * sway, 0.15 + 0 * sway], -1) * L
+            tgt = np.stack([sx * 0.3 + 0.15 * sway, np.full(T, 0.8), np.full(T, 0.15)], -1) * L
         else:
             tgt = np.stack([sx * 0.25 + 0.12 * sway, -0.35 + 0.1 * bounce, 0.45 + 0.1 * np.cos(2 * np.pi * ph + s)], -1) * L
         _set_arm(pose, s, tgt, np.array([sx, -1.0, 0]), w)
@@ -1100,7 +1091,6 @@ def push_up(ctx: Ctx, max_frames: int) -> Action:
     T, a, b = _gesture_frame(ctx, max_frames, reps * per)
     pose = neutral(subj, T)
     l1, l2 = subj.leg
-    L = _arm_len(subj)
     ph = rep_phase(T, a, b, reps)
     down = np.sin(np.pi * (ph % 1)) ** 2 * (ph < reps)
     # Body straight, pivoting about the toes; beta is its angle to the floor.
@@ -1188,7 +1178,7 @@ def arm_circles(ctx: Ctx, max_frames: int) -> Action:
         ang = 2 * np.pi * ph * sgn
         yy, zz = r * np.sin(ang), r * np.cos(ang)
         xx = np.sqrt(np.maximum(0.95**2 - yy**2 - zz**2, 0.05))
-        tgt = np.stack([sx * xx, yy, -zz * 0 + zz], -1) * L
+        tgt = np.stack([sx * xx, yy, zz], -1) * L
         _set_arm(pose, s, tgt, np.array([0.0, -1.0, -1.0]), w)
     add_idle_noise(pose, rng, 0.5)
     clauses = [(f"does {size} arm circles {direction}", f"doing {size} arm circles"),
