@@ -1,0 +1,345 @@
+"""Shared pieces of the Triton backend: launch plumbing, camera loads, time shifts.
+
+Tiling used by every op: one program owns a tile of ``BLOCK_T`` frames x
+``BLOCK_J`` joints of one sample (``BLOCK_J`` = J rounded up to a power of
+two, the padding masked). Programs are laid out on a 1-D grid,
+``pid = b * n_tiles + tile``, so the tiles of one sample run next to each other
+and ``B`` is not limited by the 65535 cap of the second grid axis.
+
+Velocity terms pair frame ``t`` with ``t + 1``. Instead of projecting every
+frame twice (once per pair), the tile is projected once and the next frame's
+values are moved one row up inside the tile with ``tl.gather`` (registers /
+shared memory on the GPU). Tiles overlap by a one-frame halo so that every pair
+has both frames inside some tile: the forward tile owns its first
+``BLOCK_T - 1`` rows (the last row is the halo), the backward tile owns rows
+``1 .. BLOCK_T - 2`` (one halo row on each side, because a frame's gradient
+needs the pair before and the pair after it).
+
+Reductions are deterministic: each program reduces its tile with ``tl.sum``
+(a fixed tree for a given compiled config) and writes one partial per
+(sample, tile); a small finalisation kernel adds the partials of each sample
+in tile order. No atomics are used anywhere, so two calls with the same inputs
+and the same config give bit-identical results. (The autotuner may pick a
+different ``BLOCK_T`` in a different process, which changes the summation tree
+and therefore the last bits.)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+# The interpreter is chosen when triton is first imported; reading the variable
+# here gives the same answer as triton saw.
+INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    block_t: int
+    num_warps: int
+
+
+# Candidates for the GPU autotuner. Elements per thread stay <= 8 for J <= 32 so
+# the backward kernel (about 30 live values per point) does not spill.
+GPU_CONFIGS = (TileConfig(8, 2), TileConfig(16, 4), TileConfig(32, 4), TileConfig(32, 8))
+# The interpreter cannot autotune over several configs and costs ~1-2 ms per
+# program, so it runs one small config that still exercises multi-tile halos
+# with the tiny sequences used in tests.
+INTERPRET_CONFIG = TileConfig(8, 4)
+# Used on the GPU when a caller pins BLOCK_T without a warp count.
+_WARPS_FOR_BLOCK_T = {4: 1, 8: 2, 16: 4, 32: 4, 64: 8}
+
+PARTIAL_CAM = 16  # per-tile partial row of the backward: 12 camera + 4 intrinsics values
+
+
+def acc_torch_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Accumulation dtype: float64 for float64 inputs, float32 otherwise (as the C++ kernels)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def acc_tl_dtype(dtype: torch.dtype):
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def pow_kind(power: float) -> int:
+    """Compile-time specialisation of z ** p: 0 -> 1, 1 -> z, 2 -> z*z, 3 -> exp2(p log2 z)."""
+    p = float(power)
+    return {0.0: 0, 1.0: 1, 2.0: 2}.get(p, 3)
+
+
+def block_j(J: int) -> int:
+    # At least 2 lanes: size-1 tensor dimensions buy nothing and are the least
+    # exercised layout in the compiler.
+    return max(2, triton.next_power_of_2(max(J, 1)))
+
+
+def check_device(op: str, t: torch.Tensor) -> None:
+    if INTERPRET:
+        return
+    if t.device.type != "cuda":
+        raise ValueError(
+            f"{op}: the Triton backend runs on CUDA tensors, got tensors on {t.device} "
+            "(set TRITON_INTERPRET=1 before importing triton to run it on CPU with the interpreter)"
+        )
+
+
+def check_same(op: str, name: str, t: torch.Tensor, like: torch.Tensor, shape: tuple) -> None:
+    if tuple(t.shape) != tuple(shape):
+        raise ValueError(f"{op}: {name}: expected shape {list(shape)}, got {list(t.shape)}")
+    if t.dtype != like.dtype:
+        raise ValueError(f"{op}: {name}: expected dtype {like.dtype} (the dtype of joints), got {t.dtype}")
+    if t.device != like.device:
+        raise ValueError(f"{op}: {name}: expected device {like.device} (the device of joints), got {t.device}")
+
+
+def check_camera(op: str, joints: torch.Tensor, camera: torch.Tensor, intrinsics) -> bool:
+    """Validates camera/intrinsics against joints; returns True for per-frame cameras."""
+    B, T = joints.shape[:2]
+    if camera.dim() == 3:
+        check_same(op, "camera", camera, joints, (B, 3, 4))
+    else:
+        check_same(op, "camera", camera, joints, (B, T, 3, 4))
+    if intrinsics is not None:
+        check_same(op, "intrinsics", intrinsics, joints, (B, 4))
+    return camera.dim() == 4
+
+
+def check_joints(op: str, joints: torch.Tensor) -> tuple[int, int, int]:
+    if joints.dim() != 4 or joints.shape[-1] != 3:
+        raise ValueError(f"{op}: joints: expected shape [B, T, J, 3], got {list(joints.shape)}")
+    if not joints.dtype.is_floating_point:
+        raise ValueError(f"{op}: joints: expected a floating-point dtype, got {joints.dtype}")
+    B, T, J, _ = joints.shape
+    return B, T, J
+
+
+class Launcher:
+    """One kernel with its GPU autotuner, or a pinned config.
+
+    ``@triton.autotune`` is applied only when not interpreting (the interpreter
+    fails with more than one config). The autotuner is keyed on ``(B, T, J)``.
+    ``halo`` is the number of overlapping rows between consecutive tiles, which
+    fixes the grid: ``B * cdiv(T, BLOCK_T - halo)`` programs.
+    """
+
+    def __init__(self, kernel, halo: int, min_block_t: int):
+        self.kernel = kernel
+        self.halo = halo
+        self.min_block_t = min_block_t
+        self.configs = tuple(c for c in GPU_CONFIGS if c.block_t >= min_block_t)
+        if INTERPRET:
+            self.tuned = None
+        else:
+            self.tuned = triton.autotune(
+                configs=[triton.Config({"BLOCK_T": c.block_t}, num_warps=c.num_warps) for c in self.configs],
+                key=["B", "T", "J"],
+            )(kernel)
+
+    def _pinned(self, block_t: int | None) -> TileConfig | None:
+        if block_t is not None:
+            if block_t < self.min_block_t or block_t & (block_t - 1):
+                raise ValueError(
+                    f"block_t: expected a power of two >= {self.min_block_t} for this kernel, got {block_t}"
+                )
+            return TileConfig(block_t, _WARPS_FOR_BLOCK_T.get(block_t, 4))
+        if self.tuned is None:
+            return INTERPRET_CONFIG
+        return None
+
+    def max_tiles(self, T: int, block_t: int | None) -> int:
+        """Upper bound on tiles per sample over every config this call may run (sizes partial buffers)."""
+        pinned = self._pinned(block_t)
+        smallest = pinned.block_t if pinned is not None else min(c.block_t for c in self.configs)
+        return triton.cdiv(T, smallest - self.halo)
+
+    def __call__(self, B: int, T: int, args: tuple, consts: dict, block_t: int | None = None, wrap: bool = False):
+        pinned = self._pinned(block_t)
+        halo = self.halo
+        if pinned is not None:
+            kernel = self.kernel
+            grid = (B * triton.cdiv(T, pinned.block_t - halo),)
+            kwargs = dict(consts, BLOCK_T=pinned.block_t, num_warps=pinned.num_warps)
+        else:
+            kernel = self.tuned
+
+            def grid(meta):
+                return (B * triton.cdiv(T, meta["BLOCK_T"] - halo),)
+
+            kwargs = dict(consts)
+        if wrap:
+            from torch.library import wrap_triton
+
+            kernel = wrap_triton(kernel)
+        kernel[grid](*args, **kwargs)
+
+
+def launch_simple(kernel, grid, args: tuple, consts: dict, wrap: bool = False):
+    """Launch a kernel without autotuning (finalisation kernels)."""
+    if wrap:
+        from torch.library import wrap_triton
+
+        kernel = wrap_triton(kernel)
+    kernel[grid](*args, **consts)
+
+
+FINALIZE_BLOCK_B = 32
+
+
+# --------------------------------------------------------------------------- device helpers
+
+
+@triton.jit
+def depth_pow(z, power, POW_KIND: tl.constexpr):
+    """z ** p for z > 0 (or NaN), specialised like the C++ depth_pow for p in {0, 1, 2}."""
+    if POW_KIND == 0:
+        return tl.full(z.shape, 1.0, z.dtype)
+    elif POW_KIND == 1:
+        return z
+    elif POW_KIND == 2:
+        return z * z
+    else:
+        # libdevice.pow is unavailable in the interpreter; z > z_min >= 0 here.
+        return tl.exp2(power * tl.log2(z))
+
+
+@triton.jit
+def load_camera(C_ptr, b64, rows, row_mask, T, PER_FRAME: tl.constexpr, ACC: tl.constexpr):
+    """[R|t] as 12 values: [BLOCK_T, 1] columns for per-frame cameras, scalars per clip."""
+    if PER_FRAME:
+        base = C_ptr + (b64 * T + rows) * 12
+        r00 = tl.load(base + 0, mask=row_mask, other=0.0).to(ACC)
+        r01 = tl.load(base + 1, mask=row_mask, other=0.0).to(ACC)
+        r02 = tl.load(base + 2, mask=row_mask, other=0.0).to(ACC)
+        t0 = tl.load(base + 3, mask=row_mask, other=0.0).to(ACC)
+        r10 = tl.load(base + 4, mask=row_mask, other=0.0).to(ACC)
+        r11 = tl.load(base + 5, mask=row_mask, other=0.0).to(ACC)
+        r12 = tl.load(base + 6, mask=row_mask, other=0.0).to(ACC)
+        t1 = tl.load(base + 7, mask=row_mask, other=0.0).to(ACC)
+        r20 = tl.load(base + 8, mask=row_mask, other=0.0).to(ACC)
+        r21 = tl.load(base + 9, mask=row_mask, other=0.0).to(ACC)
+        r22 = tl.load(base + 10, mask=row_mask, other=0.0).to(ACC)
+        t2 = tl.load(base + 11, mask=row_mask, other=0.0).to(ACC)
+    else:
+        base = C_ptr + b64 * 12
+        r00 = tl.load(base + 0).to(ACC)
+        r01 = tl.load(base + 1).to(ACC)
+        r02 = tl.load(base + 2).to(ACC)
+        t0 = tl.load(base + 3).to(ACC)
+        r10 = tl.load(base + 4).to(ACC)
+        r11 = tl.load(base + 5).to(ACC)
+        r12 = tl.load(base + 6).to(ACC)
+        t1 = tl.load(base + 7).to(ACC)
+        r20 = tl.load(base + 8).to(ACC)
+        r21 = tl.load(base + 9).to(ACC)
+        r22 = tl.load(base + 10).to(ACC)
+        t2 = tl.load(base + 11).to(ACC)
+    return r00, r01, r02, t0, r10, r11, r12, t1, r20, r21, r22, t2
+
+
+@triton.jit
+def load_intrinsics(I_ptr, b64, HAS_INTR: tl.constexpr, ACC: tl.constexpr):
+    """(fx, fy, cx, cy); without intrinsics f = 1, c = 0 (normalised camera coordinates)."""
+    if HAS_INTR:
+        fx = tl.load(I_ptr + b64 * 4 + 0).to(ACC)
+        fy = tl.load(I_ptr + b64 * 4 + 1).to(ACC)
+        cx = tl.load(I_ptr + b64 * 4 + 2).to(ACC)
+        cy = tl.load(I_ptr + b64 * 4 + 3).to(ACC)
+    else:
+        fx = 1.0
+        fy = 1.0
+        cx = 0.0
+        cy = 0.0
+    return fx, fy, cx, cy
+
+
+@triton.jit
+def store_cam_rows(GC_ptr, b64, rows, row_mask, T, g0, g1, g2, X0, X1, X2):
+    """Per-frame camera gradient of each row: d/dR_ik = g_i X_k, d/dt_i = g_i, summed over joints.
+
+    ``g0..g2``/``X0..X2`` are [BLOCK_T, BLOCK_J] and already zero where a point does not count.
+    """
+    base = GC_ptr + (b64 * T + rows) * 12
+    ty = GC_ptr.dtype.element_ty
+    tl.store(base + 0, tl.sum(g0 * X0, axis=1)[:, None].to(ty), mask=row_mask)
+    tl.store(base + 1, tl.sum(g0 * X1, axis=1)[:, None].to(ty), mask=row_mask)
+    tl.store(base + 2, tl.sum(g0 * X2, axis=1)[:, None].to(ty), mask=row_mask)
+    tl.store(base + 3, tl.sum(g0, axis=1)[:, None].to(ty), mask=row_mask)
+    tl.store(base + 4, tl.sum(g1 * X0, axis=1)[:, None].to(ty), mask=row_mask)
+    tl.store(base + 5, tl.sum(g1 * X1, axis=1)[:, None].to(ty), mask=row_mask)
+    tl.store(base + 6, tl.sum(g1 * X2, axis=1)[:, None].to(ty), mask=row_mask)
+    tl.store(base + 7, tl.sum(g1, axis=1)[:, None].to(ty), mask=row_mask)
+    tl.store(base + 8, tl.sum(g2 * X0, axis=1)[:, None].to(ty), mask=row_mask)
+    tl.store(base + 9, tl.sum(g2 * X1, axis=1)[:, None].to(ty), mask=row_mask)
+    tl.store(base + 10, tl.sum(g2 * X2, axis=1)[:, None].to(ty), mask=row_mask)
+    tl.store(base + 11, tl.sum(g2, axis=1)[:, None].to(ty), mask=row_mask)
+
+
+@triton.jit
+def store_cam_partial(P_ptr, g0, g1, g2, X0, X1, X2):
+    """Per-clip camera gradient of one tile (12 values at P_ptr), same layout as store_cam_rows."""
+    tl.store(P_ptr + 0, tl.sum(g0 * X0))
+    tl.store(P_ptr + 1, tl.sum(g0 * X1))
+    tl.store(P_ptr + 2, tl.sum(g0 * X2))
+    tl.store(P_ptr + 3, tl.sum(g0))
+    tl.store(P_ptr + 4, tl.sum(g1 * X0))
+    tl.store(P_ptr + 5, tl.sum(g1 * X1))
+    tl.store(P_ptr + 6, tl.sum(g1 * X2))
+    tl.store(P_ptr + 7, tl.sum(g1))
+    tl.store(P_ptr + 8, tl.sum(g2 * X0))
+    tl.store(P_ptr + 9, tl.sum(g2 * X1))
+    tl.store(P_ptr + 10, tl.sum(g2 * X2))
+    tl.store(P_ptr + 11, tl.sum(g2))
+
+
+@triton.jit
+def sum_partials_kernel(
+    P_ptr,
+    NT_ptr,
+    GC_ptr,
+    GI_ptr,
+    B,
+    NT_MAX,
+    HAS_CAM: tl.constexpr,
+    HAS_INTR: tl.constexpr,
+    ACC: tl.constexpr,
+    BLOCK_B: tl.constexpr,
+):
+    """Per-sample sums of the backward's per-tile partials, in tile order (deterministic).
+
+    P: [B, NT_MAX, 16] (12 camera + 4 intrinsics values per tile); NT: the number
+    of tiles the main kernel actually used (written by it, because the autotuner
+    chooses BLOCK_T after the buffers were allocated). Writes the per-clip camera
+    gradient [B, 12] and/or the intrinsics gradient [B, 4] in the output dtype.
+    """
+    b = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)[:, None]
+    bmask = b < B
+    k = tl.arange(0, 16)[None, :]
+    n_tiles = tl.load(NT_ptr)
+    acc = tl.zeros([BLOCK_B, 16], ACC)
+    base = P_ptr + b.to(tl.int64) * NT_MAX * 16 + k
+    for s in range(0, n_tiles):
+        acc += tl.load(base + s * 16, mask=bmask, other=0.0).to(ACC)
+    if HAS_CAM:
+        tl.store(GC_ptr + b * 12 + k, acc.to(GC_ptr.dtype.element_ty), mask=bmask & (k < 12))
+    if HAS_INTR:
+        tl.store(GI_ptr + b * 4 + (k - 12), acc.to(GI_ptr.dtype.element_ty), mask=bmask & (k >= 12))
+
+
+def finalize_camera_grads(partials, ntiles, B, nt_max, grad_cam, grad_intr, acc_dtype, wrap):
+    """Launch :func:`sum_partials_kernel` for whichever of the two gradients is wanted."""
+    has_cam, has_intr = grad_cam is not None, grad_intr is not None
+    if not (has_cam or has_intr):
+        return
+    dummy = partials
+    launch_simple(
+        sum_partials_kernel,
+        (triton.cdiv(B, FINALIZE_BLOCK_B),),
+        (partials, ntiles, grad_cam if has_cam else dummy, grad_intr if has_intr else dummy, B, nt_max),
+        dict(HAS_CAM=has_cam, HAS_INTR=has_intr, ACC=acc_dtype, BLOCK_B=FINALIZE_BLOCK_B),
+        wrap,
+    )
