@@ -1,0 +1,31 @@
+"""The README is the front door: its commands must be the ones CI runs."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bash_blocks(text: str) -> list[str]:
+    return re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+
+
+def test_ci_installs_and_tests_exactly_as_the_readme_says():
+    blocks = _bash_blocks((ROOT / "README.md").read_text())
+    setup, tests = blocks[0].strip(), blocks[1].strip()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert setup.endswith("&& python -m vmdm.train"), setup
+    install = setup[: -len(" && python -m vmdm.train")]
+    assert install in ci, f"CI does not run the README's install command:\n{install}"
+    assert tests in ci, f"CI does not run the README's test command:\n{tests}"
+    assert "--benchmark-skip" in tests
+
+
+def test_readme_example_runs():
+    """The kernel example in the README is real code."""
+    text = (ROOT / "README.md").read_text()
+    example = re.search(r"```python\n(.*?)```", text, flags=re.S).group(1)
+    namespace: dict = {}
+    exec(compile(example, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    assert namespace["targets"].shape == (64, 196, 22, 3)
+    assert namespace["joints"].grad is not None and namespace["joints"].grad.abs().sum() > 0
