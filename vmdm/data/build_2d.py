@@ -78,21 +78,21 @@ SPLITS = ("train", "val", "test")
 # --------------------------------------------------------------------------- corpus splits
 
 
-def corpus_families(corpus: str | os.PathLike) -> dict[str, str]:
-    """Clip id -> action family, from the corpus's ``meta.jsonl``."""
+def corpus_families(corpus: str | os.PathLike) -> dict[str, tuple[str, ...]]:
+    """Clip id -> the action families it contains, from the corpus's ``meta.jsonl``."""
     path = Path(corpus) / "meta.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: corpus metadata missing (needed for the lifter's family split)")
-    out: dict[str, str] = {}
+    out: dict[str, tuple[str, ...]] = {}
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
             continue
         rec = json.loads(line)
         cid = rec.get("id", rec.get("clip_id"))
-        fam = next((rec[k] for k in ("family", "action_family", "family_id") if k in rec), None)
+        fam = next((rec[k] for k in ("families", "family", "action_family") if k in rec), None)
         if cid is None or fam is None:
-            raise ValueError(f"{path}:{n}: expected fields 'id' and 'family', got {sorted(rec)}")
-        out[str(cid)] = str(fam)
+            raise ValueError(f"{path}:{n}: expected fields 'id' and 'families', got {sorted(rec)}")
+        out[str(cid)] = tuple(str(f) for f in (fam if isinstance(fam, list) else [fam]))
     return out
 
 
@@ -104,7 +104,17 @@ class CorpusSplit:
     main_families: list[str]
     lifter_train: list[str]
     lifter_val: list[str]
-    main: dict[str, list[str]]  # split -> ids (corpus split minus lifter families)
+    main: dict[str, list[str]]  # split -> ids (corpus split, clips without lifter families)
+    dropped: int = 0  # clips mixing both groups, used by neither
+
+
+def _family_order(corpus: Path, families: Sequence[str]) -> list[str]:
+    """Families sorted by (group, name), groups from the corpus's ``families.json`` if any."""
+    group: dict[str, str] = {}
+    path = Path(corpus) / "families.json"
+    if path.is_file():
+        group = json.loads(path.read_text()).get("family_group", {})
+    return sorted(families, key=lambda f: (group.get(f, ""), f))
 
 
 def family_split(
@@ -112,21 +122,25 @@ def family_split(
 ) -> CorpusSplit:
     """Hold out a group of action families for the teacher lifter.
 
-    By default every ``every``-th family (sorted by name, starting with the second)
-    goes to the lifter, so its training motions differ in kind from the main split's
-    and its lifts on the main split carry realistic out-of-distribution errors.
+    By default every ``every``-th family in (group, name) order, starting with the
+    second, goes to the lifter: a third of the families, spread over all groups, so the
+    lifter knows every kind of body movement but none of the main split's actions. A
+    clip belongs to the lifter when all its families are lifter families, to the main
+    split when none is; clips mixing both are used by neither.
     """
     fam = corpus_families(corpus)
-    families = sorted(set(fam.values()))
+    families = _family_order(corpus, sorted({f for fs in fam.values() for f in fs}))
     if lifter_families is None:
         lifter_families = families[1::every]
     lifter_families = sorted(str(f) for f in lifter_families)
     unknown = set(lifter_families) - set(families)
     if unknown:
-        raise ValueError(f"lifter_families: {sorted(unknown)} not in the corpus families {families}")
+        raise ValueError(f"lifter_families: {sorted(unknown)} not in the corpus families {sorted(families)}")
     if len(lifter_families) == len(families):
         raise ValueError("lifter_families: would leave no family for the main split")
     lf = set(lifter_families)
+    is_lifter = {i: all(f in lf for f in fs) for i, fs in fam.items()}
+    is_main = {i: not any(f in lf for f in fs) for i, fs in fam.items()}
     main: dict[str, list[str]] = {}
     for split in SPLITS:
         try:
@@ -135,15 +149,18 @@ def family_split(
             ids = []
         missing = [i for i in ids if i not in fam]
         if missing:
-            raise ValueError(f"{Path(corpus) / 'meta.jsonl'}: no family for clips {missing[:5]} of split {split!r}")
-        main[split] = [i for i in ids if fam[i] not in lf]
-    lifter_ids = sorted(i for i, f in fam.items() if f in lf)
+            raise ValueError(f"{Path(corpus) / 'meta.jsonl'}: no families for clips {missing[:5]} of split {split!r}")
+        main[split] = [i for i in ids if is_main[i]]
+    lifter_ids = sorted(i for i in fam if is_lifter[i])
+    if not lifter_ids:
+        raise ValueError(f"{corpus}: no clip consists only of the lifter families {lifter_families}")
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(lifter_ids))
     n_val = max(1, len(lifter_ids) // 10)
     val = sorted(lifter_ids[i] for i in perm[:n_val])
     train = sorted(lifter_ids[i] for i in perm[n_val:])
-    return CorpusSplit(lifter_families, [f for f in families if f not in lf], train, val, main)
+    dropped = sum(1 for i in fam if not is_lifter[i] and not is_main[i])
+    return CorpusSplit(lifter_families, sorted(f for f in families if f not in lf), train, val, main, dropped)
 
 
 def load_corpus_joints(corpus: str | os.PathLike, ids: Sequence[str]) -> list[np.ndarray]:
@@ -255,14 +272,35 @@ def _work(args):
     return clip_id, rec
 
 
+def _empty_record(J: int = 22, D: int = 263) -> dict:
+    z = lambda *shape: np.zeros(shape, dtype=np.float32)  # noqa: E731
+    return {
+        "keypoints": z(0, J, 2), "scores": z(0, J), "camera": z(0, 3, 4), "camera_gt": z(0, 3, 4),
+        "intrinsics": z(4), "teacher_features": z(0, D), "teacher_joints": z(0, J, 3),
+        "gt_features": z(0, D), "gt_joints": z(0, J, 3),
+    }
+
+
 def _pack(records: list[tuple[str, dict]], per_frame: bool) -> tuple[dict, dict]:
+    if not records:
+        # An empty split keeps its array shapes so readers need no special case.
+        obs, gt = _pack([("", _empty_record())], per_frame)
+        for d in (obs, gt):
+            d["ids"] = d["ids"][:0]
+            d["feat_offsets"] = d["feat_offsets"][:1]
+            d["joint_offsets"] = d["joint_offsets"][:1]
+            if "intrinsics" in d:
+                d["intrinsics"] = np.zeros((0, 4), dtype=np.float32)
+            if "camera" in d:
+                d["camera"] = np.zeros((0, 3, 4), dtype=np.float32)
+        return obs, gt
     ids = np.array([cid for cid, _ in records])
     F = np.array([r["teacher_features"].shape[0] for _, r in records])
     T = np.array([r["teacher_joints"].shape[0] for _, r in records])
     off_f = np.concatenate([[0], np.cumsum(F)]).astype(np.int64)
     off_j = np.concatenate([[0], np.cumsum(T)]).astype(np.int64)
-    cat = lambda k: np.concatenate([r[k] for _, r in records]) if records else np.zeros((0,))  # noqa: E731
-    stack = lambda k: np.stack([r[k] for _, r in records]) if records else np.zeros((0, 3, 4))  # noqa: E731
+    cat = lambda k: np.concatenate([r[k] for _, r in records])  # noqa: E731
+    stack = lambda k: np.stack([r[k] for _, r in records])  # noqa: E731
     obs = {
         "ids": ids, "feat_offsets": off_f, "joint_offsets": off_j,
         "keypoints": cat("keypoints"), "scores": cat("scores").astype(np.float32),
@@ -300,7 +338,20 @@ def build_2d(
         raise FileExistsError(f"{out}: already exists (pass overwrite=True / --overwrite to replace it)")
     if config.teacher == "learned" and not (config.lifter and Path(config.lifter).is_file()):
         raise FileNotFoundError(f"lifter checkpoint: {config.lifter!r} not found (train one with python -m vmdm.data.train_lifter)")
-    split = split or family_split(corpus, config.lifter_families, seed=config.seed)
+    families = config.lifter_families
+    if config.teacher == "learned":
+        # The main split must exclude exactly the families the lifter was trained on.
+        from .lifter import load_lifter
+
+        trained_on = load_lifter(config.lifter).extra.get("lifter_families")
+        if families is None:
+            families = trained_on
+        elif trained_on is not None and sorted(families) != sorted(trained_on):
+            raise ValueError(
+                f"lifter_families: {sorted(families)} differ from the families the lifter "
+                f"{config.lifter} was trained on ({sorted(trained_on)})"
+            )
+    split = split or family_split(corpus, families, seed=config.seed)
     t0 = time.time()
     jobs = [(str(corpus), cid, config) for s in SPLITS for cid in split.main[s]]
     if not jobs:

@@ -449,4 +449,5 @@ def load_lifter(path: str | os.PathLike) -> TemporalLifter:
     model = TemporalLifter(LifterConfig(**cfg))
     model.load_state_dict(payload["state_dict"])
     model.metrics = payload.get("metrics", {})
+    model.extra = payload.get("extra", {})
     return model.eval()

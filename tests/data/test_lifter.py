@@ -1,0 +1,136 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from vmdm.data.cameras import CameraConfig, make_intrinsics, project, sample_camera, transform_points
+from vmdm.data.lifter import (
+    LearnedTeacher,
+    LifterConfig,
+    LifterTrainConfig,
+    NoiseTeacher,
+    NoiseTeacherConfig,
+    Teacher,
+    TemporalLifter,
+    evaluate_lifter,
+    load_lifter,
+    make_views,
+    save_lifter,
+    train_lifter,
+)
+from vmdm.data.synth import generate_clip
+
+PLANS = ("walk", "wave", "squat", "jog", "clap", "kick", "bow", "sidestep")
+
+
+def _clips(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return [generate_clip(PLANS[i % len(PLANS)], rng)[0] for i in range(n)]
+
+
+def _mpjpe(a, b):
+    return float((a - b).norm(dim=-1).mean())
+
+
+def test_lifter_shapes_and_root_on_its_ray():
+    torch.manual_seed(0)
+    model = TemporalLifter(LifterConfig(channels=32)).eval()
+    kp = 0.2 * torch.randn(2, 30, 22, 2)
+    sc = torch.rand(2, 30, 22)
+    rel, log_depth, root_uv = model(kp, sc)
+    assert rel.shape == (2, 30, 22, 3) and log_depth.shape == (2, 30) and root_uv.shape == (2, 30, 2)
+    assert torch.allclose(rel[:, :, 0], torch.zeros(2, 30, 3))
+    X = model.lift_camera(kp, sc)
+    assert torch.allclose(X[:, :, 0, :2] / X[:, :, 0, 2:], root_uv, atol=1e-5)
+    assert torch.allclose(X[:, :, 0, 2], log_depth.exp(), atol=1e-5)
+
+
+class _OracleLifter(TemporalLifter):
+    """Returns the true camera-frame joints: isolates LearnedTeacher's frame handling."""
+
+    def __init__(self, truth):
+        super().__init__(LifterConfig(channels=8))
+        self.truth = truth
+
+    def lift_camera(self, keypoints, scores):
+        return self.truth[None]
+
+
+def test_learned_teacher_returns_world_joints_for_static_and_per_frame_cameras():
+    j = torch.from_numpy(_clips(1)[0]).float()
+    for per_frame in (False, True):
+        E, K = sample_camera(j, CameraConfig(per_frame=per_frame), generator=torch.Generator().manual_seed(2))
+        uv_px, _ = project(j, E, K)
+        teacher = LearnedTeacher(_OracleLifter(transform_points(j, E)))
+        world = teacher.lift(uv_px, torch.ones(j.shape[:2]), E, K)
+        assert world.shape == j.shape
+        assert _mpjpe(world, j) < 1e-4
+    assert isinstance(teacher, Teacher)
+    with pytest.raises(ValueError, match="camera"):
+        teacher.lift(uv_px, torch.ones(j.shape[:2]), torch.zeros(3, 3), K)
+    with pytest.raises(ValueError, match="scores"):
+        teacher.lift(uv_px, torch.ones(3), E, K)
+
+
+def test_noise_teacher_keeps_rays_and_errs_in_depth():
+    j = torch.from_numpy(_clips(1, seed=1)[0]).float()
+    E, K = sample_camera(j, generator=torch.Generator().manual_seed(0))
+    uv, _ = project(j, E, K)
+    scores = torch.ones(j.shape[:2])
+    pure = NoiseTeacher(NoiseTeacherConfig(jitter_sigma=0.0, bias_sigma=0.0), seed=0)
+    lift = pure.lift(uv, scores, E, K, reference=j)
+    # Only depth along the camera rays changes: the projection is the observation.
+    uv_lift, depth_lift = project(lift, E, K)
+    assert (uv_lift - uv).norm(dim=-1).max() < 1e-2  # pixels
+    _, depth = project(j, E, K)
+    assert (depth_lift - depth).abs().mean() > 0.02
+    full = NoiseTeacher(seed=0).lift(uv, scores, E, K, reference=j)
+    # Root-relative error of a decent monocular lifter; the absolute error is larger
+    # (the whole-clip depth scale is uncertain).
+    rel_err = _mpjpe(full - full[:, :1], j - j[:, :1])
+    assert 0.02 < rel_err < 0.3
+    assert rel_err < _mpjpe(full, j) < 2.0
+    again = NoiseTeacher(seed=0).lift(uv, scores, E, K, reference=j)
+    assert torch.equal(full, again)
+    assert not torch.equal(full, NoiseTeacher(seed=1).lift(uv, scores, E, K, reference=j))
+    assert isinstance(pure, Teacher)
+    with pytest.raises(ValueError, match="reference"):
+        pure.lift(uv, scores, E, K)
+
+
+def test_training_reduces_error_and_checkpoint_round_trips(tmp_path):
+    torch.manual_seed(0)
+    train, val = _clips(24, seed=3), _clips(6, seed=4)
+    cfg = LifterTrainConfig(steps=120, time_budget_s=None, batch_size=16, window=32, views_per_clip=2, lr=3e-3)
+    mcfg = LifterConfig(channels=48, dilations=(1, 2, 4))
+    views = make_views(val, 1, seed=11)
+    untrained = evaluate_lifter(TemporalLifter(mcfg), views)["mpjpe_mm"]
+    model, metrics = train_lifter(train, val, cfg, mcfg, progress=False)
+    assert metrics["steps"] == 120
+    trained = evaluate_lifter(model, views)["mpjpe_mm"]
+    assert trained < 0.75 * untrained, (trained, untrained)
+
+    path = save_lifter(tmp_path / "ckpt" / "lifter.pt", model, metrics, extra={"lifter_families": ["walk"]})
+    assert [p.name for p in path.parent.iterdir()] == ["lifter.pt"]  # no temp file left behind
+    loaded = load_lifter(path)
+    assert loaded.extra["lifter_families"] == ["walk"]
+    kp, sc = views.keypoints[0][None], views.scores[0][None]
+    with torch.no_grad():
+        assert torch.allclose(loaded.lift_camera(kp, sc), model.lift_camera(kp, sc))
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_lifter(tmp_path / "missing.pt")
+    torch.save({"something": 1}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="not a vmdm lifter"):
+        load_lifter(tmp_path / "bad.pt")
+
+
+def test_time_budget_stops_training():
+    cfg = LifterTrainConfig(steps=10_000, time_budget_s=1.0, batch_size=4, window=16, views_per_clip=1)
+    _, metrics = train_lifter(_clips(4), (), cfg, LifterConfig(channels=16, dilations=(1,)), progress=False)
+    assert metrics["steps"] < 10_000 and metrics["train_s"] < 10
+
+
+def test_train_lifter_rejects_empty_input():
+    with pytest.raises(ValueError, match="train_clips"):
+        train_lifter([], progress=False)
