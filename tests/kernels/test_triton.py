@@ -1,0 +1,512 @@
+"""Triton backend against the pure-PyTorch reference.
+
+On a machine without CUDA the kernels run in the Triton interpreter on CPU
+(``TRITON_INTERPRET=1``, chosen in ``tests/conftest.py`` before anything imports
+triton; repeated here for runs that bypass it): float32 and float64, tiny shapes,
+since every program instance costs milliseconds there. On a GPU the same tests run
+compiled, float16/bfloat16 are added through the low-precision rule, and the
+torch.compile tests run.
+
+Every comparison covers the forward outputs and every input gradient for one
+random upstream gradient. Kernel-level tests call ``vmdm_kernels.triton`` directly,
+some with a pinned ``block_t`` so that short sequences span many tiles and every
+halo (tile seam) is exercised; the public-API tests go through the autograd ops.
+"""
+
+import math
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+
+pytest.importorskip("triton", reason="triton is not installed")
+
+import vmdm_kernels as vk  # noqa: E402
+import vmdm_kernels.triton as vt  # noqa: E402
+from vmdm_kernels import ref  # noqa: E402
+
+from .problems import make_problem  # noqa: E402
+from .runners import (  # noqa: E402
+    assert_all_close,
+    assert_within_eager_error,
+    run_ray_targets,
+    run_reproj_vel,
+    run_velocity3d,
+)
+
+ON_GPU = torch.cuda.is_available() and not vt.INTERPRET
+if not ON_GPU and not vt.INTERPRET:
+    pytest.skip(
+        "no CUDA device, and vmdm_kernels.triton was imported without TRITON_INTERPRET=1 "
+        "(set it before triton is first imported to interpret the kernels on CPU)",
+        allow_module_level=True,
+    )
+
+DEVICE = "cuda" if ON_GPU else "cpu"
+MODES = ["none", "sample", "point"]
+# The interpreter evaluates masked-off lanes too (0/0 in padding); numpy warns about it.
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+gpu_only = pytest.mark.skipif(not ON_GPU, reason="needs a CUDA device (the Triton interpreter has no compiler path)")
+
+# Tolerance relative to each tensor's largest magnitude, against a float64 reference.
+RTOL = {torch.float64: 1e-9, torch.float32: 1e-4}
+DTYPES = [torch.float32, torch.float64]
+
+
+def on_device(p: dict, dtype=None) -> dict:
+    return {k: (None if v is None else v.to(device=DEVICE, dtype=dtype or v.dtype)) for k, v in p.items()}
+
+
+def upstream(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, generator=g, dtype=torch.float64)
+
+
+# --------------------------------------------------------------------------- reprojection + velocity, kernel level
+
+
+def kernel_reproj(p, depth_weight, *, power=None, z_min=0.5, with_pos=True, with_vel=True, block_t=None, seed=1):
+    """Triton forward + backward: [loss_pos, loss_vel, stats, grad_joints, grad_keypoints, grad_camera, (grad_intr)]."""
+    power = ref.default_depth_power(depth_weight) if power is None else power
+    mode = MODES.index(depth_weight)
+    args = (p["joints"], p["keypoints"], p["camera"], p["weights"], p["intrinsics"])
+    B = p["joints"].shape[0]
+    lp, lv, st = vt.reproj_vel_fwd(*args, mode, power, z_min, with_pos, with_vel, block_t=block_t)
+    gp = upstream(B, seed).to(DEVICE, lp.dtype)
+    gv = upstream(B, seed + 1).to(DEVICE, lv.dtype)
+    has_intr = p["intrinsics"] is not None
+    grads = vt.reproj_vel_bwd(gp, gv, *args, st, mode, power, z_min, with_pos, with_vel, True, True, has_intr,
+                              block_t=block_t)
+    return [lp, lv, st] + [g for g in grads if g.shape != (0,)]
+
+
+def reference_reproj(p, depth_weight, *, power=None, z_min=0.5, with_pos=True, with_vel=True, seed=1):
+    """The same list from vmdm_kernels.ref in float64 with autograd (stats from their definition)."""
+    power = ref.default_depth_power(depth_weight) if power is None else power
+    q = {k: (None if v is None else v.detach().to("cpu", torch.float64)) for k, v in p.items()}
+    leaves = [q[k].requires_grad_() for k in ("joints", "keypoints", "camera", "intrinsics") if q[k] is not None]
+    lp, lv = ref.reproj_vel_loss(q["joints"], q["keypoints"], q["camera"], q["weights"], q["intrinsics"],
+                                 depth_weight=depth_weight, depth_power=power, z_min=z_min)
+    lp, lv = lp * with_pos, lv * with_vel
+    B = lp.shape[0]
+    grads = torch.autograd.grad((lp * upstream(B, seed)).sum() + (lv * upstream(B, seed + 1)).sum(), leaves)
+    W = q["weights"]
+    active = W != 0
+    j0 = torch.where(active[..., None], q["joints"].detach(), torch.zeros_like(q["joints"]))
+    _, z, in_front = ref.project(j0, q["camera"].detach(), None, z_min)
+    from vmdm_kernels.ref.reproj_vel import depth_weights
+
+    wb = depth_weights(z, active & in_front, q["intrinsics"], depth_weight, power)[0]
+    pair = (W[:, 1:] * W[:, :-1]).sum(dim=(1, 2)) * with_vel
+    stats = torch.stack((wb, W.sum(dim=(1, 2)), pair), dim=1)
+    return [lp.detach(), lv.detach(), stats] + list(grads)
+
+
+REPROJ_NAMES = ["loss_pos", "loss_vel", "stats", "grad_joints", "grad_keypoints", "grad_camera", "grad_intrinsics"]
+
+
+@pytest.mark.parametrize("depth_weight", MODES)
+@pytest.mark.parametrize("per_frame", [False, True], ids=["clip_cam", "frame_cam"])
+@pytest.mark.parametrize("intrinsics", [True, False], ids=["pixels", "normalised"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_reproj_vel_matches_reference(depth_weight, per_frame, intrinsics, dtype):
+    # T = 13 spans two forward and three backward tiles of the interpreter's BLOCK_T = 8.
+    p = on_device(make_problem(2, 13, 5, per_frame=per_frame, intrinsics=intrinsics, seed=3), dtype)
+    got = kernel_reproj(p, depth_weight)
+    assert got[2].dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    assert_all_close(got, reference_reproj(p, depth_weight), RTOL[dtype], REPROJ_NAMES)
+
+
+@pytest.mark.parametrize("block_t", [4, 8, 16])
+@pytest.mark.parametrize("depth_weight", MODES)
+def test_reproj_vel_tile_seams(block_t, depth_weight):
+    """Every BLOCK_T gives the reference result; with BLOCK_T = 4 each backward tile owns 2 frames."""
+    p = on_device(make_problem(2, 11, 6, per_frame=True, intrinsics=True, seed=block_t), torch.float64)
+    assert_all_close(kernel_reproj(p, depth_weight, block_t=block_t), reference_reproj(p, depth_weight),
+                     RTOL[torch.float64], REPROJ_NAMES)
+
+
+@pytest.mark.parametrize("with_pos,with_vel", [(True, False), (False, True)], ids=["pos_only", "vel_only"])
+@pytest.mark.parametrize("depth_weight", MODES)
+def test_reproj_vel_single_terms(with_pos, with_vel, depth_weight):
+    p = on_device(make_problem(2, 9, 4, seed=4), torch.float64)
+    kw = dict(with_pos=with_pos, with_vel=with_vel)
+    got = kernel_reproj(p, depth_weight, block_t=4, **kw)
+    assert_all_close(got, reference_reproj(p, depth_weight, **kw), RTOL[torch.float64], REPROJ_NAMES)
+    assert (got[0 if with_vel else 1] == 0).all()
+
+
+@pytest.mark.parametrize("power", [0.5, 3.0])
+@pytest.mark.parametrize("depth_weight", ["sample", "point"])
+def test_reproj_vel_general_depth_power(depth_weight, power):
+    # Powers other than 0/1/2 take the exp2(p log2 z) path.
+    p = on_device(make_problem(2, 6, 4, seed=11), torch.float32)
+    assert_all_close(kernel_reproj(p, depth_weight, power=power), reference_reproj(p, depth_weight, power=power),
+                     RTOL[torch.float32], REPROJ_NAMES)
+
+
+AWKWARD = [(1, 1, 1), (2, 1, 22), (3, 7, 1), (1, 197, 3), (2, 17, 22)]
+
+
+@pytest.mark.parametrize("shape", AWKWARD, ids=lambda s: "B{}T{}J{}".format(*s))
+@pytest.mark.parametrize("per_frame", [False, True], ids=["clip_cam", "frame_cam"])
+def test_reproj_vel_awkward_shapes(shape, per_frame):
+    p = on_device(make_problem(*shape, per_frame=per_frame, seed=sum(shape)), torch.float32)
+    got = kernel_reproj(p, "sample")
+    assert_all_close(got, reference_reproj(p, "sample"), RTOL[torch.float32], REPROJ_NAMES)
+    if shape[1] == 1:
+        assert (got[1] == 0).all() and (got[2][:, 2] == 0).all(), "a single frame has no velocity pairs"
+
+
+def test_reproj_vel_is_deterministic():
+    p = on_device(make_problem(3, 20, 22, per_frame=False, seed=12), torch.float32)
+    a = kernel_reproj(p, "point")
+    b = kernel_reproj(p, "point")
+    for name, x, y in zip(REPROJ_NAMES, a, b):
+        assert torch.equal(x, y), f"{name} differs between two identical calls"
+
+
+# --------------------------------------------------------------------------- edge cases through the public API
+
+
+def triton_and_reference(p, depth_weight="sample", **kw):
+    got = run_reproj_vel("triton", on_device(p), depth_weight, **kw)
+    exp = run_reproj_vel("reference", p, depth_weight, **kw)
+    return got, exp
+
+
+@pytest.mark.parametrize("depth_weight", MODES)
+def test_all_zero_weights(depth_weight):
+    p = make_problem(2, 10, 4, seed=1, dtype=torch.float32)
+    p["weights"] = torch.zeros_like(p["weights"])
+    for t in run_reproj_vel("triton", on_device(p), depth_weight) + run_velocity3d("triton", on_device(p)):
+        assert torch.isfinite(t).all() and (t == 0).all()
+
+
+def test_one_sample_without_weight_leaves_the_others_alone():
+    p = make_problem(3, 10, 4, seed=2)
+    p["weights"][1] = 0
+    got, exp = triton_and_reference(p)
+    assert_all_close(got, exp, RTOL[torch.float64])
+    pos, vel, gj = got[:3]
+    assert pos[1] == 0 and vel[1] == 0 and (gj[1] == 0).all() and (gj[0] != 0).any()
+
+
+@pytest.mark.parametrize("depth_weight", MODES)
+@pytest.mark.parametrize("depth", [0.0, 0.5, -2.0, 0.2])
+def test_points_at_or_behind_the_camera(depth_weight, depth):
+    p = make_problem(2, 10, 5, seed=3)
+    p["weights"] = p["weights"].clamp_min(0.1)
+    # Joint 2 of sample 0 at frames 3 and 7 (one in each forward tile) moved to the given camera depth.
+    R, t = p["camera"][0, :, :3], p["camera"][0, :, 3]
+    for f in (3, 7):
+        p["joints"][0, f, 2] = R.T @ (torch.tensor([0.1, 0.0, depth], dtype=torch.float64) - t)
+    got, exp = triton_and_reference(p, depth_weight)
+    for x in got:
+        assert torch.isfinite(x).all()
+    assert_all_close(got, exp, RTOL[torch.float64])
+    gj, gk = got[2], got[3]
+    assert (gj[0, [3, 7], 2] == 0).all() and (gk[0, [3, 7], 2] == 0).all()
+    assert (gj[0, 2, 2] != 0).any()
+
+
+@pytest.mark.parametrize("depth_weight", MODES)
+def test_nan_at_zero_weight_points_is_ignored(depth_weight):
+    p = make_problem(2, 10, 5, seed=4, per_frame=True)
+    p["weights"][0, 2, 1] = 0
+    p["weights"][1, 7, :] = 0
+    clean = run_reproj_vel("triton", on_device(p), depth_weight)
+    p["keypoints"][0, 2, 1] = float("nan")
+    p["joints"][0, 2, 1] = float("inf")
+    p["joints"][1, 7, :] = float("nan")
+    dirty = run_reproj_vel("triton", on_device(p), depth_weight)
+    for x in dirty:
+        assert torch.isfinite(x).all()
+    assert_all_close(dirty, clean, 0.0, floor=0.0)
+    assert_all_close(dirty, run_reproj_vel("reference", p, depth_weight), RTOL[torch.float64])
+
+
+def test_nan_at_weighted_points_propagates():
+    p = make_problem(2, 6, 5, seed=5)
+    p["weights"][0, 2, 1] = 1.0
+    p["joints"][0, 2, 1, 0] = float("nan")
+    q = on_device(p)
+    pos, vel = vk.reprojection_velocity_loss(q["joints"], q["keypoints"], q["camera"], q["weights"], q["intrinsics"],
+                                             reduction="none", backend="triton")
+    assert math.isnan(pos[0].item()) and math.isfinite(pos[1].item()) and math.isfinite(vel[1].item())
+
+
+# --------------------------------------------------------------------------- 3D velocity
+
+
+def kernel_velocity3d(p, block_t=None, seed=1):
+    joints, weights = p["joints"], p["weights"]
+    target = joints + 0.05 * upstream(joints.shape, seed + 7).to(joints)
+    loss = vt.velocity3d_fwd(joints, target, weights, block_t=block_t)
+    g = upstream(loss.shape, seed).to(loss)
+    gj, gt = vt.velocity3d_bwd(g, joints, target, weights, True, block_t=block_t)
+    return [loss, gj, gt], target
+
+
+def reference_velocity3d(p, target, seed=1):
+    j = p["joints"].detach().cpu().double().requires_grad_()
+    t = target.detach().cpu().double().requires_grad_()
+    loss = ref.velocity3d_loss(j, t, p["weights"].cpu().double())
+    gj, gt = torch.autograd.grad((loss * upstream(loss.shape, seed)).sum(), (j, t))
+    return [loss.detach(), gj, gt]
+
+
+V3_NAMES = ["loss", "grad_joints", "grad_target"]
+
+
+@pytest.mark.parametrize("shape", [(2, 13, 5)] + AWKWARD, ids=lambda s: "B{}T{}J{}".format(*s))
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_velocity3d_matches_reference(shape, dtype):
+    p = on_device(make_problem(*shape, seed=5), dtype)
+    got, target = kernel_velocity3d(p)
+    assert_all_close(got, reference_velocity3d(p, target), RTOL[dtype], V3_NAMES)
+    if shape[1] == 1:
+        assert all((x == 0).all() for x in got), "a single frame has no velocity pairs"
+
+
+@pytest.mark.parametrize("block_t", [4, 16])
+def test_velocity3d_tile_seams_and_ignored_points(block_t):
+    p = make_problem(2, 11, 6, seed=6)
+    p["weights"][0, 4, :] = 0
+    p["weights"][1, :, 2] = 0
+    clean, target = kernel_velocity3d(on_device(p), block_t=block_t)
+    p["joints"][0, 4, :] = float("nan")
+    p["joints"][1, :, 2] = float("inf")
+    q = on_device(p)
+    dirty_loss = vt.velocity3d_fwd(q["joints"], target, q["weights"], block_t=block_t)
+    dirty = vt.velocity3d_bwd(upstream(2, 1).to(dirty_loss), q["joints"], target, q["weights"], True, block_t=block_t)
+    for x in (dirty_loss,) + dirty:
+        assert torch.isfinite(x).all()
+    assert_all_close([dirty_loss, *dirty], clean, 0.0, floor=0.0)
+    p["joints"] = p["joints"].nan_to_num(0.0, 0.0, 0.0)
+    assert_all_close(clean, reference_velocity3d(on_device(p), target), RTOL[torch.float64], V3_NAMES)
+
+
+# --------------------------------------------------------------------------- ray targets
+
+
+def kernel_ray(p, block_t=None, seed=1):
+    args = (p["joints"], p["keypoints"], p["camera"], p["intrinsics"])
+    out = vt.ray_targets_fwd(*args, block_t=block_t)
+    g = upstream(out.shape, seed).to(out)
+    grads = vt.ray_targets_bwd(g, *args, True, True, p["intrinsics"] is not None, block_t=block_t)
+    return [out] + [x for x in grads if x.shape != (0,)]
+
+
+def reference_ray(p, seed=1):
+    q = {k: (None if v is None else v.detach().cpu().double()) for k, v in p.items()}
+    leaves = [q[k].requires_grad_() for k in ("joints", "keypoints", "camera", "intrinsics") if q[k] is not None]
+    out = ref.ray_targets(q["joints"], q["keypoints"], q["camera"], q["intrinsics"])
+    grads = torch.autograd.grad((out * upstream(out.shape, seed)).sum(), leaves)
+    return [out.detach()] + list(grads)
+
+
+RAY_NAMES = ["targets", "grad_joints", "grad_keypoints", "grad_camera", "grad_intrinsics"]
+
+
+@pytest.mark.parametrize("per_frame", [False, True], ids=["clip_cam", "frame_cam"])
+@pytest.mark.parametrize("intrinsics", [True, False], ids=["pixels", "normalised"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_ray_targets_matches_reference(per_frame, intrinsics, dtype):
+    p = on_device(make_problem(2, 11, 5, per_frame=per_frame, intrinsics=intrinsics, seed=7), dtype)
+    assert_all_close(kernel_ray(p), reference_ray(p), RTOL[dtype], RAY_NAMES)
+
+
+@pytest.mark.parametrize("shape", AWKWARD, ids=lambda s: "B{}T{}J{}".format(*s))
+def test_ray_targets_awkward_shapes(shape):
+    p = on_device(make_problem(*shape, per_frame=True, seed=8), torch.float32)
+    assert_all_close(kernel_ray(p, block_t=4), reference_ray(p), RTOL[torch.float32], RAY_NAMES)
+
+
+# --------------------------------------------------------------------------- public API and registration
+
+
+@pytest.mark.parametrize("which", ["both", "pos", "vel"])
+@pytest.mark.parametrize("depth_weight", MODES)
+def test_public_reprojection_losses_match_reference_backend(which, depth_weight):
+    p = make_problem(2, 9, 5, seed=9, dtype=torch.float32)
+    got = run_reproj_vel("triton", on_device(p), depth_weight, which=which)
+    exp = run_reproj_vel("reference", p, depth_weight, which=which)
+    assert_all_close(got, exp, RTOL[torch.float32])
+
+
+def test_public_mean_reduction_backward():
+    p = make_problem(3, 9, 5, seed=10, dtype=torch.float32)
+    res = {}
+    for backend, q in (("triton", on_device(p)), ("reference", p)):
+        leaves = {k: q[k].detach().clone().requires_grad_() for k in ("joints", "keypoints", "camera", "intrinsics")}
+        pos, vel = vk.reprojection_velocity_loss(leaves["joints"], leaves["keypoints"], leaves["camera"], q["weights"],
+                                                 leaves["intrinsics"], backend=backend)
+        (pos + 0.5 * vel).backward()
+        res[backend] = [pos.detach(), vel.detach()] + [leaves[k].grad for k in leaves]
+    assert_all_close(res["triton"], res["reference"], RTOL[torch.float32])
+
+
+def test_public_velocity3d_and_ray_targets_match_reference_backend():
+    p = make_problem(2, 9, 5, seed=11, dtype=torch.float32)
+    assert_all_close(run_velocity3d("triton", on_device(p)), run_velocity3d("reference", p), RTOL[torch.float32])
+    assert_all_close(run_ray_targets("triton", on_device(p)), run_ray_targets("reference", p), RTOL[torch.float32])
+
+
+def test_gradcheck_float64_through_public_api():
+    # depth_weight="none": the sample/point depth weights are detached by definition, so
+    # finite differences would see a dependence the analytic gradient deliberately omits.
+    p = on_device(make_problem(1, 3, 2, seed=12))
+    j, k, c, i = (p[n].clone().requires_grad_() for n in ("joints", "keypoints", "camera", "intrinsics"))
+
+    def f(j, k, c, i):
+        pos, vel = vk.reprojection_velocity_loss(j, k, c, p["weights"], i, depth_weight="none", reduction="sum",
+                                                 backend="triton")
+        return pos + vel, vk.ray_targets(j, k, c, i, backend="triton")
+
+    assert torch.autograd.gradcheck(f, (j, k, c, i), eps=1e-6, atol=1e-5, rtol=1e-4, fast_mode=True)
+
+
+def test_triton_ops_registered_with_torch_library():
+    import vmdm_kernels.triton.library  # noqa: F401  (registers torch.ops.vmdm_triton.*)
+
+    p = on_device(make_problem(2, 9, 4, seed=13))
+    leaves = [p[n].clone().requires_grad_() for n in ("joints", "keypoints", "camera", "intrinsics")]
+    pos, vel, stats = torch.ops.vmdm_triton.reproj_vel_fwd(leaves[0], leaves[1], leaves[2], p["weights"], leaves[3],
+                                                          2, 2.0, 0.5, True, True)
+    direct = vt.reproj_vel_fwd(*(x.detach() for x in leaves[:3]), p["weights"], leaves[3].detach(), 2, 2.0, 0.5,
+                               True, True)
+    for a, b in zip((pos, vel, stats), direct):
+        assert torch.equal(a.detach(), b)
+    gp, gv = upstream(2, 1).to(pos), upstream(2, 2).to(vel)
+    got = [pos.detach(), vel.detach()] + list(torch.autograd.grad((pos * gp).sum() + (vel * gv).sum(), leaves))
+    exp = reference_reproj(p, "point")
+    assert_all_close(got, [exp[i] for i in (0, 1, 3, 4, 5, 6)], RTOL[torch.float64])
+
+    target = p["joints"] + 0.1
+    v = torch.ops.vmdm_triton.velocity3d_fwd(leaves[0], target, p["weights"])
+    assert torch.equal(v.detach(), vt.velocity3d_fwd(p["joints"], target, p["weights"]))
+    r = torch.ops.vmdm_triton.ray_targets_fwd(leaves[0], leaves[1], leaves[2], leaves[3])
+    grads = torch.autograd.grad(r.sum(), leaves)
+    expected = vt.ray_targets_bwd(torch.ones_like(r), p["joints"], p["keypoints"], p["camera"], p["intrinsics"],
+                                  True, True, True)
+    for a, b in zip(grads, expected):
+        assert torch.equal(a, b)
+
+
+def test_bad_inputs_raise_clear_errors():
+    p = on_device(make_problem(2, 4, 3, seed=14, dtype=torch.float32))
+    with pytest.raises(ValueError, match="keypoints: expected shape"):
+        vt.reproj_vel_fwd(p["joints"], p["keypoints"][:, :, :2], p["camera"], p["weights"], None, 1, 1.0, 0.5,
+                          True, True)
+    with pytest.raises(ValueError, match="weights: expected dtype"):
+        vt.velocity3d_fwd(p["joints"], p["joints"], p["weights"].double())
+    with pytest.raises(ValueError, match="depth_mode"):
+        vt.reproj_vel_fwd(p["joints"], p["keypoints"], p["camera"], p["weights"], None, 3, 1.0, 0.5, True, True)
+    with pytest.raises(ValueError, match="need_intrinsics"):
+        vt.ray_targets_bwd(p["joints"], p["joints"], p["keypoints"], p["camera"], None, False, False, True)
+    with pytest.raises(ValueError, match="block_t"):
+        vt.velocity3d_bwd(p["weights"][:, 0, 0], p["joints"], p["joints"], p["weights"], False, block_t=2)
+    if ON_GPU:
+        with pytest.raises(ValueError, match="CUDA tensors"):
+            vt.velocity3d_fwd(p["joints"].cpu(), p["joints"].cpu(), p["weights"].cpu())
+
+
+# --------------------------------------------------------------------------- property test
+
+
+def test_random_shapes_match_reference():
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+
+    @hypothesis.settings(max_examples=12 if not ON_GPU else 40, deadline=None, derandomize=True)
+    @hypothesis.given(
+        B=st.integers(1, 3), T=st.integers(1, 20), J=st.integers(1, 24), mode=st.sampled_from(MODES),
+        per_frame=st.booleans(), intrinsics=st.booleans(), block_t=st.sampled_from([4, 8, 16]),
+        seed=st.integers(0, 2**16),
+    )
+    def check(B, T, J, mode, per_frame, intrinsics, block_t, seed):
+        p = on_device(make_problem(B, T, J, per_frame=per_frame, intrinsics=intrinsics, seed=seed))
+        assert_all_close(kernel_reproj(p, mode, block_t=block_t), reference_reproj(p, mode), 1e-8, REPROJ_NAMES)
+        got, target = kernel_velocity3d(p, block_t=block_t)
+        assert_all_close(got, reference_velocity3d(p, target), 1e-8, V3_NAMES)
+
+    check()
+
+
+# --------------------------------------------------------------------------- GPU only
+
+
+LOW = [torch.float16, torch.bfloat16]
+
+
+@gpu_only
+@pytest.mark.parametrize("dtype", LOW, ids=str)
+@pytest.mark.parametrize("depth_weight", MODES)
+@pytest.mark.parametrize("per_frame", [False, True], ids=["clip_cam", "frame_cam"])
+def test_low_precision_within_twice_eager_error(dtype, depth_weight, per_frame):
+    """flash-attention's rule: |kernel - ref64| <= 2 |eager - ref64| for each output and gradient."""
+    p64 = make_problem(4, 40, 22, per_frame=per_frame, seed=20)
+    ref64 = run_reproj_vel("reference", p64, depth_weight)
+    plow = on_device(p64, dtype)
+    assert_within_eager_error(run_reproj_vel("triton", plow, depth_weight),
+                              run_reproj_vel("reference", plow, depth_weight), ref64, rel_floor=1e-3)
+    assert_within_eager_error(run_velocity3d("triton", plow), run_velocity3d("reference", plow),
+                              run_velocity3d("reference", p64), rel_floor=1e-3)
+    assert_within_eager_error(run_ray_targets("triton", plow), run_ray_targets("reference", plow),
+                              run_ray_targets("reference", p64), rel_floor=1e-3)
+
+
+@gpu_only
+@pytest.mark.parametrize("dtype", [torch.float32] + LOW, ids=str)
+def test_autotuned_kernels_match_reference(dtype):
+    # No pinned block_t: the autotuner picks among the GPU configs for the training shape.
+    p = on_device(make_problem(8, 196, 22, seed=21), dtype)
+    tol = {torch.float32: 1e-4, torch.float16: 5e-3, torch.bfloat16: 3e-2}[dtype]
+    assert_all_close(kernel_reproj(p, "sample"), reference_reproj(p, "sample"), tol, REPROJ_NAMES)
+    got, target = kernel_velocity3d(p)
+    assert_all_close(got, reference_velocity3d(p, target), tol, V3_NAMES)
+    assert_all_close(kernel_ray(p), reference_ray(p), tol, RAY_NAMES)
+
+
+@gpu_only
+def test_torch_compile_fullgraph_with_triton_backend():
+    class Loss(torch.nn.Module):
+        def forward(self, joints, keypoints, camera, weights, intrinsics):
+            pos, vel = vk.reprojection_velocity_loss(joints, keypoints, camera, weights, intrinsics, backend="triton")
+            v3 = vk.velocity_loss_3d(joints, joints.detach().roll(1, dims=1), weights, backend="triton")
+            return pos + 0.5 * vel + 0.1 * v3
+
+    p = on_device(make_problem(4, 30, 22, seed=22, dtype=torch.float32))
+    compiled = torch.compile(Loss(), fullgraph=True)
+    res = []
+    for fn in (Loss(), compiled):
+        leaves = [p[n].clone().requires_grad_() for n in ("joints", "keypoints", "camera", "intrinsics")]
+        out = fn(leaves[0], leaves[1], leaves[2], p["weights"], leaves[3])
+        out.backward()
+        res.append([out.detach()] + [x.grad for x in leaves])
+    assert_all_close(res[1], res[0], 1e-5)
+
+
+@gpu_only
+def test_torch_compile_fullgraph_over_triton_ops():
+    import vmdm_kernels.triton.library  # noqa: F401
+
+    def f(joints, keypoints, camera, weights, intrinsics):
+        pos, vel, _ = torch.ops.vmdm_triton.reproj_vel_fwd(joints, keypoints, camera, weights, intrinsics,
+                                                           1, 1.0, 0.5, True, True)
+        rays = torch.ops.vmdm_triton.ray_targets_fwd(joints, keypoints, camera, intrinsics)
+        return pos.sum() + vel.sum() + (rays - joints).square().mean()
+
+    p = on_device(make_problem(4, 30, 22, per_frame=True, seed=23, dtype=torch.float32))
+    res = []
+    for fn in (f, torch.compile(f, fullgraph=True)):
+        leaves = [p[n].clone().requires_grad_() for n in ("joints", "keypoints", "camera", "intrinsics")]
+        out = fn(leaves[0], leaves[1], leaves[2], p["weights"], leaves[3])
+        out.backward()
+        res.append([out.detach()] + [x.grad for x in leaves])
+    assert_all_close(res[1], res[0], 1e-5)
