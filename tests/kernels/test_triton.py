@@ -493,6 +493,22 @@ def test_torch_compile_fullgraph_with_triton_backend():
 
 
 @gpu_only
+def test_opcheck_triton_ops():
+    # Fake-tensor tracing of a triton_op needs the compiled path: under the interpreter
+    # wrap_triton returns the raw kernel, which cannot run on fake tensors.
+    import vmdm_kernels.triton.library  # noqa: F401
+
+    p = on_device(make_problem(2, 9, 5, per_frame=True, seed=24, dtype=torch.float32))
+    leaves = [p[n].clone().requires_grad_() for n in ("joints", "keypoints", "camera", "intrinsics")]
+    j, k, c, i = leaves
+    torch.library.opcheck(torch.ops.vmdm_triton.reproj_vel_fwd.default,
+                          (j, k, c, p["weights"], i, 1, 1.0, 0.5, True, True))
+    torch.library.opcheck(torch.ops.vmdm_triton.velocity3d_fwd.default, (j, k.detach().sum(-1, keepdim=True)
+                          .expand_as(j).contiguous().requires_grad_(), p["weights"]))
+    torch.library.opcheck(torch.ops.vmdm_triton.ray_targets_fwd.default, (j, k, c, i))
+
+
+@gpu_only
 def test_torch_compile_fullgraph_over_triton_ops():
     import vmdm_kernels.triton.library  # noqa: F401
 

@@ -107,7 +107,7 @@ def velocity3d_bwd_kernel(
     jmask = j < J
 
     # Denominator sum(W_t W_t+1) of the whole sample, same loop in every program. Chunks of
-    # DEN_T frames (up to 128) keep this to one or two rounds of loads for typical clips.
+    # DEN_T frames (up to 64) keep this to a few rounds of loads for typical clips.
     dr = tl.arange(0, DEN_T)[:, None]
     dacc = tl.zeros([DEN_T, BLOCK_J], ACC)
     for c in range(0, T - 1, DEN_T):
