@@ -19,7 +19,12 @@ LongTensor[B] (feature frames), ``mask`` BoolTensor[B, F], ``motion`` [B, F, D]
 zero on padding), ``camera`` [B, 3, 4] (or [B, F, 3, 4] for per-frame cameras),
 ``intrinsics`` [B, 4] only when keypoints are in pixels, ``gt_joints`` [B, F, J, 3] only
 when asked for and allowed. Keypoints are normalised image coordinates unless
-``pixel_keypoints=True``; the camera is expressed in the frame of ``motion``.
+``pixel_keypoints=True``.
+
+Frames: the camera is expressed in the frame of ``decode(denormalised motion)`` *of the
+crop* (which restarts at the origin facing +z), so projecting the decoded crop through
+``camera`` gives ``keypoints`` up to detector noise and teacher error; ``gt_joints`` are
+in the frame of the decoded ground-truth crop. See :func:`window_frame`.
 """
 
 from __future__ import annotations
@@ -34,10 +39,21 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .representation import Normalizer, decode  # noqa: F401  (decode re-exported for users)
+from .kinematics import rotation_about_y
+from .representation import Normalizer, decode
 from .skeleton import SMPL22, get_skeleton
 
-__all__ = ["MotionDataset", "collate", "GTStore", "NpzGTStore", "GroundTruthAccessError", "detect_format"]
+__all__ = [
+    "MotionDataset",
+    "collate",
+    "GTStore",
+    "NpzGTStore",
+    "GroundTruthAccessError",
+    "detect_format",
+    "window_frame",
+    "camera_to_window",
+    "points_to_window",
+]
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +101,35 @@ class NpzGTStore:
 
     def normalizer(self) -> Normalizer:
         return Normalizer.load(self.root)
+
+
+def window_frame(clip_features: np.ndarray, start: int, skeleton=SMPL22) -> tuple[np.ndarray, np.ndarray]:
+    """Where a crop's own frame sits in its clip's frame.
+
+    ``decode`` of features cropped at ``start`` restarts the root at the xz origin facing
+    +z, so ``decode(f[start:])`` is the clip's ``decode(f)[start:]`` moved by a rotation
+    about y and a horizontal shift: ``X_clip = M @ X_window + p``. ``clip_features`` are raw
+    (unnormalised) features of the clip from frame 0 (at least ``start + 1`` frames).
+    Returns ``(M [3, 3], p [3])``.
+    """
+    if start == 0:
+        return np.eye(3), np.zeros(3)
+    f = torch.from_numpy(np.asarray(clip_features[: start + 1], dtype=np.float64))
+    yaw = -2.0 * f[:start, 0].sum()
+    root = decode(f, skeleton)[start, 0]
+    p = torch.stack([root[0], torch.zeros((), dtype=root.dtype), root[2]])
+    return rotation_about_y(yaw).numpy(), p.numpy()
+
+
+def camera_to_window(camera: np.ndarray, M: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """An extrinsic ``[..., 3, 4]`` for clip-frame points, rewritten for window-frame points."""
+    R, t = camera[..., :3], camera[..., 3]
+    return np.concatenate([R @ M, (R @ p + t)[..., None]], axis=-1).astype(np.float32)
+
+
+def points_to_window(points: np.ndarray, M: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Clip-frame points ``[..., 3]`` -> the crop's frame (see :func:`window_frame`)."""
+    return ((points - p) @ M).astype(np.float32)
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
@@ -257,11 +302,17 @@ class MotionDataset(Dataset):
             rec = self._records[i]
             item["motion"] = self.normalizer.normalize(rec["features"][s : s + L]).astype(np.float32)
             if self.return_gt:
-                item["gt_joints"] = np.asarray(rec["joints"][s : s + L], dtype=np.float32)
+                # new_joints are in the frame of the whole file; records may start later.
+                s0 = rec["start_frame"] + s
+                full = np.load(self.root / "new_joint_vecs" / f"{rec['clip_id']}.npy")
+                M, p = window_frame(full, s0, self.skeleton)
+                item["gt_joints"] = points_to_window(np.asarray(rec["joints"][s : s + L]), M, p)
             return item
-        a = int(self._off[i]) + s
+        c0 = int(self._off[i])
+        a = c0 + s
         b = a + L
         obs = self._obs
+        M, p = window_frame(self._motion[c0 : a + 1], s, self.skeleton)
         item["motion"] = self.normalizer.normalize(self._motion[a:b]).astype(np.float32)
         kp = obs["keypoints"][a:b].astype(np.float32)
         sc = obs["scores"][a:b].astype(np.float32)
@@ -272,13 +323,13 @@ class MotionDataset(Dataset):
             item["intrinsics"] = K
         item["keypoints"] = kp
         cams = self._gt if self.mode == "3d" else obs
-        if "camera_frames" in cams:
-            item["camera"] = cams["camera_frames"][a:b].astype(np.float32)
-        else:
-            item["camera"] = cams["camera"][i].astype(np.float32)
+        cam = cams["camera_frames"][a:b] if "camera_frames" in cams else cams["camera"][i]
+        item["camera"] = camera_to_window(cam.astype(np.float64), M, p)
         if self.return_gt:
             ja = int(self._joff[i]) + s
-            item["gt_joints"] = self._gt["gt_joints"][ja : ja + L].astype(np.float32)
+            gf = self._gt["gt_features"]
+            Mg, pg = (M, p) if self.mode == "3d" else window_frame(gf[c0 : a + 1], s, self.skeleton)
+            item["gt_joints"] = points_to_window(self._gt["gt_joints"][ja : ja + L].astype(np.float64), Mg, pg)
         return item
 
 
