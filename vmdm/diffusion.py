@@ -1,0 +1,98 @@
+"""Gaussian diffusion with a cosine schedule and x0 parameterisation.
+
+The denoiser predicts the clean sample x0 directly (as MDM and VideoMDM do). Sampling:
+ancestral DDPM over all steps, or deterministic DDIM over a subset of steps.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+__all__ = ["Diffusion", "cosine_alpha_bar"]
+
+
+def cosine_alpha_bar(steps: int, s: float = 0.008) -> torch.Tensor:
+    """Cumulative signal level alpha_bar_t for t = 0..steps-1 (Nichol & Dhariwal)."""
+    x = torch.arange(steps + 1, dtype=torch.float64) / steps
+    f = torch.cos((x + s) / (1 + s) * math.pi / 2) ** 2
+    betas = (1 - f[1:] / f[:-1]).clamp(max=0.999)
+    return torch.cumprod(1 - betas, dim=0)
+
+
+class Diffusion:
+    def __init__(self, steps: int = 50):
+        if steps < 1:
+            raise ValueError(f"diffusion steps: expected >= 1, got {steps}")
+        self.steps = steps
+        ab = cosine_alpha_bar(steps)
+        self.alpha_bar = ab.float()
+        self.alpha_bar_prev = torch.cat((torch.ones(1, dtype=torch.float64), ab[:-1])).float()
+
+    def _at(self, table: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return table.to(like.device)[t].to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+
+    def sample_timesteps(self, batch: int, device, generator=None) -> torch.Tensor:
+        return torch.randint(0, self.steps, (batch,), device=device, generator=generator)
+
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        ab = self._at(self.alpha_bar, t, x0)
+        return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+
+    def eps_from_x0(self, x_t, t, x0):
+        ab = self._at(self.alpha_bar, t, x_t)
+        return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
+
+    def posterior(self, x_t, t, x0):
+        """Mean and variance of q(x_{t-1} | x_t, x0)."""
+        ab, ab_prev = self._at(self.alpha_bar, t, x_t), self._at(self.alpha_bar_prev, t, x_t)
+        alpha = ab / ab_prev
+        beta = 1 - alpha
+        mean = (ab_prev.sqrt() * beta / (1 - ab)) * x0 + (alpha.sqrt() * (1 - ab_prev) / (1 - ab)) * x_t
+        var = beta * (1 - ab_prev) / (1 - ab)
+        return mean, var
+
+    @torch.no_grad()
+    def sample(self, predict_x0: Callable, shape, device, *, sampler: str = "ddim", sample_steps: int | None = None,
+               generator: torch.Generator | None = None, mask: torch.Tensor | None = None,
+               guide: Callable | None = None, progress: bool = False) -> torch.Tensor:
+        """Draw samples. ``predict_x0(x_t, t) -> x0``; ``guide(x0, t) -> x0`` optionally corrects each
+        prediction (e.g. ray-projection guidance for lifting). Padded frames (``mask`` False) are zero."""
+        x = torch.randn(shape, device=device, generator=generator)
+        if sampler == "ddpm":
+            ts = list(range(self.steps - 1, -1, -1))
+        elif sampler == "ddim":
+            n = self.steps if sample_steps is None else max(1, min(sample_steps, self.steps))
+            ts = sorted({int(round(v)) for v in torch.linspace(self.steps - 1, 0, n).tolist()}, reverse=True)
+        else:
+            raise ValueError(f"sampler: expected 'ddpm' or 'ddim', got {sampler!r}")
+        it = ts
+        if progress:
+            from tqdm import tqdm
+
+            it = tqdm(ts, desc=f"sampling ({sampler}, {len(ts)} steps)", leave=False)
+        for i, step in enumerate(it):
+            t = torch.full((shape[0],), step, device=device, dtype=torch.long)
+            x0 = predict_x0(x, t)
+            if guide is not None:
+                x0 = guide(x0, t)
+            if mask is not None:
+                x0 = x0 * mask[..., None]
+            if step == 0:
+                x = x0
+                break
+            if sampler == "ddpm":
+                mean, var = self.posterior(x, t, x0)
+                x = mean + var.sqrt() * torch.randn(x.shape, device=device, generator=generator)
+            else:
+                nxt = ts[i + 1] if i + 1 < len(ts) else -1
+                eps = self.eps_from_x0(x, t, x0)
+                ab_next = self.alpha_bar.to(device)[nxt] if nxt >= 0 else torch.ones((), device=device)
+                x = ab_next.sqrt() * x0 + (1 - ab_next).sqrt() * eps
+                if nxt < 0:
+                    break
+        if mask is not None:
+            x = x * mask[..., None]
+        return x
