@@ -13,9 +13,10 @@ from vmdm.data.representation import (
     feature_dim,
     redundant_slice,
 )
+from vmdm.data.humanml3d import HumanML3DIndex, load_split
 
 __all__ = [
     "Skeleton", "SMPL22", "DETECTOR16", "KIT21", "forward_kinematics", "get_skeleton",
     "CanonicalTransform", "Normalizer", "canonicalize", "channel_groups", "compute_mean_std",
-    "decode", "encode", "feature_dim", "redundant_slice",
+    "decode", "encode", "feature_dim", "redundant_slice", "HumanML3DIndex", "load_split",
 ]
