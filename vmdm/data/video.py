@@ -205,25 +205,8 @@ def _rodrigues(r: torch.Tensor) -> torch.Tensor:
     return torch.eye(3, dtype=r.dtype) + torch.sin(theta) * Kn + (1 - torch.cos(theta)) * (Kn @ Kn)
 
 
-def solve_pnp(
-    points: np.ndarray, uv: np.ndarray, weights: np.ndarray | None = None, iterations: int = 30, huber: float = 0.02
-) -> tuple[np.ndarray, dict]:
-    """Static camera ``[3, 4]`` (``X_cam = R X + t``) from 3D-2D correspondences.
-
-    points ``[N, 3]`` world, uv ``[N, 2]`` normalised image coordinates, weights ``[N]``
-    (0 ignores a point). A weighted DLT (Hartley-normalised) gives the start; Gauss-Newton
-    on rotation vector + translation with Huber weights (``huber`` in normalised image
-    units) refines it. Returns ``(extrinsic, info)`` with the RMS reprojection error.
-    """
-    X = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-    x = np.asarray(uv, dtype=np.float64).reshape(-1, 2)
-    w = np.ones(len(X)) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
-    if not (len(X) == len(x) == len(w)):
-        raise ValueError(f"solve_pnp: points ({len(X)}), uv ({len(x)}) and weights ({len(w)}) differ in length")
-    keep = (w > 0) & np.isfinite(X).all(1) & np.isfinite(x).all(1)
-    if keep.sum() < 6:
-        raise ValueError(f"solve_pnp: need at least 6 weighted correspondences, got {int(keep.sum())}")
-    X, x, w = X[keep], x[keep], w[keep]
+def _dlt(X: np.ndarray, x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted, Hartley-normalised DLT; returns a proper rotation and translation."""
     c = np.average(X, axis=0, weights=w)
     s = np.sqrt(3) / np.sqrt(np.average(((X - c) ** 2).sum(1), weights=w))
     Xn = (X - c) * s
@@ -243,10 +226,61 @@ def solve_pnp(
     if np.linalg.det(R) < 0:
         # A reflection: the DLT found the mirrored solution; flip it and let GN fix the rest.
         R = U @ np.diag([1, 1, -1]) @ Vt2
-    scale = S.mean()
-    t_n = P[:, 3] / scale
+    t_n = P[:, 3] / S.mean()
     # Undo the normalisation: Xn = s (X - c)  =>  R Xn + t_n = s R X + (t_n - s R c); divide by s.
-    t = t_n / s - R @ c
+    return R, t_n / s - R @ c
+
+
+def solve_pnp(
+    points: np.ndarray,
+    uv: np.ndarray,
+    weights: np.ndarray | None = None,
+    iterations: int = 30,
+    huber: float = 0.02,
+    inlier: float = 0.03,
+    ransac_iters: int = 64,
+) -> tuple[np.ndarray, dict]:
+    """Static camera ``[3, 4]`` (``X_cam = R X + t``) from 3D-2D correspondences.
+
+    points ``[N, 3]`` world, uv ``[N, 2]`` normalised image coordinates, weights ``[N]``
+    (0 ignores a point). RANSAC over 12-point DLTs (Hartley-normalised; ``inlier`` is the
+    inlier threshold) gives the start, a DLT on its inliers improves it, and
+    Levenberg-Marquardt on rotation vector + translation with Huber weights (``huber``,
+    normalised image units) refines it. Returns ``(extrinsic, info)`` with the RMS reprojection error.
+    """
+    X = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    x = np.asarray(uv, dtype=np.float64).reshape(-1, 2)
+    w = np.ones(len(X)) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
+    if not (len(X) == len(x) == len(w)):
+        raise ValueError(f"solve_pnp: points ({len(X)}), uv ({len(x)}) and weights ({len(w)}) differ in length")
+    keep = (w > 0) & np.isfinite(X).all(1) & np.isfinite(x).all(1)
+    if keep.sum() < 6:
+        raise ValueError(f"solve_pnp: need at least 6 weighted correspondences, got {int(keep.sum())}")
+    X, x, w = X[keep], x[keep], w[keep]
+
+    def reproj(R, t):
+        Xc = X @ R.T + t
+        return np.linalg.norm(Xc[:, :2] / np.maximum(Xc[:, 2:], 1e-6) - x, axis=1)
+
+    # RANSAC over 12-point DLTs: gross 2D outliers (a detector's wrong limb) and nearly
+    # planar point sets (a person walking in a straight line) defeat one global DLT.
+    rng = np.random.default_rng(0)
+    best, best_score = None, -1.0
+    for _ in range(ransac_iters):
+        idx = rng.choice(len(X), size=min(len(X), 12), replace=False, p=w / w.sum())
+        try:
+            R, t = _dlt(X[idx], x[idx], np.ones(len(idx)))
+        except np.linalg.LinAlgError:
+            continue
+        score = float((w * (reproj(R, t) < inlier)).sum())
+        if score > best_score:
+            best, best_score = (R, t), score
+    R, t = best
+    # Re-fit on the inliers, then let Huber-weighted least squares take over.
+    for _ in range(3):
+        wi = w * (reproj(R, t) < inlier)
+        if wi.sum() >= 6:
+            R, t = _dlt(X, x, wi)
     # Gauss-Newton (Levenberg-Marquardt) refinement, re-linearising the rotation as
     # R <- exp(dr) R after every accepted step, with an analytic Jacobian.
     sw2 = np.repeat(w, 2)
