@@ -33,7 +33,7 @@ class _Recipe:
     views_per_clip: int
 
 
-FULL = _Recipe("default", 3000, 4000, 150.0, 192, 3)
+FULL = _Recipe("default", 3000, 2000, 150.0, 128, 3)
 QUICK = _Recipe("quick", 200, 100, 8.0, 96, 2)
 
 
