@@ -1,0 +1,338 @@
+"""Lifting 2D keypoint sequences to 3D with the trained motion prior.
+
+VideoMDM's lifting use of the text-to-motion model: sample a motion with the diffusion
+model and, at every denoising step, correct the model's clean-motion prediction so that
+it agrees with the observed keypoints, MDM-inpainting style:
+
+1. decode the predicted features ``x0`` to joints (in the prediction's canonical frame);
+2. place those joints in the camera's world frame (a rotation about the vertical plus a
+   translation, refined by a few Levenberg-Marquardt steps on the reprojection error, see
+   :func:`fit_placement`) -- equivalently, express the camera in the canonical frame;
+3. pull each joint towards the closest point on its keypoint's camera ray
+   (:func:`vmdm_kernels.ray_targets`), by ``guidance_strength`` times the keypoint's
+   confidence (joints with confidence 0 keep the prediction);
+4. re-encode the corrected joints to features; encoding re-canonicalises them (floor,
+   frame-0 position and heading), so the camera is moved into the new canonical frame
+   with :meth:`CanonicalTransform.apply_camera` and stays consistent with the joints the
+   next prediction will decode to.
+
+The result is returned in the camera's world frame. The world is assumed y-up (the
+project's convention, see :mod:`vmdm.data.cameras`): the body is only turned about the
+vertical, never tilted, to fit the camera.
+
+Unguided samples are placed with the same :func:`fit_placement`, so comparing their
+:func:`reprojection_error` with a lift's isolates what the guidance adds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+import vmdm_kernels as vk
+from vmdm.data.cameras import pixels_to_normalized, project
+from vmdm.data.kinematics import rotation_about_y
+from vmdm.data.representation import CanonicalTransform, canonicalize, decode, encode
+
+__all__ = ["LiftResult", "lift", "lift_details", "fit_placement", "apply_placement", "reprojection_error"]
+
+# Placement fit: yaw grid of the linear initialisation, Huber threshold (normalised image
+# units, about 20 px at a 1000 px focal length) and the near-plane guard of the projection.
+_YAW_GRID = 24
+_HUBER = 0.02
+_Z_MIN = 0.1
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def _as_tensor(x, name: str) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        t = x.detach().cpu()
+    else:
+        try:
+            t = torch.as_tensor(np.asarray(x, dtype=np.float64))
+        except (TypeError, ValueError):
+            raise TypeError(f"{name}: expected an array, got {type(x).__name__}") from None
+    if not t.is_floating_point():
+        t = t.double()
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name}: contains NaN or inf")
+    return t.double()
+
+
+def _check_inputs(keypoints, scores, camera, intrinsics, J: int):
+    kp = _as_tensor(keypoints, "keypoints")
+    if kp.dim() != 3 or tuple(kp.shape[1:]) != (J, 2):
+        raise ValueError(f"keypoints: expected [F, {J}, 2] (SMPL22 order; map detector layouts with "
+                         f"vmdm.data.video.map_keypoints), got {tuple(kp.shape)}")
+    F = kp.shape[0]
+    if F < 2:
+        raise ValueError(f"keypoints: need at least 2 frames, got {F}")
+    sc = _as_tensor(scores, "scores")
+    if tuple(sc.shape) != (F, J):
+        raise ValueError(f"scores: expected shape {(F, J)}, got {tuple(sc.shape)}")
+    if (sc < 0).any() or (sc > 1).any():
+        raise ValueError("scores: confidences must be in [0, 1]")
+    if not (sc > 0).any():
+        raise ValueError("scores: every confidence is 0; nothing to lift from")
+    cam = _as_tensor(camera, "camera")
+    if tuple(cam.shape) not in ((3, 4), (F, 3, 4)):
+        raise ValueError(f"camera: expected [3, 4] or [{F}, 3, 4] (X_cam = R X + t), got {tuple(cam.shape)}")
+    R = cam[..., :3]
+    ortho = (R @ R.transpose(-1, -2) - torch.eye(3, dtype=R.dtype)).abs().max()
+    if ortho > 1e-3 or (torch.linalg.det(R) < 0).any():
+        raise ValueError("camera: the 3x3 part must be a rotation (orthonormal, det +1)")
+    if intrinsics is not None:
+        K = _as_tensor(intrinsics, "intrinsics")
+        if tuple(K.shape) != (4,) or (K[:2] <= 0).any():
+            raise ValueError(f"intrinsics: expected (fx, fy, cx, cy) with positive focal lengths, got {K.tolist()}")
+        kp = pixels_to_normalized(kp, K)
+    return kp, sc, cam
+
+
+# --------------------------------------------------------------------------- placement
+
+
+def apply_placement(joints: torch.Tensor, rotation: torch.Tensor, translation: torch.Tensor) -> torch.Tensor:
+    """``rotation @ X + translation`` for joints ``[B, F, J, 3]``, ``rotation [B, 3, 3]``,
+    ``translation [B, 3]``."""
+    return (rotation[:, None, None] @ joints[..., None])[..., 0] + translation[:, None, None]
+
+
+def _camera_parts(camera: torch.Tensor, F: int):
+    """World camera as per-frame ``R [F, 3, 3]``, ``t [F, 3]``."""
+    cam = camera.expand(F, 3, 4) if camera.dim() == 2 else camera
+    return cam[..., :3], cam[..., 3]
+
+
+def _residuals(theta, tau, X, uv, w, R, t):
+    """Weighted reprojection residuals ``[B, N, 2]`` and their Jacobian ``[B, N, 2, 4]`` with
+    respect to ``(theta, tau)``. ``X [B, F, J, 3]`` canonical joints; ``uv [F, J, 2]``."""
+    Y = (rotation_about_y(theta)[:, None, None] @ X[..., None])[..., 0]  # [B, F, J, 3]
+    Xc = (R[None, :, None] @ (Y + tau[:, None, None])[..., None])[..., 0] + t[None, :, None]
+    z = Xc[..., 2].clamp(min=_Z_MIN)
+    proj = Xc[..., :2] / z[..., None]
+    r = proj - uv[None]
+    # d proj / d Xc ([.., 2, 3]); points clamped at the near plane get no depth gradient.
+    front = (Xc[..., 2] > _Z_MIN).to(X.dtype)
+    dP = torch.zeros(Xc.shape[:-1] + (2, 3), dtype=X.dtype)
+    dP[..., 0, 0] = 1 / z
+    dP[..., 1, 1] = 1 / z
+    dP[..., 0, 2] = -proj[..., 0] / z * front
+    dP[..., 1, 2] = -proj[..., 1] / z * front
+    # d Y / d theta = (Y_z, 0, -Y_x) for a rotation about y; d Xc / d tau = R.
+    dY = torch.stack((Y[..., 2], torch.zeros_like(Y[..., 0]), -Y[..., 0]), dim=-1)
+    d_theta = (R[None, :, None] @ dY[..., None])  # [B, F, J, 3, 1]
+    d_tau = R[None, :, None].expand(Xc.shape[:-1] + (3, 3))
+    Jac = dP @ torch.cat((d_theta, d_tau), dim=-1)  # [B, F, J, 2, 4]
+    B = X.shape[0]
+    return r.reshape(B, -1, 2), Jac.reshape(B, -1, 2, 4), w.reshape(1, -1).expand(B, -1)
+
+
+def _huber_cost(r, w):
+    n = r.norm(dim=-1)
+    rho = torch.where(n <= _HUBER, 0.5 * n**2, _HUBER * (n - 0.5 * _HUBER))
+    return (w * rho).sum(-1)
+
+
+def _init_placement(X, uv, w, R, t):
+    """Best yaw on a grid, each with its translation from a linear (algebraic) least-squares
+    fit of the projection equations ``u (R3 . (Y + tau) + t3) = R1 . (Y + tau) + t1``."""
+    B = X.shape[0]
+    thetas = torch.arange(_YAW_GRID, dtype=X.dtype) * (2 * math.pi / _YAW_GRID)
+    Y = (rotation_about_y(thetas)[:, None, None, None] @ X[None, ..., None])[..., 0]  # [G, B, F, J, 3]
+    a = (R[:, None] @ Y[..., None])[..., 0] + t[:, None]  # R Y + t  [G, B, F, J, 3]
+    Rr = R[:, None].expand(uv.shape[:2] + (3, 3))  # [F, J, 3, 3]
+    rows = torch.stack((Rr[..., 0, :] - uv[..., 0:1] * Rr[..., 2, :], Rr[..., 1, :] - uv[..., 1:2] * Rr[..., 2, :]),
+                       dim=-2)  # [F, J, 2, 3]
+    rhs = torch.stack((uv[..., 0] * a[..., 2] - a[..., 0], uv[..., 1] * a[..., 2] - a[..., 1]), dim=-1)
+    ww = w[..., None, None]
+    A = (rows.transpose(-1, -2) @ (ww * rows)).sum((0, 1))  # [3, 3]
+    b = ((rows * ww).transpose(-1, -2)[None, None] @ rhs[..., None]).sum((2, 3))[..., 0]  # [G, B, 3]
+    tau = torch.linalg.solve(A + 1e-9 * torch.eye(3, dtype=X.dtype), b[..., None])[..., 0]
+    cost = torch.stack([_huber_cost(_residuals(thetas[g].expand(B), tau[g], X, uv, w, R, t)[0], w.reshape(1, -1))
+                        for g in range(_YAW_GRID)])  # [G, B]
+    best = cost.argmin(0)
+    return thetas[best], tau[best, torch.arange(B)]
+
+
+def fit_placement(joints, keypoints, weights, camera, *, init=None, iterations: int = 15):
+    """Place canonical joints in the camera's world frame.
+
+    Finds ``rotation`` (about +y) and ``translation`` per motion so that ``rotation @ X +
+    translation`` projects onto the keypoints: a yaw grid with linear translations, then
+    Levenberg-Marquardt on the Huber-weighted reprojection error. ``joints [B, F, J, 3]``
+    (or ``[F, J, 3]``), ``keypoints [F, J, 2]`` normalised image coordinates, ``weights
+    [F, J]``, ``camera [3, 4]`` or ``[F, 3, 4]`` world. ``init``: ``(rotation, translation)``
+    to refine instead of the grid search. Returns ``(rotation [B, 3, 3], translation [B, 3])``.
+    """
+    X = torch.as_tensor(joints).double()
+    single = X.dim() == 3
+    if single:
+        X = X[None]
+    uv = torch.as_tensor(keypoints).double()
+    w = torch.as_tensor(weights).double()
+    R, t = _camera_parts(torch.as_tensor(camera).double(), X.shape[1])
+    if init is None:
+        theta, tau = _init_placement(X, uv, w, R, t)
+    else:
+        rot0, tau = (torch.as_tensor(v).double() for v in init)
+        if rot0.dim() == 2:
+            rot0, tau = rot0[None], tau[None]
+        theta = torch.atan2(rot0[:, 0, 2], rot0[:, 2, 2])
+    lam = torch.full_like(theta, 1e-3)
+    r, Jac, wr = _residuals(theta, tau, X, uv, w, R, t)
+    cost = _huber_cost(r, wr)
+    for _ in range(iterations):
+        n = r.norm(dim=-1)
+        hub = torch.where(n <= _HUBER, torch.ones_like(n), _HUBER / n.clamp(min=1e-12))
+        W = (wr * hub)[..., None, None]
+        H = (Jac.transpose(-1, -2) @ (W * Jac)).sum(1)  # [B, 4, 4]
+        g = (Jac.transpose(-1, -2) @ (W * r[..., None])).sum(1)[..., 0]  # [B, 4]
+        damp = lam[:, None, None] * (torch.diag_embed(torch.diagonal(H, dim1=-2, dim2=-1)) + 1e-9 * torch.eye(4))
+        step = torch.linalg.solve(H + damp, -g[..., None])[..., 0]
+        theta_n, tau_n = theta + step[:, 0], tau + step[:, 1:]
+        r_n, Jac_n, _ = _residuals(theta_n, tau_n, X, uv, w, R, t)
+        cost_n = _huber_cost(r_n, wr)
+        ok = cost_n < cost
+        theta = torch.where(ok, theta_n, theta)
+        tau = torch.where(ok[:, None], tau_n, tau)
+        r = torch.where(ok[:, None, None], r_n, r)
+        Jac = torch.where(ok[:, None, None, None], Jac_n, Jac)
+        cost = torch.where(ok, cost_n, cost)
+        lam = torch.where(ok, (lam / 3).clamp(min=1e-7), lam * 10)
+        if bool((step.abs().max(-1).values < 1e-9).all()):
+            break
+    rot = rotation_about_y(theta)
+    return (rot[0], tau[0]) if single else (rot, tau)
+
+
+def reprojection_error(joints, keypoints, weights, camera, intrinsics=None) -> float:
+    """Confidence-weighted mean 2D distance between projected ``joints [F, J, 3]`` (world)
+    and ``keypoints [F, J, 2]``, in the keypoints' units (pixels with ``intrinsics``,
+    otherwise normalised image coordinates)."""
+    X = torch.as_tensor(np.asarray(joints, dtype=np.float64) if not isinstance(joints, torch.Tensor) else joints)
+    X = X.double()
+    cam = torch.as_tensor(np.asarray(camera, dtype=np.float64) if not isinstance(camera, torch.Tensor)
+                          else camera).double()
+    K = None if intrinsics is None else torch.as_tensor(np.asarray(intrinsics, dtype=np.float64))
+    uv, _ = project(X, cam, K)
+    kp = torch.as_tensor(np.asarray(keypoints, dtype=np.float64))
+    w = torch.as_tensor(np.asarray(weights, dtype=np.float64))
+    return float((w * (uv - kp).norm(dim=-1)).sum() / w.sum().clamp(min=1e-12))
+
+
+# --------------------------------------------------------------------------- lifting
+
+
+@dataclass
+class LiftResult:
+    joints: torch.Tensor  # [S, F, J, 3] in the camera's world frame
+    canonical_joints: torch.Tensor  # [S, F, J, 3] in each motion's canonical frame
+    features: torch.Tensor  # [S, F, D] denormalised
+    rotation: torch.Tensor  # [S, 3, 3] canonical -> world (about +y)
+    translation: torch.Tensor  # [S, 3]
+    camera_canonical: torch.Tensor  # [S, 3, 4] or [S, F, 3, 4]: the camera in the canonical frame
+    reprojection_error: list  # per sample, normalised image units
+
+
+def _compose(camera: torch.Tensor, rot: torch.Tensor, tr: torch.Tensor) -> torch.Tensor:
+    """World camera ``[3, 4]``/``[F, 3, 4]`` composed with placements -> canonical-frame
+    cameras ``[B, 3, 4]``/``[B, F, 3, 4]``: ``X_cam = R (rot X + tr) + t``."""
+    R, t = camera[..., :3], camera[..., 3]
+    if camera.dim() == 3:
+        rot, tr = rot[:, None], tr[:, None]
+    R_new = R @ rot
+    t_new = (R @ tr[..., None])[..., 0] + t
+    return torch.cat((R_new, t_new[..., None]), dim=-1)
+
+
+def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text: str = "", *,
+                 guidance_strength: float = 1.0, sample_steps: int | None = None, seed: int | None = None,
+                 num_samples: int = 1, sampler: str = "ddim", text_guidance: float = 2.5,
+                 refine_placement: bool = True, progress: bool = False) -> LiftResult:
+    """:func:`lift` with everything it computes, for ``num_samples`` lifts at once
+    (different noise, same ``seed`` stream)."""
+    lm = loaded_model
+    sk = lm.skeleton
+    kp, sc, cam_w = _check_inputs(keypoints, scores, camera, intrinsics, sk.num_joints)
+    F = kp.shape[0]
+    max_f = lm.model.cfg.max_frames
+    if F > max_f:
+        raise ValueError(f"keypoints: {F} frames exceed the model's maximum of {max_f}")
+    if not 0.0 <= guidance_strength <= 1.0:
+        raise ValueError(f"guidance_strength: expected a value in [0, 1], got {guidance_strength}")
+    if num_samples < 1:
+        raise ValueError(f"num_samples: expected >= 1, got {num_samples}")
+    text = text or ""
+    # Empty text: the unconditional model (classifier-free scale 0 keeps only its output).
+    cfg_scale = text_guidance if text.strip() else 0.0
+
+    pull = (guidance_strength * sc).float()[None, ..., None]  # [1, F, J, 1]
+    kp32 = kp.float()
+    # Per-sample placement (canonical -> world); None until the first prediction.
+    state = {"rot": None, "tr": None}
+
+    def guide(x0_norm, t, index):
+        b = x0_norm.shape[0]
+        joints = decode(lm.denormalize(x0_norm).float().cpu(), sk)  # [b, F, J, 3]
+        rot, tr = state["rot"], state["tr"]
+        init = None if rot is None else (rot[index], tr[index])
+        if init is None or refine_placement:
+            r_new, t_new = fit_placement(joints, kp, sc, cam_w, init=init, iterations=15 if init is None else 3)
+            if rot is None:
+                state["rot"], state["tr"] = (torch.zeros(num_samples, 3, 3, dtype=torch.float64),
+                                             torch.zeros(num_samples, 3, dtype=torch.float64))
+            state["rot"][index], state["tr"][index] = r_new, t_new
+        rot, tr = state["rot"][index], state["tr"][index]
+        cam_c = _compose(cam_w, rot, tr).float()
+        targets = vk.ray_targets(joints, kp32.expand(b, F, -1, -1).contiguous(), cam_c.contiguous())
+        moved = joints + pull * (targets - joints)  # confidence 0: the prediction stays
+        # encode() needs one frame more than it returns features for: extrapolate linearly.
+        ext = torch.cat((moved, 2 * moved[:, -1:] - moved[:, -2:-1]), dim=1)
+        feats = encode(ext, sk)
+        _, tf = canonicalize(ext, sk)
+        # The re-encoded joints live in their own canonical frame X' = Rt X + tt: move the
+        # placement with them (X_w = rot X + tr = rot Rt^T X' + tr - rot Rt^T tt).
+        Rt, tt = tf.rotation.double(), tf.translation.double()
+        rot_n = rot @ Rt.transpose(-1, -2)
+        state["rot"][index] = rot_n
+        state["tr"][index] = tr - (rot_n @ tt[..., None])[..., 0]
+        return lm.normalize(feats.to(x0_norm.device, x0_norm.dtype))
+
+    out = lm.generate([text] * num_samples, F, guidance=cfg_scale, sampler=sampler, sample_steps=sample_steps,
+                      seed=seed, guide=guide if guidance_strength > 0 else None, progress=progress)
+    canon = out["joints"].double()
+    if guidance_strength == 0 or state["rot"] is None:
+        # Unguided: place the finished samples the same way for a like-for-like comparison.
+        rot, tr = fit_placement(canon, kp, sc, cam_w)
+    else:
+        rot, tr = state["rot"], state["tr"]
+    world = apply_placement(canon, rot, tr)
+    errors = [reprojection_error(world[i], kp, sc, cam_w) for i in range(num_samples)]
+    return LiftResult(world.float(), canon.float(), out["features"], rot, tr, _compose(cam_w, rot, tr).float(),
+                      errors)
+
+
+def lift(loaded_model, keypoints, scores, camera, intrinsics=None, text: str = "", *,
+         guidance_strength: float = 1.0, sample_steps: int | None = None, seed: int | None = None, **kw):
+    """Lift a 2D keypoint sequence to 3D with the trained prior (see the module docstring).
+
+    ``keypoints [F, 22, 2]`` (SMPL22 order; pixels when ``intrinsics (fx, fy, cx, cy)`` is
+    given, else normalised image coordinates), ``scores [F, 22]`` confidences in [0, 1]
+    (0: not observed), ``camera [3, 4]`` or ``[F, 3, 4]`` world-to-camera ``X_cam = R X + t``
+    in a y-up world. ``text``: optional caption (empty: unconditional). ``guidance_strength``
+    in [0, 1]: the fraction of the way to the rays each step moves a fully confident joint
+    (0 gives an unguided sample, placed by :func:`fit_placement`). Extra keywords go to
+    :func:`lift_details`.
+
+    Returns joints ``[F, 22, 3]`` in the camera's world frame (numpy in, numpy out).
+    """
+    res = lift_details(loaded_model, keypoints, scores, camera, intrinsics, text, guidance_strength=guidance_strength,
+                       sample_steps=sample_steps, seed=seed, **kw)
+    joints = res.joints[0]
+    return joints if isinstance(keypoints, torch.Tensor) else joints.numpy()
