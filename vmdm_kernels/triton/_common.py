@@ -22,6 +22,16 @@ in tile order. No atomics are used anywhere, so two calls with the same inputs
 and the same config give bit-identical results. (The autotuner may pick a
 different ``BLOCK_T`` in a different process, which changes the summation tree
 and therefore the last bits.)
+
+The partial buffers are allocated before the autotuner has chosen ``BLOCK_T``,
+so they are sized for the smallest candidate (``NT_MAX`` tiles per sample) and
+the main kernel writes the tile count it actually used into a one-element int32
+buffer that the finaliser reads. This keeps everything inside kernels (no host
+sync), which is also what ``torch.compile`` needs to trace the launches.
+
+Accumulation is float32 for float16/bfloat16/float32 inputs and float64 for
+float64 inputs (every load is cast first: bf16 arithmetic is never done); outputs
+are cast to the input dtype on store, ``stats`` stay in the accumulation dtype.
 """
 
 from __future__ import annotations
