@@ -1,0 +1,138 @@
+"""Compile the Triton kernels for a CUDA target without a GPU and report their resources.
+
+``python -m vmdm_kernels.triton.aot [--quick] [--arch 90]`` compiles every kernel
+variant (or, with ``--quick``, the largest reprojection variants only) through
+Triton's full NVIDIA pipeline down to a cubin, and prints registers, spill
+(local memory) and shared memory per kernel, read with the ``cuobjdump`` shipped
+in the triton wheel. It exits non-zero if a kernel fails to compile or spills.
+
+This catches what the interpreter cannot: lowering failures (e.g. of ``tl.gather``
+for a layout), register pressure of a tile config, and compile-time type errors
+in branches the interpreter never takes. It must run without
+``TRITON_INTERPRET=1`` (the interpreter replaces the compiler), so tests call it in
+a subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+if os.environ.get("TRITON_INTERPRET", "0") == "1":  # pragma: no cover - guarded by the caller
+    raise RuntimeError("vmdm_kernels.triton.aot compiles kernels; unset TRITON_INTERPRET")
+
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.compiler import ASTSource  # noqa: E402
+
+from . import _common as cm  # noqa: E402
+from . import ray_targets as rt  # noqa: E402
+from . import reproj_vel as rv  # noqa: E402
+from . import velocity3d as v3  # noqa: E402
+
+_FLOAT_ARGS = {"z_min", "power"}
+_ACC_PTRS = {"P_ptr", "S_ptr", "GP_ptr", "GV_ptr"}
+
+
+def _signature(fn, consts: dict, in_dtype: str) -> dict:
+    sig = {}
+    for name in fn.arg_names:
+        if name in consts:
+            sig[name] = "constexpr"
+        elif name == "NT_ptr":
+            sig[name] = "*i32"
+        elif name.endswith("_ptr"):
+            sig[name] = "*fp32" if name in _ACC_PTRS else f"*{in_dtype}"
+        elif name in _FLOAT_ARGS:
+            sig[name] = "fp32"
+        else:
+            sig[name] = "i32"
+    return sig
+
+
+def _cuobjdump() -> str:
+    return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+
+
+def compile_kernel(fn, consts: dict, in_dtype: str = "fp32", num_warps: int = 4, arch: int = 90) -> dict:
+    """Compile one variant for ``sm_<arch>``; returns its resource usage."""
+    src = ASTSource(fn, _signature(fn, consts, in_dtype), constexprs=consts)
+    kernel = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=dict(num_warps=num_warps))
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(kernel.asm["cubin"])
+        f.flush()
+        out = subprocess.run([_cuobjdump(), "--dump-resource-usage", f.name], capture_output=True, text=True,
+                             check=True).stdout
+
+    def field(name):
+        m = re.search(name + r":(\d+)", out)
+        return int(m.group(1)) if m else -1
+
+    return dict(kernel=fn.__name__, regs=field("REG"), local=field("LOCAL"), shared=field("SHARED"))
+
+
+def variants(quick: bool):
+    """(kernel, constexprs, input dtype, num_warps, label) for every shipped variant."""
+    acc = tl.float32
+    configs = [cm.TileConfig(16, 4)] if quick else list(cm.GPU_CONFIGS)
+    dtypes = ["fp32"] if quick else ["fp32", "bf16"]
+    for c in configs:
+        for dt in dtypes:
+            base = dict(ACC=acc, BLOCK_T=c.block_t, BLOCK_J=32)
+            label = f"BLOCK_T={c.block_t} warps={c.num_warps} {dt}"
+            for mode, per_frame, intr in ([(2, True, True)] if quick else [(0, False, False), (1, False, True),
+                                                                            (2, True, True)]):
+                common = dict(base, PER_FRAME=per_frame, HAS_INTR=intr, MODE=mode, POW_KIND=mode, WITH_POS=True,
+                              WITH_VEL=True)
+                tag = f"{label} mode={mode} per_frame={per_frame} intr={intr}"
+                yield rv.reproj_vel_fwd_kernel, common, dt, c.num_warps, tag
+                yield (rv.reproj_vel_bwd_kernel, dict(common, NEED_K=True, NEED_CAM=True, NEED_INTR=intr), dt,
+                       c.num_warps, tag)
+            if quick:
+                continue
+            yield v3.velocity3d_fwd_kernel, base, dt, c.num_warps, label
+            yield v3.velocity3d_bwd_kernel, dict(base, NEED_Y=True, DEN_T=64), dt, c.num_warps, label
+            for per_frame in (False, True):
+                yield (rt.ray_targets_fwd_kernel, dict(base, PER_FRAME=per_frame, HAS_INTR=True), dt, c.num_warps,
+                       f"{label} per_frame={per_frame}")
+                yield (rt.ray_targets_bwd_kernel, dict(base, PER_FRAME=per_frame, HAS_INTR=True, NEED_K=True,
+                                                       NEED_CAM=True, NEED_INTR=True), dt, c.num_warps,
+                       f"{label} per_frame={per_frame}")
+    yield (rv.reproj_vel_finalize_kernel, dict(MODE=1, POW_KIND=3, WITH_POS=True, WITH_VEL=True, ACC=acc,
+                                               BLOCK_B=cm.FINALIZE_BLOCK_B), "fp16", 4, "finalize")
+    if not quick:
+        yield v3.velocity3d_finalize_kernel, dict(ACC=acc, BLOCK_B=cm.FINALIZE_BLOCK_B), "fp16", 4, "finalize"
+        yield (cm.sum_partials_kernel, dict(HAS_CAM=True, HAS_INTR=True, ACC=acc, BLOCK_B=cm.FINALIZE_BLOCK_B),
+               "fp16", 4, "finalize")
+        yield (rv.reproj_vel_bwd_kernel, dict(ACC=tl.float64, BLOCK_T=16, BLOCK_J=32, PER_FRAME=True, HAS_INTR=True,
+                                              MODE=2, POW_KIND=3, WITH_POS=True, WITH_VEL=True, NEED_K=True,
+                                              NEED_CAM=True, NEED_INTR=True), "fp64", 4, "float64 general power")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="only the largest reprojection variants")
+    ap.add_argument("--arch", type=int, default=90, help="SM architecture, e.g. 90 for H100/H200")
+    args = ap.parse_args(argv)
+    bad = 0
+    for fn, consts, dt, warps, label in variants(args.quick):
+        try:
+            r = compile_kernel(fn, consts, dt, warps, args.arch)
+        except Exception as e:  # report every failure, then exit non-zero
+            bad += 1
+            print(f"FAIL {fn.__name__} [{label}]: {type(e).__name__}: {e}")
+            continue
+        spill = r["local"] > 0
+        bad += spill
+        print(f"{'SPILL' if spill else 'ok   '} {r['kernel']:28s} regs={r['regs']:3d} local={r['local']:4d} "
+              f"smem={r['shared']:5d}  [{label}]")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
