@@ -255,11 +255,16 @@ def _make_teacher(cfg: Build2DConfig, seed: int) -> Teacher:
     if cfg.teacher == "noise":
         return NoiseTeacher(cfg.noise_teacher, seed=seed)
     if cfg.teacher == "learned":
-        if "learned" not in _WORKER:
-            if not cfg.lifter:
-                raise ValueError("Build2DConfig.lifter: the learned teacher needs a lifter checkpoint path")
-            _WORKER["learned"] = LearnedTeacher.from_checkpoint(cfg.lifter)
-        return _WORKER["learned"]
+        if not cfg.lifter:
+            raise ValueError("Build2DConfig.lifter: the learned teacher needs a lifter checkpoint path")
+        # One model per process and checkpoint (file identity includes its mtime, so a
+        # retrained lifter at the same path is reloaded).
+        st = os.stat(cfg.lifter)
+        key = ("learned", os.path.abspath(cfg.lifter), st.st_mtime_ns, st.st_size)
+        if key not in _WORKER:
+            _WORKER.clear()
+            _WORKER[key] = LearnedTeacher.from_checkpoint(cfg.lifter)
+        return _WORKER[key]
     raise ValueError(f"teacher: expected 'learned' or 'noise', got {cfg.teacher!r}")
 
 

@@ -272,6 +272,10 @@ class MotionDataset(Dataset):
     def ids(self) -> list[str]:
         return [self._ids[i] for i in self._index]
 
+    def captions(self, clip_id: str) -> list[str]:
+        """All captions of a clip (items draw one of them at random)."""
+        return list(self._captions[clip_id])
+
     @property
     def feature_dim(self) -> int:
         return self.normalizer.dim

@@ -144,7 +144,11 @@ def collect(
         ids = sorted(rng.choice(ids, size=max_clips, replace=False).tolist())
     sources = {"built-in corpus": cut_clips(load_corpus_joints(corpus, ids))}
     if cmu is not None:
-        sources["CMU mocap"] = cut_clips([c.joints for c in load_cmu_testset(cmu)])
+        clips = load_cmu_testset(cmu)
+        sources["CMU mocap (24 clips)"] = cut_clips([c.joints for c in clips])
+        # Subject 02 does everyday actions; subject 01 climbs playground equipment, which
+        # dominates the height and contact statistics of the whole set.
+        sources["CMU subject 02 only"] = cut_clips([c.joints for c in clips if c.name.startswith("02_")])
     out: dict[str, dict] = {}
     for name, clips in sources.items():
         t0 = time.time()
