@@ -176,3 +176,40 @@ def test_full_testset_and_segments():
     segs = load_humanml3d_segments(CMU, clips)
     assert len(segs) == 33
     assert all(1 <= s.joints.shape[0] <= 200 for s in segs)
+
+
+def test_motion_statistics_on_a_known_motion():
+    from vmdm.data.stats import cut_clips, markdown_table, motion_statistics, roundtrip_errors, write_docs
+    from vmdm.data.skeleton import forward_kinematics
+    import torch
+
+    # A rigid rest-pose body gliding at 1 m/s along +z with its pelvis 0.9 m above the feet.
+    T = 60
+    rest = forward_kinematics(torch.eye(3).expand(22, 3, 3), torch.zeros(3), SMPL22).numpy()
+    rest[:, 1] -= rest[:, 1].min()
+    t = np.arange(T)[:, None, None] / 20.0
+    clip = rest[None] + np.array([0.0, 0.0, 1.0]) * t
+    s = motion_statistics([clip])
+    assert s["joint_speed_m_s"] == pytest.approx(1.0, rel=1e-6)
+    assert s["root_speed_m_s"] == pytest.approx(1.0, rel=1e-6)
+    assert s["joint_accel_m_s2"] == pytest.approx(0.0, abs=1e-6)
+    assert s["root_height_range_m"] == pytest.approx(0.0, abs=1e-9)
+    assert s["root_height_m"] == pytest.approx(rest[0, 1])
+    # Feet on the floor but sliding at 1 m/s: all skating, no contact.
+    assert s["foot_skating_cm_s"] == pytest.approx(100.0, rel=1e-6) and s["foot_contact_ratio"] == 0.0
+    still = motion_statistics([np.repeat(rest[None], T, 0)])
+    assert still["foot_contact_ratio"] == 1.0 and still["foot_skating_cm_s"] == pytest.approx(0.0)
+    rt = roundtrip_errors([clip])
+    assert rt["roundtrip_max_mm"] < 1e-6 and rt["ik_fk_max_mm"] < 1e-3
+    assert [len(c) for c in cut_clips([np.zeros((450, 22, 3))], 196, 40)] == [196, 196, 58]
+    table = markdown_table({"a": s, "b": still})
+    assert "| mean joint speed (m/s) | 1.000 | 0.000 |" in table
+
+
+def test_write_docs_replaces_only_the_stats_block(tmp_path):
+    from vmdm.data.stats import write_docs
+
+    doc = tmp_path / "d.md"
+    doc.write_text("intro\n<!-- stats:begin -->\nold\n<!-- stats:end -->\noutro\n")
+    write_docs(doc, "| new |")
+    assert doc.read_text() == "intro\n<!-- stats:begin -->\n| new |\n<!-- stats:end -->\noutro\n"
