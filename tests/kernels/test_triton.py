@@ -204,10 +204,14 @@ def test_reproj_vel_general_depth_power(depth_weight, power):
 
 
 AWKWARD = [(1, 1, 1), (2, 1, 22), (3, 7, 1), (1, 197, 3), (2, 17, 22)]
+SMALL_AWKWARD = [s for s in AWKWARD if s[1] < 100]  # the 197-frame clip costs ~30 programs per launch
 
 
-@pytest.mark.parametrize("shape", AWKWARD, ids=lambda s: "B{}T{}J{}".format(*s))
-@pytest.mark.parametrize("per_frame", [False, True], ids=["clip_cam", "frame_cam"])
+@pytest.mark.parametrize(
+    "shape,per_frame",
+    [(s, False) for s in AWKWARD] + [(s, True) for s in SMALL_AWKWARD],
+    ids=lambda v: "B{}T{}J{}".format(*v) if isinstance(v, tuple) else ("frame_cam" if v else "clip_cam"),
+)
 def test_reproj_vel_awkward_shapes(shape, per_frame):
     p = on_device(make_problem(*shape, per_frame=per_frame, seed=sum(shape)), torch.float32)
     got = kernel_reproj(p, "sample")
@@ -339,8 +343,11 @@ def reference_velocity3d(p, target, seed=1):
 V3_NAMES = ["loss", "grad_joints", "grad_target"]
 
 
-@pytest.mark.parametrize("shape", [(2, 13, 5)] + AWKWARD, ids=lambda s: "B{}T{}J{}".format(*s))
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize(
+    "shape,dtype",
+    [(s, torch.float32) for s in [(2, 13, 5)] + AWKWARD] + [(s, torch.float64) for s in [(2, 13, 5)] + SMALL_AWKWARD],
+    ids=lambda v: "B{}T{}J{}".format(*v) if isinstance(v, tuple) else str(v),
+)
 def test_velocity3d_matches_reference(shape, dtype):
     p = on_device(make_problem(*shape, seed=5), dtype)
     got, target = kernel_velocity3d(p)
@@ -400,7 +407,9 @@ def test_ray_targets_matches_reference(per_frame, intrinsics, dtype):
 @pytest.mark.parametrize("shape", AWKWARD, ids=lambda s: "B{}T{}J{}".format(*s))
 def test_ray_targets_awkward_shapes(shape):
     p = on_device(make_problem(*shape, per_frame=True, seed=8), torch.float32)
-    assert_all_close(kernel_ray(p, block_t=4), reference_ray(p), RTOL[torch.float32], RAY_NAMES)
+    # BLOCK_T = 4 puts tile seams into the short clips; the long one has plenty at the default.
+    block_t = 4 if shape[1] < 100 else None
+    assert_all_close(kernel_ray(p, block_t=block_t), reference_ray(p), RTOL[torch.float32], RAY_NAMES)
 
 
 # --------------------------------------------------------------------------- public API and registration
@@ -499,9 +508,10 @@ def test_random_shapes_match_reference():
     hypothesis = pytest.importorskip("hypothesis")
     st = hypothesis.strategies
 
-    @hypothesis.settings(max_examples=10 if not ON_GPU else 40, deadline=None, derandomize=True)
+    @hypothesis.settings(max_examples=8 if not ON_GPU else 40, deadline=None, derandomize=True)
     @hypothesis.given(
-        B=st.integers(1, 3), T=st.integers(1, 20), J=st.integers(1, 24), mode=st.sampled_from(MODES),
+        B=st.integers(1, 3), T=st.integers(1, 16 if not ON_GPU else 64), J=st.integers(1, 24),
+        mode=st.sampled_from(MODES),
         per_frame=st.booleans(), intrinsics=st.booleans(), block_t=st.sampled_from([4, 8, 16]),
         seed=st.integers(0, 2**16),
     )

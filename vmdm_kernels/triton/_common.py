@@ -1,4 +1,4 @@
-"""Shared pieces of the Triton backend: launch plumbing, camera loads, time shifts.
+"""Shared pieces of the Triton backend: launch plumbing, camera loads, deterministic finalisation.
 
 Tiling used by every op: one program owns a tile of ``BLOCK_T`` frames x
 ``BLOCK_J`` joints of one sample (``BLOCK_J`` = J rounded up to a power of
@@ -43,8 +43,8 @@ import torch
 import triton
 import triton.language as tl
 
-# The interpreter is chosen when triton is first imported; reading the variable
-# here gives the same answer as triton saw.
+# triton.jit reads TRITON_INTERPRET when each kernel is decorated, i.e. when this
+# package is imported; reading it here gives the answer the decorators below see.
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 

@@ -140,10 +140,9 @@ def ray_targets_bwd_kernel(
         gr0 = s * G0 + Gr * (a0 - 2.0 * s * r0) * inv_rr
         gr1 = s * G1 + Gr * (a1 - 2.0 * s * r1) * inv_rr
         gr2 = s * G2 + Gr * (a2 - 2.0 * s * r2) * inv_rr
-        # r = R^T d  ->  dL/dd = R dL/dr
+        # r = R^T d  ->  dL/dd = R dL/dr (the third component, d2 = 1, is a constant)
         gd0 = r00 * gr0 + r01 * gr1 + r02 * gr2
         gd1 = r10 * gr0 + r11 * gr1 + r12 * gr2
-        gd2 = r20 * gr0 + r21 * gr1 + r22 * gr2
         if NEED_K:
             tl.store(GK_ptr + 2 * pt + 0, (gd0 / fx).to(ty), mask=pmask)
             tl.store(GK_ptr + 2 * pt + 1, (gd1 / fy).to(ty), mask=pmask)
