@@ -229,6 +229,31 @@ def reprojection_error(joints, keypoints, weights, camera, intrinsics=None) -> f
 # --------------------------------------------------------------------------- lifting
 
 
+def _keep_body_size(pred: torch.Tensor, moved: torch.Tensor, cam_c: torch.Tensor, bone_w: torch.Tensor,
+                    parents: torch.Tensor) -> torch.Tensor:
+    """Scale each frame of ``moved [B, F, J, 3]`` about its camera centre so that its
+    (confidence-weighted) bone lengths sum to the prediction's.
+
+    Moving joints onto their rays keeps them at the depth where the current placement put
+    them, so a wrong placement depth turns into a wrong body size, which the next
+    prediction inherits. Scaling about the camera centre keeps every joint on its ray
+    (the projections do not change) and lets the body's apparent size set the depth.
+    ``bone_w [F, J]`` weighs the bone ending at each joint, ``parents [J]`` (root: itself).
+    """
+    B, F, J, _ = moved.shape
+    R, t = cam_c[..., :3], cam_c[..., 3]
+    centre = -(R.transpose(-1, -2) @ t[..., None])[..., 0]  # [B, 3] or [B, F, 3]
+    if centre.dim() == 2:
+        centre = centre[:, None].expand(B, F, 3)
+    lp = (pred - pred[:, :, parents]).norm(dim=-1)
+    lm = (moved - moved[:, :, parents]).norm(dim=-1)
+    num = (bone_w * lp).sum(-1)
+    den = (bone_w * lm).sum(-1)
+    k = torch.where(den > 1e-6, num / den.clamp(min=1e-6), torch.ones_like(num))  # [B, F]
+    c = centre[:, :, None].to(moved.dtype)
+    return c + k[..., None, None] * (moved - c)
+
+
 @dataclass
 class LiftResult:
     joints: torch.Tensor  # [S, F, J, 3] in the camera's world frame
@@ -254,7 +279,7 @@ def _compose(camera: torch.Tensor, rot: torch.Tensor, tr: torch.Tensor) -> torch
 def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text: str = "", *,
                  guidance_strength: float = 1.0, sample_steps: int | None = None, seed: int | None = None,
                  num_samples: int = 1, sampler: str = "ddim", text_guidance: float = 2.5,
-                 refine_placement: bool = True, progress: bool = False) -> LiftResult:
+                 refine_placement: bool = True, keep_size: bool = True, progress: bool = False) -> LiftResult:
     """:func:`lift` with everything it computes, for ``num_samples`` lifts at once
     (different noise, same ``seed`` stream)."""
     lm = loaded_model
@@ -273,6 +298,9 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
     cfg_scale = text_guidance if text.strip() else 0.0
 
     pull = (guidance_strength * sc).float()[None, ..., None]  # [1, F, J, 1]
+    par = torch.tensor([max(p, 0) for p in sk.parents])
+    bone_w = torch.minimum(sc, sc[:, par]).float()  # a bone is as reliable as its less certain end
+    bone_w[:, 0] = 0  # the root has no bone
     kp32 = kp.float()
     # Per-sample placement (canonical -> world); None until the first prediction.
     state = {"rot": None, "tr": None}
@@ -292,6 +320,8 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
         cam_c = _compose(cam_w, rot, tr).float()
         targets = vk.ray_targets(joints, kp32.expand(b, F, -1, -1).contiguous(), cam_c.contiguous())
         moved = joints + pull * (targets - joints)  # confidence 0: the prediction stays
+        if keep_size:
+            moved = _keep_body_size(joints, moved, cam_c, bone_w, par)
         # encode() needs one frame more than it returns features for: extrapolate linearly.
         ext = torch.cat((moved, 2 * moved[:, -1:] - moved[:, -2:-1]), dim=1)
         feats = encode(ext, sk)

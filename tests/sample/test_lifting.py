@@ -1,0 +1,166 @@
+"""Lifting 2D keypoints with the prior: placement fit, ray guidance, frames and cameras.
+
+The checkpoint is the barely trained tiny model, so these tests check the mechanics
+(guidance pulls the motion onto the observed rays, the camera stays consistent with
+the re-canonicalised motion, unobserved joints are left alone), not lifting accuracy.
+"""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from vmdm.data.cameras import pixels_to_normalized, project
+from vmdm.data.kinematics import rotation_about_y
+from vmdm.data.representation import canonicalize
+from vmdm.data.skeleton import SMPL22
+from vmdm.lifting import apply_placement, fit_placement, lift, lift_details, reprojection_error
+
+STEPS = 5  # DDIM steps: enough for the mechanics, quick on a CPU
+
+
+def test_fit_placement_recovers_a_known_placement(known_clip):
+    joints, E, K, kp = known_clip
+    canon, _ = canonicalize(joints, SMPL22)
+    uv = pixels_to_normalized(kp, K)
+    rot, tr = fit_placement(canon, uv, torch.ones(uv.shape[:2]), E)
+    placed = apply_placement(canon[None], rot[None], tr[None])[0]
+    # The world walk is the canonical one turned and moved: the fit finds that exactly.
+    assert (placed - joints).norm(dim=-1).max() < 1e-4
+    assert reprojection_error(placed, kp, torch.ones(kp.shape[:2]), E, K) < 1e-3  # pixels
+
+
+def test_fit_placement_with_per_frame_cameras_and_outliers(known_clip):
+    joints, E, K, kp = known_clip
+    F = joints.shape[0]
+    canon, _ = canonicalize(joints, SMPL22)
+    # A camera panning about the vertical through the walk's centre.
+    centre = joints.reshape(-1, 3).mean(0)
+    pan = rotation_about_y(torch.linspace(0, 0.3, F, dtype=torch.float64))
+    R = E[:, :3] @ pan
+    t = E[:, :3] @ centre + E[:, 3] - (R @ centre[:, None])[..., 0]
+    cams = torch.cat((R, t[..., None]), dim=-1)
+    uv, _ = project(joints, cams)
+    w = torch.ones(uv.shape[:2], dtype=torch.float64)
+    uv[::7, 20] += 0.3  # gross detector errors on a few wrists
+    rot, tr = fit_placement(canon, uv, w, cams)
+    placed = apply_placement(canon[None], rot[None], tr[None])[0]
+    assert (placed - joints).norm(dim=-1).max() < 5e-3  # Huber weights bound the outliers' pull
+
+
+def test_guided_lift_reprojects_far_better_than_unguided(loaded_tiny, known_clip):
+    joints, E, K, kp = known_clip
+    scores = torch.ones(kp.shape[:2])
+    guided = lift_details(loaded_tiny, kp, scores, E, K, "a person walks forward.", sample_steps=STEPS, seed=0)
+    unguided = lift_details(loaded_tiny, kp, scores, E, K, "a person walks forward.", sample_steps=STEPS, seed=0,
+                            guidance_strength=0.0)
+    assert guided.joints.shape == (1, 40, 22, 3) and torch.isfinite(guided.joints).all()
+    g, u = guided.reprojection_error[0], unguided.reprojection_error[0]
+    # Both placed by the same fit; only the guidance differs. Errors in normalised units.
+    assert u > 0.01
+    assert g < 0.05 * u
+    # The reported error is the error of the returned world joints.
+    uv = pixels_to_normalized(kp, K)
+    assert reprojection_error(guided.joints[0], uv, scores, E) == pytest.approx(g, abs=1e-6)
+    # Partial guidance lands in between.
+    half = lift_details(loaded_tiny, kp, scores, E, K, "a person walks forward.", sample_steps=STEPS, seed=0,
+                        guidance_strength=0.5)
+    assert g < half.reprojection_error[0] < u
+
+
+def test_unobserved_joints_are_not_pulled_onto_their_rays(loaded_tiny, known_clip):
+    joints, E, K, kp = known_clip
+    scores = torch.ones(kp.shape[:2])
+    wrist = SMPL22.index("left_wrist")
+    scores[:, wrist] = 0.0
+    scores[::3, 4] = 0.0  # a knee missed in some frames
+    out = lift(loaded_tiny, kp.numpy(), scores.numpy(), E.numpy(), K.numpy(), sample_steps=STEPS, seed=1)
+    assert isinstance(out, np.ndarray) and out.shape == (40, 22, 3) and np.isfinite(out).all()
+    uv, _ = project(torch.from_numpy(out).double(), E, K)
+    err = (uv - kp).norm(dim=-1)  # pixels
+    observed = scores > 0
+    # Observed joints end on their rays (the last denoising step is guided too); the
+    # unobserved wrist is wherever the prior put it.
+    assert err[observed].max() < 1.0
+    assert err[:, wrist].mean() > 20 * err[observed].mean()
+
+
+def test_pixel_and_normalised_keypoints_give_the_same_lift(loaded_tiny, known_clip):
+    joints, E, K, kp = known_clip
+    scores = torch.ones(kp.shape[:2])
+    a = lift(loaded_tiny, kp, scores, E, K, sample_steps=STEPS, seed=3)
+    b = lift(loaded_tiny, pixels_to_normalized(kp, K), scores, E, None, sample_steps=STEPS, seed=3)
+    assert isinstance(a, torch.Tensor)
+    assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_per_frame_camera_stays_consistent(loaded_tiny, known_clip):
+    joints, E, K, _ = known_clip
+    F = joints.shape[0]
+    centre = joints.reshape(-1, 3).mean(0)
+    pan = rotation_about_y(torch.linspace(0, 0.4, F, dtype=torch.float64))
+    R = E[:, :3] @ pan
+    t = E[:, :3] @ centre + E[:, 3] - (R @ centre[:, None])[..., 0]
+    cams = torch.cat((R, t[..., None]), dim=-1)
+    kp, _ = project(joints, cams, K)
+    res = lift_details(loaded_tiny, kp, torch.ones(F, 22), cams, K, sample_steps=STEPS, seed=0, num_samples=2)
+    assert res.joints.shape == (2, F, 22, 3)
+    assert res.camera_canonical.shape == (2, F, 3, 4)
+    assert max(res.reprojection_error) < 1e-3
+    # The canonical-frame camera sees the canonical joints exactly as the world camera
+    # sees the world joints.
+    uv_c, _ = project(res.canonical_joints.double(), res.camera_canonical.double())
+    uv_w, _ = project(res.joints.double(), cams[None].expand(2, -1, -1, -1))
+    assert (uv_c - uv_w).abs().max() < 1e-4
+    assert not torch.allclose(res.joints[0], res.joints[1])  # two samples, two lifts
+
+
+def test_lift_from_a_clip_file_on_the_command_line(tiny_checkpoint, known_clip, tmp_path):
+    from vmdm.data.video import write_video_clip
+    from vmdm.sample import main
+
+    joints, E, K, kp = known_clip
+    # The clip format's teacher lift: the true motion, slightly noisy (a lifter's output).
+    noisy = joints.numpy() + np.random.default_rng(0).normal(0, 0.01, joints.shape)
+    scores = np.ones(kp.shape[:2])
+    scores[:, SMPL22.index("head")] = 0.0
+    clip = write_video_clip(tmp_path / "clip.npz", keypoints=kp.numpy(), scores=scores, lift=noisy,
+                            captions=["a person walks forward."], coords="pixel", intrinsics=K.numpy(),
+                            extrinsics=E.numpy())
+    out = tmp_path / "lifted"
+    assert main(["--checkpoint", str(tiny_checkpoint), "--lift", str(clip), "--out", str(out), "--sample-steps",
+                 str(STEPS), "--formats", "npy,bvh", "--no-progress", "--num-samples", "2"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["lift"]["frames"] == 39  # T keypoint frames -> T - 1 motion frames
+    assert len(res["samples"]) == 2
+    for s in res["samples"]:
+        assert np.load(out / f"{s['name']}_joints.npy").shape == (39, 22, 3)
+        assert s["text"] == ""  # no --text: unconditional
+        assert s["reprojection_error_px"] < 1.0
+
+
+def test_bad_inputs_name_the_argument(loaded_tiny, known_clip):
+    joints, E, K, kp = known_clip
+    sc = torch.ones(kp.shape[:2])
+    with pytest.raises(ValueError, match="keypoints"):
+        lift(loaded_tiny, kp[..., :1], sc, E, K)
+    with pytest.raises(ValueError, match="keypoints"):
+        lift(loaded_tiny, kp[:, :17], sc[:, :17], E, K)
+    with pytest.raises(ValueError, match="scores"):
+        lift(loaded_tiny, kp, sc[:-1], E, K)
+    with pytest.raises(ValueError, match="scores"):
+        lift(loaded_tiny, kp, torch.zeros_like(sc), E, K)
+    with pytest.raises(ValueError, match="camera"):
+        lift(loaded_tiny, kp, sc, E[:2], K)
+    with pytest.raises(ValueError, match="camera"):
+        lift(loaded_tiny, kp, sc, torch.cat((2 * E[:, :3], E[:, 3:]), dim=1), K)
+    with pytest.raises(ValueError, match="intrinsics"):
+        lift(loaded_tiny, kp, sc, E, K[:3])
+    with pytest.raises(ValueError, match="guidance_strength"):
+        lift(loaded_tiny, kp, sc, E, K, guidance_strength=1.5)
+    bad = kp.clone()
+    bad[3, 2, 0] = math.nan
+    with pytest.raises(ValueError, match="keypoints.*NaN"):
+        lift(loaded_tiny, bad, sc, E, K)
