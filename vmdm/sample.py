@@ -182,6 +182,16 @@ def main(argv=None) -> int:
     except (RuntimeError, KeyError, ValueError) as e:
         parser.error(f"--checkpoint: cannot load {ckpt} ({e})")
     max_f = lm.model.cfg.max_frames
+    if clip is None:
+        length = min(DEFAULT_LENGTH, max_f) if args.length is None else args.length
+        if not 1 <= length <= max_f:
+            parser.error(f"--length: expected 1..{max_f} frames for this checkpoint, got {length}")
+    else:
+        length = clip["keypoints"].shape[0]
+        if length < 2:
+            parser.error(f"--lift: the clip has {length} frame at 20 fps; lifting needs at least 2")
+        if length > max_f:
+            parser.error(f"--lift: the clip has {length} frames at 20 fps; this checkpoint handles at most {max_f}")
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -191,11 +201,6 @@ def main(argv=None) -> int:
     }
     t0 = time.perf_counter()
     if clip is None:
-        length = DEFAULT_LENGTH if args.length is None else args.length
-        if args.length is None:
-            length = min(length, max_f)
-        if not 1 <= length <= max_f:
-            parser.error(f"--length: expected 1..{max_f} frames for this checkpoint, got {length}")
         texts = [p for p in prompts for _ in range(args.num_samples)]
         log.info("sampling %d motion(s) of %d frames (%s, %s steps) on %s", len(texts), length, args.sampler,
                  args.sample_steps or lm.diffusion.steps, lm.device)
@@ -207,9 +212,7 @@ def main(argv=None) -> int:
     else:
         from vmdm.lifting import lift_details
 
-        F = clip["keypoints"].shape[0]
-        if F > max_f:
-            parser.error(f"--lift: the clip has {F} frames at 20 fps; this checkpoint handles at most {max_f}")
+        F = length
         text = prompts[0] if prompts else ""
         texts = [text] * args.num_samples
         log.info("lifting %s (%d frames, %s) with %d sample(s)", args.lift, F,
@@ -220,12 +223,16 @@ def main(argv=None) -> int:
                            sampler=args.sampler, text_guidance=args.guidance, progress=args.progress)
         joints, feats = res.joints.numpy(), res.features.numpy()
         fx = float(clip["intrinsics"][0])
-        extra = [{"reprojection_error": e, "reprojection_error_px": e * fx if fx != 1.0 else None,
-                  "world_frame": "canonical frame of the clip's teacher lift (y up, floor at 0)"}
+        # Errors in normalised image units, and in pixels when the clip gave intrinsics.
+        extra = [{"reprojection_error": e, "reprojection_error_px": e * fx if fx != 1.0 else None}
                  for e in res.reprojection_error]
+        # The joints come out in the frame the clip loader puts the camera in (the canonical
+        # frame of the clip's teacher lift); save that camera so the lifts can be reprojected.
+        np.save(out / "lift_camera.npy", clip["camera"].astype(np.float32))
         results["lift"] = {"clip": str(args.lift), "frames": F, "strength": args.lift_strength,
+                           "world_frame": "canonical frame of the clip's teacher lift (y up, floor at 0)",
+                           "camera": "lift_camera.npy",
                            "pnp_rms": None if np.isnan(clip["pnp_rms"]) else float(clip["pnp_rms"])}
-        length = F
     t_sample = time.perf_counter() - t0
     log.info("sampled %d motion(s) in %.1f s", len(texts), t_sample)
     results["sampling_seconds"] = t_sample

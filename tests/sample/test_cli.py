@@ -12,6 +12,8 @@ from vmdm.export.bvh import read_bvh
 from vmdm.export.render import ffmpeg_available
 from vmdm.sample import main
 
+from .test_render import _read
+
 ROOT = Path(__file__).resolve().parents[2]
 # Short motions and few DDIM steps keep each run to a couple of seconds on a CPU.
 FAST = ["--length", "16", "--sample-steps", "4", "--no-progress"]
@@ -32,8 +34,6 @@ def test_writes_every_format(tiny_checkpoint, tmp_path):
     assert names == ["sample00_rep00", "sample00_rep01", "sample01_rep00", "sample01_rep01"]
     assert [s["text"] for s in res["samples"]] == ["a person waves with his right hand."] * 2 + [
         "a person jumps in place."] * 2
-    import imageio.v3 as iio
-
     for s in res["samples"]:
         n = s["name"]
         joints = np.load(out / f"{n}_joints.npy")
@@ -41,9 +41,9 @@ def test_writes_every_format(tiny_checkpoint, tmp_path):
         assert np.load(out / f"{n}_features.npy").shape == (16, 263)
         bvh = read_bvh(out / f"{n}.bvh")
         assert bvh.num_joints == 22 and bvh.num_frames == 16
-        assert iio.imread(out / f"{n}.gif").shape[0] == 16
+        assert _read(out / f"{n}.gif").shape[0] == 16
         if ffmpeg_available():
-            assert iio.imread(out / f"{n}.mp4").shape[0] == 16
+            assert _read(out / f"{n}.mp4").shape[0] == 16
         assert s["bvh_error_m"] >= 0
 
 
@@ -94,6 +94,19 @@ def test_bad_input_names_the_argument(tiny_checkpoint, loaded_tiny, tmp_path, ca
     assert "--lift" in err and "broken.npz" in err
     err = _error(capsys, [*ck, "--lift", str(tmp_path / "absent.npz"), *base])
     assert "--lift" in err and "absent.npz" in err
+    from vmdm.data.video import write_video_clip
+
+    # A clip longer than the model can denoise in one go (T frames -> T - 1 motion frames).
+    T = loaded_tiny.model.cfg.max_frames + 2
+    pose = np.zeros((T, 22, 3))
+    pose[:, :, 1] = np.linspace(0, 1.7, 22)
+    pose[:, :, 0] = np.linspace(-0.3, 0.3, 22) ** 2
+    long = write_video_clip(tmp_path / "long.npz", keypoints=np.zeros((T, 22, 2)), lift=pose, captions=["x"],
+                            extrinsics=np.concatenate([np.eye(3), [[0], [0], [4]]], axis=1))
+    err = _error(capsys, [*ck, "--lift", str(long), *base])
+    assert "--lift" in err and f"at most {loaded_tiny.model.cfg.max_frames}" in err
+    err = _error(capsys, [*ck, "--lift", str(long), "--length", "20", *base])
+    assert "--length" in err
     bad_ckpt = tmp_path / "bad.pt"
     bad_ckpt.write_bytes(b"garbage")
     err = _error(capsys, ["--checkpoint", str(bad_ckpt), "--text", "x", *base])

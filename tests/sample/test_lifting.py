@@ -135,10 +135,16 @@ def test_lift_from_a_clip_file_on_the_command_line(tiny_checkpoint, known_clip, 
     res = json.loads((out / "results.json").read_text())
     assert res["lift"]["frames"] == 39  # T keypoint frames -> T - 1 motion frames
     assert len(res["samples"]) == 2
+    cam = torch.from_numpy(np.load(out / res["lift"]["camera"])).double()
+    observed = torch.from_numpy(scores[:39] > 0)
     for s in res["samples"]:
-        assert np.load(out / f"{s['name']}_joints.npy").shape == (39, 22, 3)
+        lifted = torch.from_numpy(np.load(out / f"{s['name']}_joints.npy")).double()
+        assert lifted.shape == (39, 22, 3)
         assert s["text"] == ""  # no --text: unconditional
         assert s["reprojection_error_px"] < 1.0
+        # The saved camera sees the saved joints on the clip's keypoints.
+        uv, _ = project(lifted, cam, K)
+        assert (uv - kp[:39]).norm(dim=-1)[observed].max() < 1.0
 
 
 def test_bad_inputs_name_the_argument(loaded_tiny, known_clip):

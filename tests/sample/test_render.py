@@ -15,6 +15,12 @@ def walk():
 
 
 def _read(path):
+    """All frames ``[F, H, W, 3]``: GIFs through Pillow (no imageio needed), MP4s through imageio."""
+    if str(path).endswith(".gif"):
+        from PIL import Image, ImageSequence
+
+        with Image.open(path) as im:
+            return np.stack([np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(im)])
     import imageio.v3 as iio
 
     return iio.imread(path)

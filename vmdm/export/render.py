@@ -24,8 +24,10 @@ _COLORS = {"right": "#d62728", "left": "#1f77b4", "centre": "#333333"}
 
 
 def ffmpeg_available() -> bool:
-    """Whether an ffmpeg binary is reachable for imageio (bundled or on PATH)."""
+    """Whether MP4s can be written: ``imageio`` plus an ffmpeg binary (bundled with
+    ``imageio-ffmpeg``, or the one named by ``IMAGEIO_FFMPEG_EXE``)."""
     try:
+        import imageio  # noqa: F401
         import imageio_ffmpeg
 
         imageio_ffmpeg.get_ffmpeg_exe()
