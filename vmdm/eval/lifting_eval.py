@@ -2,7 +2,7 @@
 
 Two sources of cases, one scoring path:
 
-* :func:`test_split_cases` — the 2D-only dataset's test split: the observed (noisy,
+* :func:`split_cases` — the 2D-only dataset's test split: the observed (noisy,
   detector-like) keypoints with their camera and the ground truth from ``gt/test.npz``,
   plus the teacher lift that was stored when the dataset was built (what the
   teacher-supervised models trained on), moved into the ground truth's frame.
@@ -46,7 +46,7 @@ from vmdm.eval.geometry import (
     reprojection_error_per_frame,
 )
 
-__all__ = ["LiftCase", "test_split_cases", "cmu_cases", "teacher_lifter", "prior_lifter", "stored_teacher",
+__all__ = ["LiftCase", "split_cases", "cmu_cases", "teacher_lifter", "prior_lifter", "stored_teacher",
            "score_lifters", "Lifter"]
 
 
@@ -70,7 +70,7 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def test_split_cases(data_root: str | Path, max_frames: int = 196, limit: int | None = None,
+def split_cases(data_root: str | Path, max_frames: int = 196, limit: int | None = None,
                      split: str = "test") -> list[LiftCase]:
     """Cases from a 2D-only dataset (``vmdm_2d.json``); the first ``max_frames`` frames of each
     clip, the first ``limit`` clips. Empty for datasets without keypoints."""

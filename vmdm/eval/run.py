@@ -45,6 +45,8 @@ class EvalConfig:
     quick: bool = field(False, "small settings for a CPU smoke run: 3 repeats, 10 sampling steps, fewer prompts "
                                "and lifting cases")
     data: str | None = field(None, "dataset root (default: the one the checkpoint was trained on)")
+    split: str = field("test", "split to evaluate on: test (reporting) or val (model selection)",
+                       choices=["test", "val"])
     out: str | None = field(None, "output folder (default: <checkpoint folder>/eval)")
     repeats: int | None = field(None, "repetitions of the generation metrics (default 20; quick 3)")
     mm_prompts: int | None = field(None, "MultiModality prompts (default 100; quick 10)")
@@ -252,7 +254,7 @@ def _check_disjoint(meta: dict, test: TestSet, data_root: str | Path) -> None:
     same_data = Path(tr.get("data_root", "")).resolve() == Path(data_root).resolve()
     overlap = set(tr.get("ids", [])) & set(test.ids)
     if same_data and overlap:
-        raise ValueError(f"evaluator's training clips overlap the test split ({sorted(overlap)[:5]}...)")
+        raise ValueError(f"evaluator's training clips overlap the evaluated split ({sorted(overlap)[:5]}...)")
 
 
 def machine_description() -> str:
@@ -285,7 +287,7 @@ def evaluate(cfg: EvalConfig, *, evaluator: Evaluator | None = None, evaluator_m
         evaluator, evaluator_meta = load_evaluator(ev_path, device)
         evaluator_meta["path"] = str(ev_path)
     t0 = time.time()
-    test = test if test is not None else load_test_set(data_root)
+    test = test if test is not None else load_test_set(data_root, cfg.split)
     _check_disjoint(evaluator_meta, test, data_root)
     res: dict = {
         "checkpoint": str(cfg.checkpoint),
@@ -294,6 +296,7 @@ def evaluate(cfg: EvalConfig, *, evaluator: Evaluator | None = None, evaluator_m
                                                        "lambda_pos", "lambda_vel", "lambda_align", "text_encoder",
                                                        "seed")},
         "data_root": str(data_root),
+        "split": cfg.split,
         "evaluator": {"path": evaluator_meta.get("path"), "hash": evaluator_meta["train_split"]["hash"],
                       "heldout": evaluator_meta.get("metrics", {}).get("heldout")},
         "settings": dataclasses.asdict(s),
@@ -304,10 +307,10 @@ def evaluate(cfg: EvalConfig, *, evaluator: Evaluator | None = None, evaluator_m
     timings["generation_s"] = round(time.time() - t0, 1)
     if cfg.lifting:
         t0 = time.time()
-        from vmdm.eval.lifting_eval import stored_teacher, test_split_cases
+        from vmdm.eval.lifting_eval import stored_teacher, split_cases
 
-        cases = test_cases if test_cases is not None else test_split_cases(
-            data_root, max_frames=lm.model.cfg.max_frames, limit=s.lifting_cases)
+        cases = test_cases if test_cases is not None else split_cases(
+            data_root, max_frames=lm.model.cfg.max_frames, limit=s.lifting_cases, split=cfg.split)
         if cases:
             res["lifting_test"] = lifting_metrics(lm, cases, stored_teacher, s, cfg.progress, "lifting (test)")
         else:
@@ -392,15 +395,15 @@ def format_markdown(res: dict) -> str:
     g = res["generation"]
     s = res["settings"]
     lines = [f"# Evaluation of `{res['checkpoint']}` ({res.get('supervision')})", "",
-             f"{res['created']} on {res['machine']}. Test split: {g['n_test']} clips, {s['repeats']} repeats "
+             f"{res['created']} on {res['machine']}. Split {res.get('split', 'test')}: {g['n_test']} clips, {s['repeats']} repeats "
              f"(mean ± 95% CI); R-precision in batches of {g['rprecision_batch']}; sampler {s['sampler']}, "
              f"{s['sample_steps'] or 'all'} steps, guidance {s['guidance']}.", "",
              "## Generation", "",
              "| | " + " | ".join(c[1] for c in GEN_COLUMNS) + " |",
              "|---|" + "---|" * len(GEN_COLUMNS)]
-    for who, label in (("real", "Real (test)"), ("model", "Model")):
+    for who, label in (("real", f"Real ({res.get('split', 'test')})"), ("model", "Model")):
         lines.append(f"| {label} | " + " | ".join(_cell(g[who].get(k), f) for k, _, f in GEN_COLUMNS) + " |")
-    for key, title in (("lifting_test", "Lifting: test split 2D keypoints"),
+    for key, title in (("lifting_test", f"Lifting: {res.get('split', 'test')} split 2D keypoints"),
                        ("lifting_cmu", "Lifting: real CMU motion, random cameras")):
         if key not in res:
             continue

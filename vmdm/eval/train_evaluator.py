@@ -242,7 +242,8 @@ def train_evaluator(cfg: EvaluatorTrainConfig, *, gt_store: GTStore | None = Non
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        loss_ema = float(loss) if loss_ema is None else 0.98 * loss_ema + 0.02 * float(loss)
+        lv = float(loss.detach())
+        loss_ema = lv if loss_ema is None else 0.98 * loss_ema + 0.02 * lv
         bar.update(1)
         if step % 20 == 0:
             bar.set_postfix(loss=f"{loss_ema:.3f}")

@@ -1,0 +1,51 @@
+"""Shared fixtures for the evaluation tests: the quick built-in data (cached in
+``$VMDM_TEST_CACHE`` when set, so repeated runs skip the build) and a tiny trained model."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    env = os.environ.get("VMDM_TEST_CACHE")
+    if env:
+        Path(env).mkdir(parents=True, exist_ok=True)
+        return Path(env)
+    return tmp_path_factory.mktemp("vmdm_cache")
+
+
+@pytest.fixture(scope="session")
+def quick_data(cache_dir):
+    from vmdm.data.prepare import ensure_default_data
+
+    return ensure_default_data(cache_dir, quick=True, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(cache_dir, quick_data, tmp_path_factory) -> Path:
+    """A 20-step tiny VideoMDM model, trained through the CLI as a user would."""
+    out = tmp_path_factory.mktemp("tiny_model")
+    cmd = [sys.executable, "-m", "vmdm.train", "--quick-data", "--cache-dir", str(cache_dir), "--text-encoder", "bow",
+           "--model", "tiny", "--steps", "20", "--batch-size", "8", "--max-frames", "40", "--out", str(out),
+           "--no-progress"]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return out / "checkpoint.pt"
+
+
+# Small evaluator settings: a few seconds of training on the quick data.
+TINY_EVALUATOR = dict(steps=120, time_budget=None, batch_size=32, embed_dim=64, movement_dim=64, gru_dim=64,
+                      lr=2e-3, heldout_frac=0.15, progress=False, threads=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_evaluator(quick_data, tmp_path_factory) -> Path:
+    from vmdm.eval.train_evaluator import EvaluatorTrainConfig, train_evaluator
+
+    out = tmp_path_factory.mktemp("evaluator") / "evaluator.pt"
+    return train_evaluator(EvaluatorTrainConfig(data=str(quick_data.dataset_2d), out=str(out), **TINY_EVALUATOR))
