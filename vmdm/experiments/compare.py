@@ -62,7 +62,7 @@ class Budget:
 
 QUICK = Budget(
     "quick", True,
-    dict(recipe="demo", model="tiny", steps=300, batch_size=32, lr=3e-4, warmup=50, max_frames=120, ema_decay=0.99,
+    dict(recipe="demo", model="tiny", steps=200, batch_size=32, lr=3e-4, warmup=50, max_frames=120, ema_decay=0.99,
          text_encoder="minilm"),
     dict(steps=600, time_budget=300.0, batch_size=64),
     True,
@@ -75,13 +75,13 @@ FULL = Budget(
 )
 
 
-def _train_variant(name: str, budget: Budget, work: Path, cache_dir: str | None, seed: int, steps: int | None,
-                   progress: bool) -> tuple[Path, float]:
+def _train_variant(name: str, overrides: dict, budget: Budget, work: Path, cache_dir: str | None, seed: int,
+                   steps: int | None, progress: bool) -> tuple[Path, float]:
     from vmdm.train import TrainConfig, train
 
     out = work / name
     ckpt = out / "checkpoint.pt"
-    want = {**budget.train, **VARIANTS[name][1], "seed": seed}
+    want = {**budget.train, **overrides, "seed": seed}
     if steps is not None:
         want["steps"] = steps
     if ckpt.is_file():
@@ -100,8 +100,12 @@ def _train_variant(name: str, budget: Budget, work: Path, cache_dir: str | None,
 
 
 def run_comparison(budget: Budget, *, work: Path, out: Path | None, cache_dir: str | None = None, seed: int = 0,
-                   steps: int | None = None, variants: list[str] | None = None, progress: bool = True,
-                   threads: int | None = None, eval_overrides: dict | None = None) -> dict:
+                   steps: int | None = None, variants: list[str] | dict | None = None, progress: bool = True,
+                   threads: int | None = None, eval_overrides: dict | None = None, split: str = "test",
+                   cmu: bool = True, title: str = "VideoMDM comparison") -> dict:
+    """Train each variant (a list of :data:`VARIANTS` names, or ``{name: (label, TrainConfig
+    overrides)}``) with ``budget`` and one seed, evaluate all on ``split`` with one evaluator
+    trained on the train split, and write the table to ``out`` (.md/.json)."""
     from vmdm.data.prepare import ensure_default_data
     from vmdm.eval.evaluator import load_evaluator
     from vmdm.eval.lifting_eval import cmu_cases, split_cases
@@ -111,10 +115,12 @@ def run_comparison(budget: Budget, *, work: Path, out: Path | None, cache_dir: s
     if threads:
         torch.set_num_threads(threads)
     t_all = time.time()
-    variants = variants or list(VARIANTS)
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        raise ValueError(f"unknown variants {unknown}; expected some of {list(VARIANTS)}")
+    if not isinstance(variants, dict):
+        names = variants or list(VARIANTS)
+        unknown = [v for v in names if v not in VARIANTS]
+        if unknown:
+            raise ValueError(f"unknown variants {unknown}; expected some of {list(VARIANTS)}")
+        variants = {v: VARIANTS[v] for v in names}
     work.mkdir(parents=True, exist_ok=True)
     paths = ensure_default_data(cache_dir, progress=progress, quick=budget.quick_data)
     data_root = str(paths.dataset_2d)
@@ -130,36 +136,39 @@ def run_comparison(budget: Budget, *, work: Path, out: Path | None, cache_dir: s
     timings = {"evaluator_s": round(time.time() - t0, 1)}
 
     # Shared evaluation inputs, loaded once.
-    ecfg = EvalConfig(checkpoint="-", quick=budget.eval_quick, seed=seed, progress=progress, out="",
+    ecfg = EvalConfig(checkpoint="-", quick=budget.eval_quick, seed=seed, progress=progress, out="", split=split,
                       **(eval_overrides or {}))
     s = Settings.from_config(ecfg)
-    test = load_test_set(data_root)
-    tcases = split_cases(data_root, max_frames=196, limit=s.lifting_cases)
-    try:
-        ccases = cmu_cases(None, window=s.cmu_window, max_windows_per_clip=s.cmu_windows_per_clip,
-                           views=s.cmu_views, seed=seed)
-    except FileNotFoundError as e:
-        log.warning("CMU clips unavailable (%s): CMU lifting skipped", e)
-        ccases = None
+    test = load_test_set(data_root, split)
+    tcases = split_cases(data_root, max_frames=196, limit=s.lifting_cases, split=split)
+    ccases = None
+    if cmu:
+        try:
+            ccases = cmu_cases(None, window=s.cmu_window, max_windows_per_clip=s.cmu_windows_per_clip,
+                               views=s.cmu_views, seed=seed)
+        except FileNotFoundError as e:
+            log.warning("CMU clips unavailable (%s): CMU lifting skipped", e)
 
     rows = {}
-    for name in variants:
-        ckpt, train_s = _train_variant(name, budget, work, cache_dir, seed, steps, progress)
+    for name, (label, overrides) in variants.items():
+        ckpt, train_s = _train_variant(name, overrides, budget, work, cache_dir, seed, steps, progress)
         t0 = time.time()
         res = evaluate(dataclasses.replace(ecfg, checkpoint=str(ckpt), cmu=ccases is not None),
                        evaluator=evaluator, evaluator_meta=ev_meta, test=test, test_cases=tcases, cmu_cases=ccases)
-        rows[name] = {"label": VARIANTS[name][0], "checkpoint": str(ckpt), "train_s": round(train_s, 1),
+        rows[name] = {"label": label, "checkpoint": str(ckpt), "train_s": round(train_s, 1),
                       "eval_s": round(time.time() - t0, 1), "results": res}
         log.info("%s: FID %.3f", name, res["generation"]["model"]["fid"]["mean"])
     timings["total_s"] = round(time.time() - t_all, 1)
     summary = {
+        "title": title,
         "budget": budget.name,
+        "split": split,
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": machine_description(),
         "data_root": data_root,
         "seed": seed,
         "train": {**budget.train, **({"steps": steps} if steps is not None else {})},
-        "settings": rows[variants[0]]["results"]["settings"] if rows else None,
+        "settings": next(iter(rows.values()))["results"]["settings"] if rows else None,
         "evaluator": {"path": str(ev_path), "hash": ev_meta["train_split"]["hash"],
                       "heldout": ev_meta["metrics"]["heldout"], "train": ev_meta["metrics"].get("steps"),
                       "n_train_clips": ev_meta["train_split"]["n_clips"]},
@@ -206,10 +215,11 @@ def format_table(summary: dict) -> str:
     ev = summary["evaluator"]
     h = ev["heldout"] or {}
     lines = [
-        f"# VideoMDM comparison ({summary['budget']} budget)", "",
+        f"# {summary.get('title', 'VideoMDM comparison')} ({summary['budget']} budget)", "",
         f"- date: {summary['created']}",
         f"- machine: {summary['machine']}",
-        f"- data: `{summary['data_root']}` ({summary['n_test']} test clips)",
+        f"- data: `{summary['data_root']}`, evaluated on the {summary.get('split', 'test')} split "
+        f"({summary['n_test']} clips)",
         f"- training (every model): {json.dumps(summary['train'], sort_keys=True)}, seed {summary['seed']}",
         f"- metrics: {st.get('repeats')} repeats, mean ± 95% CI; R-precision batches of "
         f"{next(iter(rows.values()))['results']['generation']['rprecision_batch'] if rows else '—'}; "
@@ -218,9 +228,11 @@ def format_table(summary: dict) -> str:
         f"{ev['hash'][:12]}; held-out train clips: R@1 {_num(h.get('top1'), '.3f')} (chance "
         f"{_num(h.get('chance_top1'), '.3f')}), R@3 {_num(h.get('top3'), '.3f')} (chance {_num(h.get('chance_top3'), '.3f')})",
         f"- lifting MPJPE: no alignment, mm; prior used as a lifter with ray guidance vs the teacher lifter; "
-        f"test = the dataset's test-split 2D keypoints, CMU = real motion capture through random cameras",
+        f"test = the dataset's {summary.get('split', 'test')}-split 2D keypoints, CMU = real motion capture through "
+        f"random cameras",
         "",
-        "| model | FID ↓ | R@3 ↑ | MM-Dist ↓ | Diversity → | Foot skate ↓ | Lift MPJPE test ↓ | Lift MPJPE CMU ↓ | train s | eval s |",
+        f"| model | FID ↓ | R@3 ↑ | MM-Dist ↓ | Diversity → | Foot skate ↓ | Lift MPJPE {summary.get('split', 'test')} ↓ "
+        "| Lift MPJPE CMU ↓ | train s | eval s |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     first = next(iter(rows.values()), None)
@@ -228,7 +240,7 @@ def format_table(summary: dict) -> str:
         g = first["results"]["generation"]["real"]
         lt = first["results"].get("lifting_test", {}).get("teacher", {})
         lc = first["results"].get("lifting_cmu", {}).get("teacher", {})
-        lines.append(f"| Real test motions | {_ci(g['fid'], '.3f')} | {_ci(g['top3'], '.3f')} | {_ci(g['mm_dist'], '.3f')} | "
+        lines.append(f"| Real {summary.get('split', 'test')} motions | {_ci(g['fid'], '.3f')} | {_ci(g['top3'], '.3f')} | {_ci(g['mm_dist'], '.3f')} | "
                      f"{_ci(g['diversity'], '.3f')} | {_ci(g['foot_skating'], '.3f')} | "
                      f"teacher: {_num(lt.get('mpjpe_mm'), '.0f')} | teacher: {_num(lc.get('mpjpe_mm'), '.0f')} | | |")
     for name, row in rows.items():
@@ -240,9 +252,10 @@ def format_table(summary: dict) -> str:
                      f"{_ci(g['diversity'], '.3f')} | {_ci(g['foot_skating'], '.3f')} | {_num(lt.get('mpjpe_mm'), '.0f')} | "
                      f"{_num(lc.get('mpjpe_mm'), '.0f')} | {_num(row['train_s'], '.0f')} | {_num(row['eval_s'], '.0f')} |")
     ra = summary["ratios"]
-    lines += ["", f"FID(c)/FID(a) = {_num(ra['fid_c_over_a'], '.2f')}; FID(c)/FID(b) = {_num(ra['fid_c_over_b'], '.2f')} "
-              "(the paper, HumanML3D: 0.88/0.54 = 1.63 for c/a, and c < b).", "",
-              f"Timings: {json.dumps(summary['timings'])}.", ""]
+    if ra["fid_c_over_a"] is not None or ra["fid_c_over_b"] is not None:
+        lines += ["", f"FID(c)/FID(a) = {_num(ra['fid_c_over_a'], '.2f')}; FID(c)/FID(b) = {_num(ra['fid_c_over_b'], '.2f')} "
+                  "(the paper, HumanML3D: 0.88/0.54 = 1.63 for c/a, and c < b)."]
+    lines += ["", f"Timings: {json.dumps(summary['timings'])}.", ""]
     return "\n".join(lines)
 
 
