@@ -20,3 +20,16 @@ import pytest  # noqa: E402
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def quick_data(tmp_path_factory):
+    """The small built-in dataset (corpus, teacher lifter, 2D-only dataset), built once per session.
+
+    ``VMDM_TEST_CACHE`` points at a cache to reuse across sessions (CI sets it)."""
+    import os
+
+    from vmdm.data.prepare import ensure_default_data
+
+    cache = os.environ.get("VMDM_TEST_CACHE") or str(tmp_path_factory.mktemp("vmdm_cache"))
+    return ensure_default_data(cache, quick=True, progress=False)

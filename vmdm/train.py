@@ -56,6 +56,7 @@ class TrainConfig:
                                    "the built-in dataset, built into the cache if missing")
     cache_dir: str | None = field(None, "cache for the built-in data (default $VMDM_CACHE or ~/.cache/vmdm)")
     quick_data: bool = field(False, "use the small built-in dataset (a few hundred clips) — for tests")
+    limit_clips: int | None = field(None, "train on the first N clips only (e.g. to check that a model can overfit)")
     out: str | None = field(None, "output directory for checkpoints, config and logs (default runs/<supervision>)")
     resume: bool = field(False, "continue from <out>/checkpoint.pt (bit-for-bit in the loss curve)")
     model: str | None = field(None, f"denoiser preset: {', '.join(sorted(PRESETS))}")
@@ -69,7 +70,8 @@ class TrainConfig:
     warmup: int | None = field(None, "linear learning-rate warm-up steps")
     grad_clip: float = field(1.0, "gradient-norm clipping threshold")
     ema_decay: float | None = field(None, "EMA decay of the weights used for sampling")
-    max_frames: int | None = field(None, "random crop length in frames (multiple of 4)")
+    max_frames: int | None = field(None, "crop length in frames (multiple of 4)")
+    random_crop: bool = field(True, "crop a random window of each clip (else its first max_frames frames)")
     cond_drop: float = field(0.1, "classifier-free guidance: probability of dropping the text in training")
     # Losses
     depth_weight: str = field("sample", "2D depth weighting: none, sample (mean depth^p per clip), point "
@@ -284,7 +286,12 @@ def open_dataset(cfg: TrainConfig, rank: int, world: int) -> tuple[MotionDataset
             paths = ensure_default_data(cfg.cache_dir, progress=False, quick=cfg.quick_data)
         root = str(paths.dataset_2d)
     # 2D supervision: the dataset is opened in mode "2d", which never loads 3D ground truth.
-    ds = MotionDataset(root, "train", mode=cfg.supervision, max_frames=cfg.max_frames, seed=cfg.seed)
+    ds = MotionDataset(root, "train", mode=cfg.supervision, max_frames=cfg.max_frames, seed=cfg.seed,
+                       random_crop=cfg.random_crop)
+    if cfg.limit_clips is not None:
+        if cfg.limit_clips < 1:
+            raise ValueError(f"limit_clips: expected >= 1, got {cfg.limit_clips}")
+        ds._index = ds._index[: cfg.limit_clips]
     return ds, root
 
 
@@ -341,9 +348,11 @@ def train(cfg: TrainConfig) -> Path:
     forward = torch.compile(net) if cfg.compile else net
 
     sampler = EpochBatches(len(dataset), cfg.batch_size, cfg.seed, rank, world, start=data_pos)
+    # A private generator: creating the loader's iterator must not draw from the global RNG,
+    # or a resumed run would start one draw off the uninterrupted one.
     loader = DataLoader(SeededItems(dataset, cfg.seed), batch_sampler=sampler, collate_fn=collate,
                         num_workers=cfg.workers, pin_memory=device.type == "cuda",
-                        persistent_workers=cfg.workers > 0)
+                        persistent_workers=cfg.workers > 0, generator=torch.Generator().manual_seed(cfg.seed))
     batches = iter(loader)
 
     if main:

@@ -1,0 +1,199 @@
+"""python -m vmdm.train: supervision modes, ground-truth isolation, overfitting, NaN handling,
+bit-exact resume, crash safety, distributed runs and the command line."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import vmdm.train as train_mod
+from vmdm.checkpoint import atomic_save, load_checkpoint
+from vmdm.train import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cfg(quick_data, out, **kw):
+    base = dict(supervision="2d", data=str(quick_data.dataset_2d), out=str(out), text_encoder="bow", model="tiny",
+                steps=6, batch_size=4, max_frames=40, lr=1e-3, warmup=1, log_every=1, ckpt_every=3, progress=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _rows(out):
+    with open(Path(out) / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("supervision", ["2d", "3d", "teacher"])
+def test_each_supervision_mode_trains_and_checkpoints(quick_data, tmp_path, supervision):
+    ckpt = train(_cfg(quick_data, tmp_path, supervision=supervision, lambda_geo_vel=1.0))
+    ck = load_checkpoint(ckpt)
+    assert ck["step"] == 6 and ck["config"]["supervision"] == supervision
+    rows = _rows(tmp_path)
+    assert [int(r["step"]) for r in rows] == list(range(1, 7))
+    expected = {"2d": {"pos2d", "vel2d", "align"}, "3d": {"feature", "geo_vel"}, "teacher": {"feature", "geo_vel"}}
+    assert expected[supervision] <= set(rows[0])
+    assert all(np.isfinite(float(r["loss"])) for r in rows)
+    assert (tmp_path / "config.json").is_file()
+
+
+def test_2d_supervision_never_reads_3d_ground_truth(quick_data, tmp_path, monkeypatch):
+    """Every way to the ground truth raises; 2D training still runs, 3D training cannot."""
+    from vmdm.data import dataset as dataset_mod
+
+    def forbidden(*a, **k):
+        raise AssertionError("3D ground truth was read")
+
+    monkeypatch.setattr(dataset_mod.NpzGTStore, "load", forbidden)
+    monkeypatch.setattr(dataset_mod.NpzGTStore, "normalizer", forbidden)
+    real_load = np.load
+
+    def guarded_load(path, *a, **k):
+        if "gt" in Path(path).parts or Path(path).name.startswith("gt"):
+            forbidden()
+        return real_load(path, *a, **k)
+
+    monkeypatch.setattr(np, "load", guarded_load)
+    train(_cfg(quick_data, tmp_path / "2d", steps=3))
+    with pytest.raises(AssertionError, match="3D ground truth was read"):
+        train(_cfg(quick_data, tmp_path / "3d", supervision="3d", steps=3))
+
+
+def test_overfits_four_clips(quick_data, tmp_path):
+    out = tmp_path / "overfit"
+    train(_cfg(quick_data, out, limit_clips=4, steps=150, batch_size=4, max_frames=40, random_crop=False, lr=2e-3,
+               cond_drop=0.0, log_every=15, ckpt_every=150, warmup=10))
+    rows = _rows(out)
+    first, last = rows[0], rows[-1]
+    for k in ("pos2d", "vel2d", "align"):
+        drop = float(first[k]) / float(last[k])
+        assert drop > 5, f"{k}: {first[k]} -> {last[k]} (only {drop:.1f}x lower)"
+
+
+def test_resume_continues_the_loss_curve_bit_for_bit(quick_data, tmp_path):
+    full = tmp_path / "full"
+    train(_cfg(quick_data, full, steps=8, ckpt_every=4))
+    part = tmp_path / "part"
+    train(_cfg(quick_data, part, steps=4, ckpt_every=4))
+    train(_cfg(quick_data, part, steps=8, ckpt_every=4, resume=True))
+    a, b = _rows(full), _rows(part)
+    assert len(a) == len(b) == 8
+    for ra, rb in zip(a, b):
+        for k in ("step", "loss", "pos2d", "vel2d", "align", "lr"):
+            assert ra[k] == rb[k], f"step {ra['step']}: {k} {ra[k]} != {rb[k]}"
+    ca, cb = load_checkpoint(full / "checkpoint.pt"), load_checkpoint(part / "checkpoint.pt")
+    for k in ca["model"]:
+        assert torch.equal(ca["model"][k], cb["model"][k]), k
+
+
+def test_non_finite_losses_are_skipped_then_abort(quick_data, tmp_path, monkeypatch):
+    real_call = train_mod.Objective.__call__
+    calls = {"n": 0}
+
+    def sometimes_nan(self, pred, batch):
+        calls["n"] += 1
+        terms = real_call(self, pred, batch)
+        if calls["n"] in (2, 3) or calls["n"] >= 6:
+            terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(train_mod.Objective, "__call__", sometimes_nan)
+    with pytest.raises(RuntimeError, match=r"training diverged: 3 consecutive steps with a non-finite loss"):
+        train(_cfg(quick_data, tmp_path, steps=20, max_bad_steps=3, ckpt_every=1))
+    ck = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert ck["bad_steps_total"] == 4  # two skipped, training went on, then two more before the abort
+    assert all(torch.isfinite(v).all() for v in ck["model"].values())
+
+
+def test_atomic_save_keeps_the_old_checkpoint_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "ck.pt"
+    atomic_save({"step": 1}, path)
+
+    def broken_save(obj, f):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_save({"step": 2}, path)
+    assert load_checkpoint(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]
+
+
+def _train_cmd(quick_data, out, *extra):
+    return [sys.executable, "-m", "vmdm.train", "--data", str(quick_data.dataset_2d), "--out", str(out),
+            "--text-encoder", "bow", "--model", "tiny", "--batch-size", "4", "--max-frames", "40", "--log-every", "1",
+            "--no-progress", *extra]
+
+
+def test_sigkill_during_checkpointing_then_resume(quick_data, tmp_path):
+    """Checkpoint every step and kill the process at random moments: the checkpoint on disk always loads,
+    and training resumes from it to the end."""
+    out = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    rng = np.random.default_rng(0)
+    kills = 0
+    for attempt in range(3):
+        args = _train_cmd(quick_data, out, "--steps", "400", "--ckpt-every", "1")
+        if (out / "checkpoint.pt").exists():
+            args.append("--resume")
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 120
+        while not (out / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        time.sleep(float(rng.uniform(0.3, 1.5)))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        ck = load_checkpoint(out / "checkpoint.pt")  # never truncated
+        assert ck["step"] >= 1
+    done = subprocess.run(_train_cmd(quick_data, out, "--steps", str(ck["step"] + 3), "--ckpt-every", "1",
+                                     "--resume"), env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == ck["step"] + 3
+    assert kills == 3
+
+
+def test_two_process_torchrun_averages_losses_across_ranks(quick_data, tmp_path):
+    script = Path(__file__).with_name("ddp_worker.py")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          str(script), str(quick_data.dataset_2d), str(tmp_path)], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    rows = _rows(tmp_path)
+    # The worker adds (rank + 1) to each rank's loss: the logged mean over 2 ranks carries +1.5.
+    for r in rows:
+        assert abs(float(r["rank_marker"]) - 1.5) < 1e-6, r
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]  # one writer: rank 0
+    ck = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert ck["step"] == 4 and len(ck["rng"]) == 2  # every rank's random state is kept for resuming
+
+
+def test_help_documents_every_option():
+    res = subprocess.run([sys.executable, "-m", "vmdm.train", "--help"], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
+    assert res.returncode == 0
+    import dataclasses
+
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        assert flag in res.stdout, flag
+        assert f.metadata.get("help"), f"{f.name} has no help text"
+
+
+def test_bad_options_fail_clearly(quick_data, tmp_path):
+    with pytest.raises(ValueError, match="max_frames: expected a multiple of 4, got 42"):
+        train(_cfg(quick_data, tmp_path, max_frames=42))
+    with pytest.raises(ValueError, match="batch_size 4 is not divisible|fewer than one global batch"):
+        train(_cfg(quick_data, tmp_path, limit_clips=2))
+    with pytest.raises(FileNotFoundError, match="checkpoint .* does not exist"):
+        train(_cfg(quick_data, tmp_path / "none", resume=True))
