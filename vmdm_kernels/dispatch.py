@@ -94,7 +94,7 @@ def backends() -> BackendReport:
     if mod is None:
         report["triton"] = BackendInfo("triton", False, why, ("cuda",))
     elif _triton_interpreted():
-        report["triton"] = BackendInfo("triton", True, "Triton interpreter (TRITON_INTERPRET=1), float32 only", ("cpu",))
+        report["triton"] = BackendInfo("triton", True, "Triton interpreter (TRITON_INTERPRET=1): float32/float64/float16; bfloat16 casts truncate", ("cpu",))
     elif not torch.cuda.is_available():
         report["triton"] = BackendInfo(
             "triton", False, "no CUDA device (set TRITON_INTERPRET=1 before importing triton to interpret on CPU)", ("cuda",)

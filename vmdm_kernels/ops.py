@@ -244,6 +244,32 @@ def _ray_targets_backward(ctx, grad):
 _ray_targets_fwd.register_autograd(_ray_targets_backward, setup_context=_ray_targets_setup)
 
 
+# --------------------------------------------------------------------------- Triton for Inductor
+
+
+def _register_triton_library() -> bool:
+    """On CUDA machines, also expose the Triton kernels as ``triton_op`` s (``torch.ops.vmdm_triton``)
+    so that ``torch.compile`` sees the kernels themselves instead of an opaque custom op."""
+    if not torch.cuda.is_available():
+        return False
+    try:
+        from .triton.library import register
+    except ImportError:
+        return False
+    register()
+    return True
+
+
+_TRITON_LIBRARY = _register_triton_library()
+
+
+def _kernel_ops(name: str, device: torch.device):
+    """Dispatcher namespace whose ``<op>_fwd`` carries autograd for this backend."""
+    if name == "triton" and device.type == "cuda" and _TRITON_LIBRARY:
+        return torch.ops.vmdm_triton
+    return None
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -287,10 +313,10 @@ def _reproj_vel(op, joints, keypoints, camera, weights, intrinsics, depth_weight
             joints, keypoints, camera, weights, intrinsics, depth_weight=depth_weight, depth_power=power, z_min=z_min
         )
     else:
-        pos, vel, _ = _reproj_vel_fwd(
-            joints.contiguous(), keypoints.contiguous(), camera.contiguous(), weights.contiguous(),
-            _contig(intrinsics), _DEPTH_MODE_ID[depth_weight], power, float(z_min), with_pos, with_vel, name,
-        )
+        args = (joints.contiguous(), keypoints.contiguous(), camera.contiguous(), weights.contiguous(),
+                _contig(intrinsics), _DEPTH_MODE_ID[depth_weight], power, float(z_min), with_pos, with_vel)
+        lib = _kernel_ops(name, joints.device)
+        pos, vel, _ = lib.reproj_vel_fwd(*args) if lib is not None else _reproj_vel_fwd(*args, name)
     return _reduce(pos, reduction), _reduce(vel, reduction)
 
 
@@ -369,7 +395,9 @@ def velocity_loss_3d(joints: Tensor, target: Tensor, weights: Tensor | None = No
     if name == "reference":
         per_sample = ref.velocity3d_loss(joints, target, weights)
     else:
-        per_sample = _velocity3d_fwd(joints.contiguous(), target.contiguous(), weights.contiguous(), name)
+        args = (joints.contiguous(), target.contiguous(), weights.contiguous())
+        lib = _kernel_ops(name, joints.device)
+        per_sample = lib.velocity3d_fwd(*args) if lib is not None else _velocity3d_fwd(*args, name)
     return _reduce(per_sample, reduction)
 
 
@@ -388,4 +416,6 @@ def ray_targets(joints: Tensor, keypoints: Tensor, camera: Tensor, intrinsics: T
     name = _backend_name(joints.device.type, backend)
     if name == "reference":
         return ref.ray_targets(joints, keypoints, camera, intrinsics)
-    return _ray_targets_fwd(joints.contiguous(), keypoints.contiguous(), camera.contiguous(), _contig(intrinsics), name)
+    args = (joints.contiguous(), keypoints.contiguous(), camera.contiguous(), _contig(intrinsics))
+    lib = _kernel_ops(name, joints.device)
+    return lib.ray_targets_fwd(*args) if lib is not None else _ray_targets_fwd(*args, name)

@@ -11,9 +11,9 @@ from .problems import clone_inputs
 GRAD_KEYS = ("joints", "keypoints", "camera", "intrinsics")
 
 
-def _upstream(shape, dtype, seed):
+def _upstream(shape, dtype, seed, device="cpu"):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
+    return torch.randn(shape, generator=g, dtype=torch.float64).to(device=device, dtype=dtype)
 
 
 def _grads(q: dict, keys=GRAD_KEYS) -> list:
@@ -29,28 +29,30 @@ def run_reproj_vel(backend, p, depth_weight="sample", *, depth_power=None, z_min
     if which == "both":
         pos, vel = vk.reprojection_velocity_loss(*args, **kw)
         outs = [pos, vel]
-        loss = (pos * _upstream(B, pos.dtype, seed)).sum() + (vel * _upstream(B, vel.dtype, seed + 1)).sum()
+        loss = (pos * _upstream(B, pos.dtype, seed, pos.device)).sum() + (
+            vel * _upstream(B, vel.dtype, seed + 1, vel.device)).sum()
     else:
         fn = vk.reprojection_loss if which == "pos" else vk.velocity_loss
         out = fn(*args, **kw)
         outs = [out]
-        loss = (out * _upstream(B, out.dtype, seed)).sum()
+        loss = (out * _upstream(B, out.dtype, seed, out.device)).sum()
     loss.backward()
     return [o.detach() for o in outs] + _grads(q, requires_grad)
 
 
 def run_velocity3d(backend, p, seed=1):
     joints = p["joints"].detach().clone().requires_grad_(True)
-    target = (p["joints"].detach() + 0.05 * _upstream(p["joints"].shape, p["joints"].dtype, seed + 7)).requires_grad_(True)
+    x = p["joints"]
+    target = (x.detach() + 0.05 * _upstream(x.shape, x.dtype, seed + 7, x.device)).requires_grad_(True)
     out = vk.velocity_loss_3d(joints, target, p["weights"], reduction="none", backend=backend)
-    (out * _upstream(out.shape, out.dtype, seed)).sum().backward()
+    (out * _upstream(out.shape, out.dtype, seed, out.device)).sum().backward()
     return [out.detach(), joints.grad, target.grad]
 
 
 def run_ray_targets(backend, p, seed=1):
     q = clone_inputs(p)
     out = vk.ray_targets(q["joints"], q["keypoints"], q["camera"], q["intrinsics"], backend=backend)
-    (out * _upstream(out.shape, out.dtype, seed)).sum().backward()
+    (out * _upstream(out.shape, out.dtype, seed, out.device)).sum().backward()
     return [out.detach()] + _grads(q)
 
 
