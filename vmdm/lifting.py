@@ -11,10 +11,13 @@ it agrees with the observed keypoints, MDM-inpainting style:
 3. pull each joint towards the closest point on its keypoint's camera ray
    (:func:`vmdm_kernels.ray_targets`), by ``guidance_strength`` times the keypoint's
    confidence (joints with confidence 0 keep the prediction);
-4. re-encode the corrected joints to features; encoding re-canonicalises them (floor,
-   frame-0 position and heading), so the camera is moved into the new canonical frame
-   with :meth:`CanonicalTransform.apply_camera` and stays consistent with the joints the
-   next prediction will decode to.
+4. scale each frame about the camera centre so that its bone lengths match the
+   prediction's: projections do not change, and the body's apparent size, not a possibly
+   wrong placement depth, sets how far from the camera it is;
+5. re-encode the corrected joints to features; encoding re-canonicalises them (floor,
+   frame-0 position and heading), so the placement -- equivalently the camera in the
+   canonical frame, as :meth:`CanonicalTransform.apply_camera` moves it -- follows them
+   and stays consistent with the joints the next prediction will decode to.
 
 The result is returned in the camera's world frame. The world is assumed y-up (the
 project's convention, see :mod:`vmdm.data.cameras`): the body is only turned about the

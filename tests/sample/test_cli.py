@@ -29,7 +29,7 @@ def test_writes_every_format(tiny_checkpoint, tmp_path):
     prompts.write_text("# a comment line\n\na person jumps in place.\n")
     out = tmp_path / "out"
     res = _run(tiny_checkpoint, out, "--text", "a person waves with his right hand.", "--text-file", str(prompts),
-               "--num-samples", "2", "--formats", "npy,features,mp4,gif,bvh")
+               "--num-samples", "2", "--formats", "npy,features,mp4,gif,bvh", "--video-size", "128")
     names = [s["name"] for s in res["samples"]]
     assert names == ["sample00_rep00", "sample00_rep01", "sample01_rep00", "sample01_rep01"]
     assert [s["text"] for s in res["samples"]] == ["a person waves with his right hand."] * 2 + [
@@ -41,9 +41,9 @@ def test_writes_every_format(tiny_checkpoint, tmp_path):
         assert np.load(out / f"{n}_features.npy").shape == (16, 263)
         bvh = read_bvh(out / f"{n}.bvh")
         assert bvh.num_joints == 22 and bvh.num_frames == 16
-        assert _read(out / f"{n}.gif").shape[0] == 16
+        assert _read(out / f"{n}.gif").shape[:3] == (16, 128, 128)
         if ffmpeg_available():
-            assert _read(out / f"{n}.mp4").shape[0] == 16
+            assert _read(out / f"{n}.mp4").shape[:3] == (16, 128, 128)
         assert s["bvh_error_m"] >= 0
 
 
