@@ -38,7 +38,7 @@ import torch
 import vmdm_kernels as vk
 from vmdm.data.cameras import pixels_to_normalized, project
 from vmdm.data.kinematics import rotation_about_y
-from vmdm.data.representation import CanonicalTransform, canonicalize, decode, encode
+from vmdm.data.representation import canonicalize, decode, encode
 
 __all__ = ["LiftResult", "lift", "lift_details", "fit_placement", "apply_placement", "reprojection_error"]
 
