@@ -153,3 +153,19 @@ def test_train_lifter_cli_uses_held_out_families(tmp_path, capsys):
     fams = load_lifter(out).extra["lifter_families"]
     all_fams = {f for fs in corpus_families(corpus).values() for f in fs}
     assert fams == metrics["lifter_families"] and 0 < len(fams) < len(all_fams)
+
+
+def test_mirror_augmentation_keeps_keypoints_and_targets_consistent():
+    from vmdm.data.cameras import DetectorNoiseConfig
+    from vmdm.data.lifter import _batch, _flip_permutation
+    from vmdm.data.skeleton import SMPL22
+
+    clean = DetectorNoiseConfig(sigma_px=0.0, outlier_prob=0.0, drop_prob=0.0)
+    views = make_views(_clips(3), 2, noise=clean, seed=0)
+    flip = _flip_permutation(SMPL22)
+    assert sorted(flip) == list(range(22)) and flip[1] == 2 and flip[0] == 0
+    kp, sc, tgt, mask = _batch(views, list(range(6)) * 4, 32, torch.Generator().manual_seed(0), flip)
+    torch.testing.assert_close(tgt[..., :2] / tgt[..., 2:], kp, atol=1e-5, rtol=0)
+    # The same windows without mirroring differ: some of them were mirrored.
+    plain, *_ = _batch(views, list(range(6)) * 4, 32, torch.Generator().manual_seed(0), None)
+    assert not torch.allclose(plain, kp)
