@@ -256,9 +256,10 @@ class LifterTrainConfig:
     # the lifter underfits, and mirroring measured no gain (600 steps: 69 vs 69 mm val).
     mirror: bool = False
     seed: int = 0
-    # One thread by default: with two, any other busy process on a two-core machine makes
-    # OpenMP's barriers spin and a step gets 10-20x slower; one thread barely notices.
-    threads: int | None = 1
+    # None: time a few steps with all threads and with one, keep the faster. On a busy
+    # two-core machine two OpenMP threads spin at their barriers and a step gets 10-20x
+    # slower than with one; on an idle machine two threads are faster.
+    threads: int | None = None
     camera: CameraConfig = field(default_factory=CameraConfig)
     noise: DetectorNoiseConfig = field(default_factory=DetectorNoiseConfig)
 
@@ -392,6 +393,27 @@ def train_lifter(
         torch.set_num_threads(previous_threads)
 
 
+class _ThreadProbe:
+    """Times ``n`` steps with the current thread count, ``n`` with one, and keeps the faster."""
+
+    def __init__(self, n: int = 6):
+        self.n, self.many = n, torch.get_num_threads()
+        self.times: list[float] = []
+        self.last = time.perf_counter()
+
+    def record(self, step: int) -> None:
+        now = time.perf_counter()
+        if 1 < step <= 2 * self.n + 1:  # the first step warms up and is not timed
+            self.times.append(now - self.last)
+        if step == self.n + 1:
+            torch.set_num_threads(1)
+        elif step == 2 * self.n + 1:
+            many = float(np.median(self.times[: self.n]))
+            one = float(np.median(self.times[self.n :]))
+            torch.set_num_threads(self.many if many < one else 1)
+        self.last = time.perf_counter()
+
+
 def _train(train_clips, val_clips, config, model_config, progress):
     torch.manual_seed(config.seed)
     skel = get_skeleton(model_config.skeleton)
@@ -413,6 +435,7 @@ def _train(train_clips, val_clips, config, model_config, progress):
         bar = tqdm(total=config.steps, desc="train lifter", unit="step")
     step = 0
     loss_ema = None
+    probe = _ThreadProbe() if config.threads is None and torch.get_num_threads() > 1 else None
     model.train()
     while step < config.steps:
         if config.time_budget_s is not None and time.time() - t0 > config.time_budget_s:
@@ -433,6 +456,8 @@ def _train(train_clips, val_clips, config, model_config, progress):
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
+        if probe is not None:
+            probe.record(step)
         m_val = mpjpe.item()
         loss_ema = m_val if loss_ema is None else 0.95 * loss_ema + 0.05 * m_val
         if bar is not None:
@@ -443,6 +468,7 @@ def _train(train_clips, val_clips, config, model_config, progress):
     model.eval()
     metrics: dict = {
         "steps": step,
+        "threads": torch.get_num_threads(),
         "train_s": round(time.time() - t0, 1),
         "views_s": round(views_s, 1),
         "train_mpjpe_mm_ema": 1000 * (loss_ema or 0),
