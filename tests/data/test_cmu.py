@@ -179,7 +179,7 @@ def test_full_testset_and_segments():
 
 
 def test_motion_statistics_on_a_known_motion():
-    from vmdm.data.stats import cut_clips, markdown_table, motion_statistics, roundtrip_errors, write_docs
+    from vmdm.data.stats import cut_clips, markdown_table, motion_statistics, roundtrip_errors
     from vmdm.data.skeleton import forward_kinematics
     import torch
 

@@ -1,5 +1,4 @@
 import builtins
-import json
 
 import numpy as np
 import pytest
@@ -8,9 +7,8 @@ from torch.utils.data import DataLoader
 
 from vmdm.data.build_2d import Build2DConfig, build_2d
 from vmdm.data.cameras import CameraConfig, project
-from vmdm.data.dataset import GroundTruthAccessError, MotionDataset, NpzGTStore, collate
-from vmdm.data.humanml3d import HumanML3DFormatError
-from vmdm.data.representation import Normalizer, decode
+from vmdm.data.dataset import GroundTruthAccessError, MotionDataset, collate
+from vmdm.data.representation import decode
 from vmdm.data.skeleton import SMPL22
 from vmdm.data.synth import generate_corpus
 

@@ -1,10 +1,8 @@
-import os
-
 import numpy as np
 import pytest
 import torch
 
-from vmdm.data.cameras import CameraConfig, make_intrinsics, project, sample_camera, transform_points
+from vmdm.data.cameras import CameraConfig, project, sample_camera, transform_points
 from vmdm.data.lifter import (
     LearnedTeacher,
     LifterConfig,

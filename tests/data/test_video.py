@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vmdm.data.build_2d import Build2DConfig, build_2d
-from vmdm.data.cameras import make_intrinsics, project, sample_camera
+from vmdm.data.cameras import project, sample_camera
 from vmdm.data.dataset import MotionDataset, collate
 from vmdm.data.representation import decode
 from vmdm.data.skeleton import SMPL22

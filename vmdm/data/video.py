@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cameras import pixels_to_normalized, project
+from .cameras import pixels_to_normalized
 from .representation import canonicalize, encode
 from .skeleton import SMPL22
 
