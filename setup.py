@@ -139,7 +139,7 @@ setup(
         "pillow",
     ],
     extras_require={
-        "dev": ["pytest", "pytest-benchmark", "hypothesis", "ninja", "expecttest"],
+        "dev": ["pytest", "pytest-benchmark", "hypothesis", "ninja", "expecttest", "smplx"],
         "smpl": ["smplx"],
         "tensorboard": ["tensorboard"],
     },
