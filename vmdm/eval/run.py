@@ -30,6 +30,7 @@ from vmdm.data.representation import decode
 from vmdm.eval.evaluator import UNIT_LENGTH, Evaluator, load_evaluator
 from vmdm.eval.geometry import geometric_metrics
 from vmdm.eval.metrics import diversity, fid, matching_distance, mean_ci, multimodality, r_precision
+from vmdm.eval.train_evaluator import pad_features as _pad
 
 __all__ = ["EvalConfig", "Settings", "TestSet", "load_test_set", "generation_metrics", "lifting_metrics",
            "ensure_evaluator", "evaluate", "format_markdown", "machine_description", "main"]
@@ -134,14 +135,6 @@ def load_test_set(root: str | Path, split: str = "test") -> TestSet:
     return TestSet(ids, feats, caps, str(root))
 
 
-def _pad(feats: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    L = torch.tensor([len(f) for f in feats])
-    out = np.zeros((len(feats), int(L.max()), feats[0].shape[1]), np.float32)
-    for k, f in enumerate(feats):
-        out[k, :len(f)] = f
-    return torch.from_numpy(out), L
-
-
 def _crop_len(n: int, max_len: int) -> int:
     return min(n, max_len) // UNIT_LENGTH * UNIT_LENGTH
 
@@ -242,7 +235,7 @@ def ensure_evaluator(path: str | None, data_root: str | Path, quick: bool, progr
         raise FileNotFoundError(f"evaluator {p} does not exist (train one with python -m vmdm.eval.train_evaluator)")
     log.info("no evaluator at %s: training one on the train split of %s", p, data_root)
     cfg = EvaluatorTrainConfig(data=str(data_root), out=str(p), progress=progress,
-                               **(dict(steps=600, time_budget=240.0) if quick else {}))
+                               **(dict(steps=600) if quick else {}))
     return train_evaluator(cfg)
 
 

@@ -59,8 +59,9 @@ class EvaluatorTrainConfig:
     embed_dim: int = field(512, "shared embedding size")
     movement_dim: int = field(256, "movement (conv) encoder channels")
     gru_dim: int = field(256, "motion GRU hidden size per direction")
-    steps: int = field(3000, "optimisation steps")
-    time_budget: float | None = field(300.0, "stop after this many seconds even if steps remain (none: no limit)")
+    steps: int = field(1500, "optimisation steps (about 5 CPU-minutes on the built-in data)")
+    time_budget: float | None = field(None, "also stop after this many wall-clock seconds (none: train all steps; "
+                                            "a budget makes the result depend on machine load)")
     batch_size: int = field(64, "clips per batch")
     lr: float = field(1e-3, "AdamW peak learning rate (warm-up then cosine decay)")
     weight_decay: float = field(1e-4, "AdamW weight decay")
@@ -130,7 +131,8 @@ def _crop(f: np.ndarray, rng: np.random.Generator, max_frames: int) -> np.ndarra
     return f[s:s + L]
 
 
-def _pad(feats: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_features(feats: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clips ``[F_i, D]`` -> zero-padded ``[N, max F, D]`` and lengths ``[N]``."""
     L = torch.tensor([len(f) for f in feats])
     out = np.zeros((len(feats), int(L.max()), feats[0].shape[1]), np.float32)
     for k, f in enumerate(feats):
@@ -147,7 +149,7 @@ def heldout_metrics(model: Evaluator, split: TrainSplit, idx: list[int], seed: i
     if len(idx) < 2:
         return {}
     feats = [split.features[i][:max_frames // UNIT_LENGTH * UNIT_LENGTH] for i in idx]
-    x, L = _pad(feats)
+    x, L = pad_features(feats)
     m = model.embed_motions(x, L)
     rng = np.random.default_rng(seed)
     tops, mm, bs = [], [], None
@@ -225,7 +227,7 @@ def train_evaluator(cfg: EvaluatorTrainConfig, *, gt_store: GTStore | None = Non
         pick = rng.choice(len(fit), bs, replace=False)
         clips = [fit[k] for k in pick]
         caps = [split.captions[i][int(rng.integers(len(split.captions[i])))] for i in clips]
-        x, L = _pad([_crop(split.features[i], rng, cfg.max_frames) for i in clips])
+        x, L = pad_features([_crop(split.features[i], rng, cfg.max_frames) for i in clips])
         xin, L = model.prepare(x, L)
         zm = model.embed_motion_normalised(xin, L)
         zt = model.embed_sentence(torch.stack([sent[c] for c in caps]))

@@ -28,6 +28,7 @@ import datetime
 import json
 import logging
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -64,7 +65,7 @@ QUICK = Budget(
     "quick", True,
     dict(recipe="demo", model="tiny", steps=200, batch_size=32, lr=3e-4, warmup=50, max_frames=120, ema_decay=0.99,
          text_encoder="minilm"),
-    dict(steps=600, time_budget=300.0, batch_size=64),
+    dict(steps=600, time_budget=None, batch_size=64),
     True,
 )
 FULL = Budget(
@@ -114,7 +115,8 @@ def run_comparison(budget: Budget, *, work: Path, out: Path | None, cache_dir: s
 
     if threads:
         torch.set_num_threads(threads)
-    t_all = time.time()
+    t_all, c_all = time.time(), time.process_time()
+    load_start = os.getloadavg()
     if not isinstance(variants, dict):
         names = variants or list(VARIANTS)
         unknown = [v for v in names if v not in VARIANTS]
@@ -126,14 +128,14 @@ def run_comparison(budget: Budget, *, work: Path, out: Path | None, cache_dir: s
     data_root = str(paths.dataset_2d)
 
     # One evaluator for every model, trained on the train split only.
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     ev_path = work / "evaluator.pt"
     if not ev_path.is_file():
         train_evaluator(EvaluatorTrainConfig(data=data_root, out=str(ev_path), seed=seed, progress=progress,
                                              **budget.evaluator))
     evaluator, ev_meta = load_evaluator(ev_path)
     ev_meta["path"] = str(ev_path)
-    timings = {"evaluator_s": round(time.time() - t0, 1)}
+    timings = {"evaluator_s": round(time.time() - t0, 1), "evaluator_cpu_s": round(time.process_time() - c0, 1)}
 
     # Shared evaluation inputs, loaded once.
     ecfg = EvalConfig(checkpoint="-", quick=budget.eval_quick, seed=seed, progress=progress, out="", split=split,
@@ -151,14 +153,21 @@ def run_comparison(budget: Budget, *, work: Path, out: Path | None, cache_dir: s
 
     rows = {}
     for name, (label, overrides) in variants.items():
+        c0 = time.process_time()
         ckpt, train_s = _train_variant(name, overrides, budget, work, cache_dir, seed, steps, progress)
-        t0 = time.time()
+        t0, c1 = time.time(), time.process_time()
         res = evaluate(dataclasses.replace(ecfg, checkpoint=str(ckpt), cmu=ccases is not None),
                        evaluator=evaluator, evaluator_meta=ev_meta, test=test, test_cases=tcases, cmu_cases=ccases)
         rows[name] = {"label": label, "checkpoint": str(ckpt), "train_s": round(train_s, 1),
-                      "eval_s": round(time.time() - t0, 1), "results": res}
+                      "train_cpu_s": round(c1 - c0, 1), "eval_s": round(time.time() - t0, 1),
+                      "eval_cpu_s": round(time.process_time() - c1, 1), "results": res}
         log.info("%s: FID %.3f", name, res["generation"]["model"]["fid"]["mean"])
     timings["total_s"] = round(time.time() - t_all, 1)
+    # CPU seconds of this process (all threads): comparable across runs on a shared machine,
+    # where wall time mostly measures the other users' load (given here as load averages).
+    timings["total_cpu_s"] = round(time.process_time() - c_all, 1)
+    timings["load_avg_start"] = [round(v, 1) for v in load_start]
+    timings["load_avg_end"] = [round(v, 1) for v in os.getloadavg()]
     summary = {
         "title": title,
         "budget": budget.name,
@@ -232,7 +241,7 @@ def format_table(summary: dict) -> str:
         f"random cameras",
         "",
         f"| model | FID ↓ | R@3 ↑ | MM-Dist ↓ | Diversity → | Foot skate ↓ | Lift MPJPE {summary.get('split', 'test')} ↓ "
-        "| Lift MPJPE CMU ↓ | train s | eval s |",
+        "| Lift MPJPE CMU ↓ | train s (CPU s) | eval s (CPU s) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     first = next(iter(rows.values()), None)
@@ -250,7 +259,8 @@ def format_table(summary: dict) -> str:
         lc = r.get("lifting_cmu", {}).get("prior", {})
         lines.append(f"| {row['label']} | {_ci(g['fid'], '.3f')} | {_ci(g['top3'], '.3f')} | {_ci(g['mm_dist'], '.3f')} | "
                      f"{_ci(g['diversity'], '.3f')} | {_ci(g['foot_skating'], '.3f')} | {_num(lt.get('mpjpe_mm'), '.0f')} | "
-                     f"{_num(lc.get('mpjpe_mm'), '.0f')} | {_num(row['train_s'], '.0f')} | {_num(row['eval_s'], '.0f')} |")
+                     f"{_num(lc.get('mpjpe_mm'), '.0f')} | {_num(row['train_s'], '.0f')} ({_num(row.get('train_cpu_s'), '.0f')}) | "
+                     f"{_num(row['eval_s'], '.0f')} ({_num(row.get('eval_cpu_s'), '.0f')}) |")
     ra = summary["ratios"]
     if ra["fid_c_over_a"] is not None or ra["fid_c_over_b"] is not None:
         lines += ["", f"FID(c)/FID(a) = {_num(ra['fid_c_over_a'], '.2f')}; FID(c)/FID(b) = {_num(ra['fid_c_over_b'], '.2f')} "
