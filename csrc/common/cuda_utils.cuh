@@ -43,6 +43,7 @@ namespace cuda {
 
 constexpr int kMaxThreads = 256;        // threads per block (a multiple of 32)
 constexpr int kMaxTilePoints = 512;     // points (frames x joints, halos included) per block
+constexpr int kPointsPerThread = (kMaxTilePoints + kMaxThreads - 1) / kMaxThreads;  // staged points per thread, at most
 constexpr size_t kSmemBudget = 40 << 10;  // dynamic shared memory per block, under the 48 KiB default
 constexpr int kCamGrad = 16;            // per-row camera gradient: [R|t] (12) then (fx, fy, cx, cy) (4)
 constexpr int kCamGradStride = 17;      // padded row stride of per-point camera contributions (no bank conflicts)
@@ -136,6 +137,9 @@ inline Tiling make_tiling(int64_t B, int64_t T, int64_t J, int halo_lo, int halo
   g.max_rows = static_cast<int>(std::min<int64_t>(T, tt + halo));
   g.max_pts = g.max_rows * g.JC;
   g.threads = static_cast<int>(std::min<int64_t>(kMaxThreads, (g.max_pts + 31) / 32 * 32));
+  // fetch_tile keeps each thread's share of a tile in registers.
+  TORCH_CHECK(g.max_pts <= kPointsPerThread * g.threads, "vmdm: tile of ", g.max_pts, " points for ", g.threads,
+              " threads");
   return g;
 }
 
@@ -158,33 +162,46 @@ VMDM_HD T* smem_at(unsigned char* base, size_t off) {
 
 #if defined(__CUDACC__) || defined(VMDM_CUDA_EMULATE)
 
-// Staged rows [row_begin, row_begin + nrows) of the tile, C channels per point, from a
-// contiguous [B, T, J, C] tensor into dst (flat, point-major). All threads take part.
+// Staging a tile is split in two so that a kernel can issue the global loads of all
+// its inputs before the first shared-memory store (one memory round trip per block):
+// fetch_tile reads the tile's rows [lo, lo + nrows) x joints [j0, j0 + jn) x C channels
+// of a contiguous [B, T, J, C] tensor into registers (element e of the flat staged
+// layout goes to v[k] of thread e % blockDim.x, k = e / blockDim.x), coalesced;
+// put_tile writes them to shared memory. Needs npts <= kPointsPerThread * blockDim.x
+// (make_tiling guarantees it).
 template <int C, typename T>
-VMDM_DEVICE void load_rows(const T* __restrict__ src, T* __restrict__ dst, const Tiling& g, const Tile& tl,
-                           int row_begin, int nrows) {
-  const int n = nrows * tl.jn * C;
-  const int64_t base = ((tl.b * g.T + tl.lo + row_begin) * g.J + tl.j0) * C;
-  T* out = dst + row_begin * tl.jn * C;
-  if (tl.jn == g.J) {  // whole rows: one contiguous range
-#pragma unroll 4
-    for (int e = threadIdx.x; e < n; e += blockDim.x) out[e] = src[base + e];
-  } else {
-    const int row_len = tl.jn * C;
-    const int64_t row_stride = static_cast<int64_t>(g.J) * C;
-    for (int e = threadIdx.x; e < n; e += blockDim.x) {
-      const int r = e / row_len;
-      out[e] = src[base + r * row_stride + (e - r * row_len)];
+VMDM_DEVICE void fetch_tile(const T* __restrict__ src, T (&v)[C * kPointsPerThread], const Tiling& g,
+                            const Tile& tl) {
+  const int n = tl.npts * C;
+  const int64_t base = ((tl.b * g.T + tl.lo) * g.J + tl.j0) * C;
+  const bool whole_rows = tl.jn == g.J;  // one contiguous range
+  const int row_len = tl.jn * C;
+  const int64_t row_stride = static_cast<int64_t>(g.J) * C;
+#pragma unroll
+  for (int k = 0; k < C * kPointsPerThread; ++k) {
+    const int e = threadIdx.x + k * blockDim.x;
+    if (e < n) {
+      int64_t o = e;
+      if (!whole_rows) {
+        const int r = e / row_len;
+        o = r * row_stride + (e - r * row_len);
+      }
+      v[k] = src[base + o];
     }
   }
 }
 
 template <int C, typename T>
-VMDM_DEVICE void load_tile(const T* __restrict__ src, T* __restrict__ dst, const Tiling& g, const Tile& tl) {
-  load_rows<C>(src, dst, g, tl, 0, tl.nrows);
+VMDM_DEVICE void put_tile(T* __restrict__ dst, const T (&v)[C * kPointsPerThread], const Tile& tl) {
+  const int n = tl.npts * C;
+#pragma unroll
+  for (int k = 0; k < C * kPointsPerThread; ++k) {
+    const int e = threadIdx.x + k * blockDim.x;
+    if (e < n) dst[e] = v[k];
+  }
 }
 
-// The inverse of load_rows for the central rows. central: the tile's central points,
+// The inverse of fetch_tile + put_tile for the central rows. central: the tile's central points,
 // C values each, in staged order (point k of the central rows at central[C * k]).
 template <int C, typename T>
 VMDM_DEVICE void store_central(T* __restrict__ dst, const T* __restrict__ central, const Tiling& g, const Tile& tl) {

@@ -47,9 +47,14 @@ __global__ void __launch_bounds__(cuda::kMaxThreads)
   auto* rK = cuda::smem_at<scalar_t>(sm, L.K);
 
   const Tile tl = cuda::tile_of(g, blockIdx.x);
-  cuda::load_tile<3>(in.X, rX, g, tl);
-  cuda::load_tile<2>(in.K, rK, g, tl);
-  cuda::load_tile_cameras<scalar_t, acc_t>(in.cam, in.intr, in.per_frame, g, tl, cams);
+  {
+    scalar_t vX[3 * cuda::kPointsPerThread], vK[2 * cuda::kPointsPerThread];
+    cuda::fetch_tile<3>(in.X, vX, g, tl);
+    cuda::fetch_tile<2>(in.K, vK, g, tl);
+    cuda::load_tile_cameras<scalar_t, acc_t>(in.cam, in.intr, in.per_frame, g, tl, cams);
+    cuda::put_tile<3>(rX, vX, tl);
+    cuda::put_tile<2>(rK, vK, tl);
+  }
   __syncthreads();
 
   for (int i = threadIdx.x; i < tl.npts; i += blockDim.x) {
@@ -79,10 +84,16 @@ __global__ void __launch_bounds__(cuda::kMaxThreads)
   auto* contrib = cuda::smem_at<acc_t>(sm, L.contrib);
 
   const Tile tl = cuda::tile_of(g, blockIdx.x);
-  cuda::load_tile<3>(grad, rG, g, tl);
-  cuda::load_tile<3>(in.X, rX, g, tl);
-  cuda::load_tile<2>(in.K, rK, g, tl);
-  cuda::load_tile_cameras<scalar_t, acc_t>(in.cam, in.intr, in.per_frame, g, tl, cams);
+  {
+    scalar_t vG[3 * cuda::kPointsPerThread], vX[3 * cuda::kPointsPerThread], vK[2 * cuda::kPointsPerThread];
+    cuda::fetch_tile<3>(grad, vG, g, tl);
+    cuda::fetch_tile<3>(in.X, vX, g, tl);
+    cuda::fetch_tile<2>(in.K, vK, g, tl);
+    cuda::load_tile_cameras<scalar_t, acc_t>(in.cam, in.intr, in.per_frame, g, tl, cams);
+    cuda::put_tile<3>(rG, vG, tl);
+    cuda::put_tile<3>(rX, vX, tl);
+    cuda::put_tile<2>(rK, vK, tl);
+  }
   __syncthreads();
 
   for (int i = threadIdx.x; i < tl.npts; i += blockDim.x) {

@@ -87,10 +87,16 @@ __global__ void __launch_bounds__(cuda::kMaxThreads)
   auto* red = cuda::smem_at<acc_t>(sm, L.red);
 
   const Tile tl = cuda::tile_of(g, blockIdx.x);
-  cuda::load_tile<3>(in.X, rX, g, tl);
-  cuda::load_tile<2>(in.K, rK, g, tl);
-  cuda::load_tile<1>(in.W, rW, g, tl);
-  cuda::load_tile_cameras<scalar_t, acc_t>(in.cam, in.intr, in.per_frame, g, tl, cams);
+  {
+    scalar_t vX[3 * cuda::kPointsPerThread], vK[2 * cuda::kPointsPerThread], vW[cuda::kPointsPerThread];
+    cuda::fetch_tile<3>(in.X, vX, g, tl);
+    cuda::fetch_tile<2>(in.K, vK, g, tl);
+    cuda::fetch_tile<1>(in.W, vW, g, tl);
+    cuda::load_tile_cameras<scalar_t, acc_t>(in.cam, in.intr, in.per_frame, g, tl, cams);
+    cuda::put_tile<3>(rX, vX, tl);
+    cuda::put_tile<2>(rK, vK, tl);
+    cuda::put_tile<1>(rW, vW, tl);
+  }
   __syncthreads();
 
   acc_t s[kStats];
@@ -194,10 +200,16 @@ __global__ void __launch_bounds__(cuda::kMaxThreads)
   auto* contrib = cuda::smem_at<acc_t>(sm, L.contrib);
 
   const Tile tl = cuda::tile_of(g, blockIdx.x);
-  cuda::load_tile<3>(in.X, rX, g, tl);
-  cuda::load_tile<2>(in.K, rK, g, tl);
-  cuda::load_tile<1>(in.W, rW, g, tl);
-  cuda::load_tile_cameras<scalar_t, acc_t>(in.cam, in.intr, in.per_frame, g, tl, cams);
+  {
+    scalar_t vX[3 * cuda::kPointsPerThread], vK[2 * cuda::kPointsPerThread], vW[cuda::kPointsPerThread];
+    cuda::fetch_tile<3>(in.X, vX, g, tl);
+    cuda::fetch_tile<2>(in.K, vK, g, tl);
+    cuda::fetch_tile<1>(in.W, vW, g, tl);
+    cuda::load_tile_cameras<scalar_t, acc_t>(in.cam, in.intr, in.per_frame, g, tl, cams);
+    cuda::put_tile<3>(rX, vX, tl);
+    cuda::put_tile<2>(rK, vK, tl);
+    cuda::put_tile<1>(rW, vW, tl);
+  }
 
   // Per-sample chain-rule coefficients: dL/d(term) = upstream * w_b / denominator.
   const int64_t b = tl.b;

@@ -42,9 +42,15 @@ __global__ void __launch_bounds__(cuda::kMaxThreads)
   auto* red = cuda::smem_at<acc_t>(sm, L.red);
 
   const Tile tl = cuda::tile_of(g, blockIdx.x);
-  cuda::load_tile<3>(X, rX, g, tl);
-  cuda::load_tile<3>(Y, rY, g, tl);
-  cuda::load_tile<1>(W, rW, g, tl);
+  {
+    scalar_t vX[3 * cuda::kPointsPerThread], vY[3 * cuda::kPointsPerThread], vW[cuda::kPointsPerThread];
+    cuda::fetch_tile<3>(X, vX, g, tl);
+    cuda::fetch_tile<3>(Y, vY, g, tl);
+    cuda::fetch_tile<1>(W, vW, g, tl);
+    cuda::put_tile<3>(rX, vX, tl);
+    cuda::put_tile<3>(rY, vY, tl);
+    cuda::put_tile<1>(rW, vW, tl);
+  }
   __syncthreads();
 
   acc_t s[2] = {acc_t(0), acc_t(0)};  // num, den
@@ -121,9 +127,15 @@ __global__ void __launch_bounds__(cuda::kMaxThreads)
   auto* out = cuda::smem_at<scalar_t>(sm, L.out);
 
   const Tile tl = cuda::tile_of(g, blockIdx.x);
-  cuda::load_tile<3>(X, rX, g, tl);
-  cuda::load_tile<3>(Y, rY, g, tl);
-  cuda::load_tile<1>(W, rW, g, tl);
+  {
+    scalar_t vX[3 * cuda::kPointsPerThread], vY[3 * cuda::kPointsPerThread], vW[cuda::kPointsPerThread];
+    cuda::fetch_tile<3>(X, vX, g, tl);
+    cuda::fetch_tile<3>(Y, vY, g, tl);
+    cuda::fetch_tile<1>(W, vW, g, tl);
+    cuda::put_tile<3>(rX, vX, tl);
+    cuda::put_tile<3>(rY, vY, tl);
+    cuda::put_tile<1>(rW, vW, tl);
+  }
   // The sample's denominator, summed in tile order by every thread (same value everywhere).
   acc_t den = 0;
   const int parts = g.parts();
