@@ -93,7 +93,9 @@ def _extensions():
             os.environ["TORCH_CUDA_ARCH_LIST"] = "9.0"
         sources += sorted(glob.glob("csrc/*/*.cu"))
         define_macros.append(("WITH_CUDA", None))
-        nvcc = ["-O0", "-g", "-G"] if debug else ["-O3", "--use_fast_math", "-lineinfo"]
+        # No --use_fast_math: the kernels are memory-bound, and approximate division/pow would
+        # break the "within 2x of eager float32 error" rule the tests hold them to.
+        nvcc = ["-O0", "-g", "-G"] if debug else ["-O3", "-lineinfo"]
         nvcc += ["--expt-relaxed-constexpr", "-DWITH_CUDA"]
         ext = CUDAExtension(
             "vmdm_kernels._C",
