@@ -32,14 +32,23 @@ def check_tensor(op: str, name: str, t, shape: tuple, like: torch.Tensor | None 
     """``shape`` entries: an int, or a ``(label, size)`` pair used in the message, or None for any."""
     if not isinstance(t, torch.Tensor):
         _fail(op, name, "a torch.Tensor", type(t).__name__)
-    sizes = [s[1] if isinstance(s, tuple) else s for s in shape]
-    ok = t.dim() == len(shape) and all(n is None or t.shape[i] == n for i, n in enumerate(sizes))
+    # This runs on every call of every op: compare whole shapes at once, explain only on failure.
+    sizes = tuple(s[1] if isinstance(s, tuple) else s for s in shape)
+    got = t.shape
+    if len(got) != len(sizes):
+        ok = False
+    elif None in sizes:
+        ok = all(n is None or g == n for g, n in zip(got, sizes))
+    else:
+        ok = got == sizes
     if not ok:
         want = ", ".join(_dim_str(s) for s in shape)
         _fail(op, name, f"shape [{want}]", _shape(t))
     if like is None:
         if not t.dtype.is_floating_point:
             _fail(op, name, "a floating-point dtype (float16, bfloat16, float32, float64)", t.dtype)
+        return
+    if t.dtype is like.dtype and t.device == like.device:
         return
     if t.dtype != like.dtype:
         _fail(op, name, f"dtype {like.dtype} (the dtype of joints)", t.dtype)

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["BACKENDS", "BackendInfo", "BackendUnavailableError", "backends", "choose_backend", "kernel_module"]
+__all__ = ["BACKENDS", "BackendInfo", "BackendUnavailableError", "backends", "choose_backend", "kernel_module",
+           "refresh"]
 
 BACKENDS = ("reference", "cpp", "cuda", "triton")
 # Automatic preference per device type, fastest first (measured: see README).
@@ -75,7 +76,19 @@ def _triton_interpreted() -> bool:
 
 
 def backends() -> BackendReport:
-    """What can run here and, for what cannot, why."""
+    """What can run here and, for what cannot, why (computed once; see :func:`refresh`)."""
+    return _report(_triton_interpreted())
+
+
+def refresh() -> None:
+    """Forget cached availability (e.g. after building the extension in a running process)."""
+    _report.cache_clear()
+    _extension.cache_clear()
+    _triton.cache_clear()
+
+
+@functools.lru_cache(maxsize=None)
+def _report(interpreted: bool) -> BackendReport:
     report = BackendReport()
     report["reference"] = BackendInfo("reference", True, "pure PyTorch, any device", ("cpu", "cuda", "mps", "xpu"))
     ext, why = _extension()
@@ -93,7 +106,7 @@ def backends() -> BackendReport:
     mod, why = _triton()
     if mod is None:
         report["triton"] = BackendInfo("triton", False, why, ("cuda",))
-    elif _triton_interpreted():
+    elif interpreted:
         report["triton"] = BackendInfo("triton", True, "Triton interpreter (TRITON_INTERPRET=1): float32/float64/float16; bfloat16 casts truncate", ("cpu",))
     elif not torch.cuda.is_available():
         report["triton"] = BackendInfo(

@@ -114,27 +114,29 @@ def _reproj_vel_setup(ctx, inputs, output):
     ctx.mark_non_differentiable(output[2])
 
 
-def _reproj_vel_backward(ctx, grad_pos, grad_vel, _grad_stats):
+def _reproj_vel_grads(bwd, ctx, grad_pos, grad_vel):
+    """Gradients for (joints, keypoints, camera, weights, intrinsics) from a backward kernel ``bwd``."""
     joints, keypoints, camera, weights, intrinsics, stats = ctx.saved_tensors
-    depth_mode, depth_power, z_min, with_pos, with_vel, backend = ctx.opts
+    depth_mode, depth_power, z_min, with_pos, with_vel = ctx.opts[:5]
     need = ctx.needs_input_grad
     if grad_pos is None:
         grad_pos = stats.new_zeros(joints.shape[0])
     if grad_vel is None:
         grad_vel = stats.new_zeros(joints.shape[0])
     need_intr = bool(need[4]) and intrinsics is not None
-    gj, gk, gc, gi = _reproj_vel_bwd(
+    gj, gk, gc, gi = bwd(
         grad_pos, grad_vel, joints, keypoints, camera, weights, intrinsics, stats, depth_mode, depth_power, z_min,
-        with_pos, with_vel, bool(need[1]), bool(need[2]), need_intr, backend,
+        with_pos, with_vel, bool(need[1]), bool(need[2]), need_intr,
     )
-    return (
-        gj if need[0] else None,
-        gk if need[1] else None,
-        gc if need[2] else None,
-        None,  # weights are constants (detector confidences, masks)
-        gi if need_intr else None,
-        None, None, None, None, None, None,
-    )
+    # weights are constants (detector confidences, masks): no gradient.
+    return gj if need[0] else None, gk if need[1] else None, gc if need[2] else None, None, \
+        gi if need_intr else None
+
+
+def _reproj_vel_backward(ctx, grad_pos, grad_vel, _grad_stats):
+    backend = ctx.opts[5]
+    grads = _reproj_vel_grads(lambda *a: _reproj_vel_bwd(*a, backend), ctx, grad_pos, grad_vel)
+    return (*grads, None, None, None, None, None, None)
 
 
 _reproj_vel_fwd.register_autograd(_reproj_vel_backward, setup_context=_reproj_vel_setup)
@@ -172,11 +174,15 @@ def _velocity3d_setup(ctx, inputs, output):
     ctx.backend = backend
 
 
-def _velocity3d_backward(ctx, grad):
+def _velocity3d_grads(bwd, ctx, grad):
     joints, target, weights = ctx.saved_tensors
     need = ctx.needs_input_grad
-    gj, gt = _velocity3d_bwd(grad, joints, target, weights, bool(need[1]), ctx.backend)
-    return gj if need[0] else None, gt if need[1] else None, None, None
+    gj, gt = bwd(grad, joints, target, weights, bool(need[1]))
+    return gj if need[0] else None, gt if need[1] else None, None
+
+
+def _velocity3d_backward(ctx, grad):
+    return (*_velocity3d_grads(lambda *a: _velocity3d_bwd(*a, ctx.backend), ctx, grad), None)
 
 
 _velocity3d_fwd.register_autograd(_velocity3d_backward, setup_context=_velocity3d_setup)
@@ -231,17 +237,72 @@ def _ray_targets_setup(ctx, inputs, output):
     ctx.backend = backend
 
 
-def _ray_targets_backward(ctx, grad):
+def _ray_targets_grads(bwd, ctx, grad):
     joints, keypoints, camera, intrinsics = ctx.saved_tensors
     need = ctx.needs_input_grad
     need_intr = bool(need[3]) and intrinsics is not None
-    gj, gk, gc, gi = _ray_targets_bwd(
-        grad.contiguous(), joints, keypoints, camera, intrinsics, bool(need[1]), bool(need[2]), need_intr, ctx.backend
-    )
-    return gj if need[0] else None, gk if need[1] else None, gc if need[2] else None, gi if need_intr else None, None
+    gj, gk, gc, gi = bwd(grad.contiguous(), joints, keypoints, camera, intrinsics, bool(need[1]), bool(need[2]),
+                         need_intr)
+    return gj if need[0] else None, gk if need[1] else None, gc if need[2] else None, gi if need_intr else None
+
+
+def _ray_targets_backward(ctx, grad):
+    return (*_ray_targets_grads(lambda *a: _ray_targets_bwd(*a, ctx.backend), ctx, grad), None)
 
 
 _ray_targets_fwd.register_autograd(_ray_targets_backward, setup_context=_ray_targets_setup)
+
+
+# --------------------------------------------------------------------------- eager fast path
+#
+# Outside torch.compile the ops run as plain autograd Functions that call the backend's
+# kernels directly: the custom-op machinery costs tens of microseconds per call, which is
+# more than the kernels themselves take on a GPU at training sizes.
+
+
+class _ReprojVelFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, joints, keypoints, camera, weights, intrinsics, depth_mode, depth_power, z_min, with_pos,
+                with_vel, backend):
+        kern = kernel_module(backend)
+        pos, vel, stats = kern.reproj_vel_fwd(joints, keypoints, camera, weights, intrinsics, depth_mode,
+                                              depth_power, z_min, with_pos, with_vel)
+        ctx.save_for_backward(joints, keypoints, camera, weights, intrinsics, stats)
+        ctx.opts = (depth_mode, depth_power, z_min, with_pos, with_vel)
+        ctx.kern = kern
+        return pos, vel
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_pos, grad_vel):
+        grads = _reproj_vel_grads(ctx.kern.reproj_vel_bwd, ctx, grad_pos, grad_vel)
+        return (*grads, None, None, None, None, None, None)
+
+
+class _Velocity3dFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, joints, target, weights, backend):
+        ctx.kern = kernel_module(backend)
+        ctx.save_for_backward(joints, target, weights)
+        return ctx.kern.velocity3d_fwd(joints, target, weights)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        return (*_velocity3d_grads(ctx.kern.velocity3d_bwd, ctx, grad), None)
+
+
+class _RayTargetsFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, joints, keypoints, camera, intrinsics, backend):
+        ctx.kern = kernel_module(backend)
+        ctx.save_for_backward(joints, keypoints, camera, intrinsics)
+        return ctx.kern.ray_targets_fwd(joints, keypoints, camera, intrinsics)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        return (*_ray_targets_grads(ctx.kern.ray_targets_bwd, ctx, grad), None)
 
 
 # --------------------------------------------------------------------------- Triton for Inductor
@@ -315,8 +376,11 @@ def _reproj_vel(op, joints, keypoints, camera, weights, intrinsics, depth_weight
     else:
         args = (joints.contiguous(), keypoints.contiguous(), camera.contiguous(), weights.contiguous(),
                 _contig(intrinsics), _DEPTH_MODE_ID[depth_weight], power, float(z_min), with_pos, with_vel)
-        lib = _kernel_ops(name, joints.device)
-        pos, vel, _ = lib.reproj_vel_fwd(*args) if lib is not None else _reproj_vel_fwd(*args, name)
+        if not torch.compiler.is_compiling():
+            pos, vel = _ReprojVelFunction.apply(*args, name)
+        else:
+            lib = _kernel_ops(name, joints.device)
+            pos, vel, _ = lib.reproj_vel_fwd(*args) if lib is not None else _reproj_vel_fwd(*args, name)
     return _reduce(pos, reduction), _reduce(vel, reduction)
 
 
@@ -396,8 +460,11 @@ def velocity_loss_3d(joints: Tensor, target: Tensor, weights: Tensor | None = No
         per_sample = ref.velocity3d_loss(joints, target, weights)
     else:
         args = (joints.contiguous(), target.contiguous(), weights.contiguous())
-        lib = _kernel_ops(name, joints.device)
-        per_sample = lib.velocity3d_fwd(*args) if lib is not None else _velocity3d_fwd(*args, name)
+        if not torch.compiler.is_compiling():
+            per_sample = _Velocity3dFunction.apply(*args, name)
+        else:
+            lib = _kernel_ops(name, joints.device)
+            per_sample = lib.velocity3d_fwd(*args) if lib is not None else _velocity3d_fwd(*args, name)
     return _reduce(per_sample, reduction)
 
 
@@ -417,5 +484,7 @@ def ray_targets(joints: Tensor, keypoints: Tensor, camera: Tensor, intrinsics: T
     if name == "reference":
         return ref.ray_targets(joints, keypoints, camera, intrinsics)
     args = (joints.contiguous(), keypoints.contiguous(), camera.contiguous(), _contig(intrinsics))
+    if not torch.compiler.is_compiling():
+        return _RayTargetsFunction.apply(*args, name)
     lib = _kernel_ops(name, joints.device)
     return lib.ray_targets_fwd(*args) if lib is not None else _ray_targets_fwd(*args, name)

@@ -46,8 +46,11 @@ def test_env_override_reaches_the_ops(monkeypatch):
 
 def test_missing_extension_falls_back_to_reference_with_a_warning(monkeypatch):
     monkeypatch.delenv("VMDM_BACKEND", raising=False)
-    monkeypatch.setattr(dispatch, "_extension", lambda: (None, "compiled extension not importable (test)"))
+    fake = lambda: (None, "compiled extension not importable (test)")  # noqa: E731
+    fake.cache_clear = lambda: None
+    monkeypatch.setattr(dispatch, "_extension", fake)
     monkeypatch.setattr(dispatch, "_warned_fallback", set())
+    dispatch._report.cache_clear()
     with pytest.warns(RuntimeWarning, match=r"no compiled kernels for cpu tensors .*using the pure-PyTorch reference"):
         assert dispatch.choose_backend(torch.device("cpu")) == "reference"
     with warnings.catch_warnings():
@@ -56,6 +59,9 @@ def test_missing_extension_falls_back_to_reference_with_a_warning(monkeypatch):
     with pytest.raises(vk.BackendUnavailableError, match=r"backend 'cpp' \(backend= argument\) is unavailable: "
                                                          r"compiled extension not importable \(test\)"):
         dispatch.choose_backend(torch.device("cpu"), "cpp")
+    monkeypatch.undo()
+    dispatch.refresh()
+    assert dispatch.backends()["cpp"].available == vk.backends()["cpp"].available
 
 
 @pytest.mark.skipif(not vk.backends()["cpp"].available, reason="C++ extension not built")
