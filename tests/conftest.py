@@ -8,7 +8,10 @@ a CUDA device the Triton kernels run compiled instead.
 
 import os
 
-import torch
+# Before torch loads OpenMP: see vmdm/__init__.py (tests and their subprocesses share 2 cores).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
