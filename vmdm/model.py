@@ -30,6 +30,9 @@ class DenoiserConfig:
     dropout: float = 0.1
     max_frames: int = 256
     cond_drop: float = 0.1  # classifier-free guidance: probability of dropping the text in training
+    # x0 = sqrt(ab_t) x_t + sqrt(1 - ab_t) * network(x_t): the posterior mean of unit-variance data
+    # plus a learned correction (EDM-style preconditioning). 0 disables it (plain x0 output, as MDM).
+    skip_steps: int = 0  # diffusion steps of the schedule the skip uses (0 = no skip)
 
 
 PRESETS = {
@@ -59,6 +62,10 @@ class MotionDenoiser(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
         self.output = nn.Linear(w, cfg.feature_dim)
         self.register_buffer("pos", sinusoid(torch.arange(cfg.max_frames + 1), w), persistent=False)
+        if cfg.skip_steps:
+            from vmdm.diffusion import cosine_alpha_bar
+
+            self.register_buffer("alpha_bar", cosine_alpha_bar(cfg.skip_steps).float(), persistent=False)
 
     @classmethod
     def from_preset(cls, preset: str, **overrides) -> "MotionDenoiser":
@@ -85,7 +92,11 @@ class MotionDenoiser(nn.Module):
         h = torch.cat((cond[:, None], self.input(x_t)), dim=1) + self.pos[: F + 1].to(x_t.dtype)
         pad = torch.cat((torch.zeros(B, 1, dtype=torch.bool, device=mask.device), ~mask), dim=1)
         h = self.encoder(h, src_key_padding_mask=pad)
-        return self.output(h[:, 1:])
+        out = self.output(h[:, 1:])
+        if not self.cfg.skip_steps:
+            return out
+        ab = self.alpha_bar[t].to(out.dtype)[:, None, None]
+        return ab.sqrt() * x_t + (1 - ab).sqrt() * out
 
     def guided(self, x_t, t, text_emb, mask, scale: float) -> torch.Tensor:
         """Classifier-free guidance: ``uncond + scale * (cond - uncond)`` from one doubled batch."""

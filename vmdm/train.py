@@ -73,6 +73,9 @@ class TrainConfig:
     max_frames: int | None = field(None, "crop length in frames (multiple of 4)")
     random_crop: bool = field(True, "crop a random window of each clip (else its first max_frames frames)")
     cond_drop: float = field(0.1, "classifier-free guidance: probability of dropping the text in training")
+    skip: bool = field(False, "precondition the denoiser: x0 = sqrt(ab) x_t + sqrt(1-ab) net(x_t) instead of net(x_t)")
+    timestep_weight: float = field(0.0, "weight each sample's loss by min(1/(1-ab_t), this) (0 = uniform): with --skip "
+                                        "this keeps the network's correction equally important at every noise level")
     # Losses
     depth_weight: str = field("sample", "2D depth weighting: none, sample (mean depth^p per clip), point "
                                         "(depth^p/f^2 per point)", choices=["none", "sample", "point"])
@@ -269,7 +272,8 @@ class MetricsLog:
 
 def build_model(cfg: TrainConfig, feature_dim: int, text_dim: int) -> MotionDenoiser:
     return MotionDenoiser.from_preset(cfg.model, feature_dim=feature_dim, text_dim=text_dim,
-                                      max_frames=max(cfg.max_frames, 196), cond_drop=cfg.cond_drop)
+                                      max_frames=max(cfg.max_frames, 196), cond_drop=cfg.cond_drop,
+                                      skip_steps=cfg.diffusion_steps if cfg.skip else 0)
 
 
 def open_dataset(cfg: TrainConfig, rank: int, world: int) -> tuple[MotionDataset, str]:
@@ -417,7 +421,12 @@ def train(cfg: TrainConfig) -> Path:
                     pred = forward(x_t, t, text, mask, drop)
             with nvtx_range("loss"):
                 terms = objective(pred.float(), batch)
-                loss = terms["loss"].mean()
+                if cfg.timestep_weight > 0:
+                    ab = diffusion.alpha_bar.to(device)[t]
+                    tw = (1 / (1 - ab)).clamp(max=cfg.timestep_weight)
+                    loss = (terms["loss"] * tw).sum() / tw.sum()
+                else:
+                    loss = terms["loss"].mean()
             finite = torch.isfinite(loss.detach()).float()
             if world > 1:
                 dist.all_reduce(finite, op=dist.ReduceOp.MIN)

@@ -99,3 +99,17 @@ def test_sampling_with_the_model_is_deterministic_given_a_seed(model):
     a, b, c = run(1), run(1), run(2)
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert (a[2, 8:] == 0).all()
+
+
+def test_skip_preconditioning_passes_the_noisy_input_through_at_low_noise():
+    torch.manual_seed(0)
+    m = MotionDenoiser.from_preset("tiny", feature_dim=263, text_dim=16, dropout=0.0, skip_steps=50).eval()
+    x, _, text, mask = _inputs()
+    with torch.no_grad():
+        m.output.weight.zero_()
+        m.output.bias.fill_(1.0)  # network output 1 everywhere
+        ab = Diffusion(50).alpha_bar
+        for step in (0, 25, 49):
+            t = torch.full((3,), step)
+            expected = ab[step].sqrt() * x + (1 - ab[step]).sqrt()
+            torch.testing.assert_close(m(x, t, text, mask), expected, rtol=1e-5, atol=1e-5)

@@ -197,3 +197,10 @@ def test_bad_options_fail_clearly(quick_data, tmp_path):
         train(_cfg(quick_data, tmp_path, limit_clips=2))
     with pytest.raises(FileNotFoundError, match="checkpoint .* does not exist"):
         train(_cfg(quick_data, tmp_path / "none", resume=True))
+
+
+def test_skip_and_timestep_weighting_train_and_are_recorded(quick_data, tmp_path):
+    ckpt = train(_cfg(quick_data, tmp_path, steps=3, skip=True, timestep_weight=20.0))
+    ck = load_checkpoint(ckpt)
+    assert ck["model_config"]["skip_steps"] == 50 and ck["config"]["timestep_weight"] == 20.0
+    assert all(np.isfinite(float(r["loss"])) for r in _rows(tmp_path))
