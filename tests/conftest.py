@@ -26,13 +26,21 @@ def _seed():
 
 
 @pytest.fixture(scope="session")
-def quick_data(tmp_path_factory):
-    """The small built-in dataset (corpus, teacher lifter, 2D-only dataset), built once per session.
+def cache_dir(tmp_path_factory):
+    """Where the quick built-in data lives: ``$VMDM_TEST_CACHE`` when set (reused across
+    sessions), else a fresh temporary folder built once per session."""
+    from pathlib import Path
 
-    ``VMDM_TEST_CACHE`` points at a cache to reuse across sessions (CI sets it)."""
-    import os
+    env = os.environ.get("VMDM_TEST_CACHE")
+    if env:
+        Path(env).mkdir(parents=True, exist_ok=True)
+        return Path(env)
+    return tmp_path_factory.mktemp("vmdm_cache")
 
+
+@pytest.fixture(scope="session")
+def quick_data(cache_dir):
+    """The small built-in dataset (corpus, teacher lifter, 2D-only dataset)."""
     from vmdm.data.prepare import ensure_default_data
 
-    cache = os.environ.get("VMDM_TEST_CACHE") or str(tmp_path_factory.mktemp("vmdm_cache"))
-    return ensure_default_data(cache, quick=True, progress=False)
+    return ensure_default_data(cache_dir, quick=True, progress=False)

@@ -173,6 +173,22 @@ VMDM_HD void ray_forward(const Camera<acc_t>& c, const acc_t X[3], acc_t u, acc_
   for (int k = 0; k < 3; ++k) P[k] = q.C[k] + q.s * q.r[k];
 }
 
+// dL/dX alone (the training case: the keypoints and camera are data). Only the ray
+// direction enters, so this skips the camera centre, the projection and dL/d(u, v);
+// it evaluates the same expression as ray_backward's gX.
+template <typename acc_t>
+VMDM_HD void ray_backward_joints(const Camera<acc_t>& c, acc_t u, acc_t v, const acc_t G[3], acc_t gX[3]) {
+  const acc_t d0 = (u - c.cx) / c.fx, d1 = (v - c.cy) / c.fy;
+  acc_t r[3];
+#pragma unroll
+  for (int k = 0; k < 3; ++k) r[k] = c.R[k] * d0 + c.R[3 + k] * d1 + c.R[6 + k] * acc_t(1);
+  const acc_t rr = r[0] * r[0] + r[1] * r[1] + r[2] * r[2];
+  const acc_t Gr = G[0] * r[0] + G[1] * r[1] + G[2] * r[2];
+  const acc_t inv_rr = acc_t(1) / rr;
+#pragma unroll
+  for (int k = 0; k < 3; ++k) gX[k] = Gr * r[k] * inv_rr;
+}
+
 // G: upstream gradient of P. Writes dL/dX and dL/d(u, v); accumulates camera
 // and intrinsics gradients when the pointers are given.
 template <typename acc_t>

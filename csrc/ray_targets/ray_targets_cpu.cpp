@@ -42,7 +42,9 @@ void fwd_impl(const at::Tensor& joints, const at::Tensor& keypoints, const at::T
   });
 }
 
-template <typename scalar_t>
+// kFull: also dL/d(keypoints) and per-row camera / intrinsics contributions. Without
+// them (training) a cheaper per-point formula applies: a third of the arithmetic.
+template <typename scalar_t, bool kFull>
 void bwd_impl(const at::Tensor& grad, const at::Tensor& joints, const at::Tensor& keypoints, const at::Tensor& camera,
               const std::optional<at::Tensor>& intrinsics, at::Tensor& grad_joints, at::Tensor* grad_keypoints,
               at::Tensor* cam_rows, at::Tensor* intr_rows) {
@@ -69,19 +71,25 @@ void bwd_impl(const at::Tensor& grad, const at::Tensor& joints, const at::Tensor
       if (gintr_row) std::fill(gintr_row, gintr_row + 4, acc_t(0));
       for (int64_t j = 0; j < J; ++j) {
         const int64_t i = r * J + j;
-        const acc_t x[3] = {static_cast<acc_t>(X[3 * i]), static_cast<acc_t>(X[3 * i + 1]),
-                            static_cast<acc_t>(X[3 * i + 2])};
         const acc_t g[3] = {static_cast<acc_t>(G[3 * i]), static_cast<acc_t>(G[3 * i + 1]),
                             static_cast<acc_t>(G[3 * i + 2])};
-        Ray<acc_t> q;
-        acc_t p[3], gx[3], gu, gv;
-        ray_forward(c, x, static_cast<acc_t>(K[2 * i]), static_cast<acc_t>(K[2 * i + 1]), q, p);
-        ray_backward(c, q, g, gx, gu, gv, gcam_row, gintr_row);
-        for (int k = 0; k < 3; ++k) gX[3 * i + k] = static_cast<scalar_t>(gx[k]);
-        if (gK) {
-          gK[2 * i] = static_cast<scalar_t>(gu);
-          gK[2 * i + 1] = static_cast<scalar_t>(gv);
+        const acc_t u = static_cast<acc_t>(K[2 * i]), v = static_cast<acc_t>(K[2 * i + 1]);
+        acc_t gx[3];
+        if constexpr (kFull) {
+          const acc_t x[3] = {static_cast<acc_t>(X[3 * i]), static_cast<acc_t>(X[3 * i + 1]),
+                              static_cast<acc_t>(X[3 * i + 2])};
+          Ray<acc_t> q;
+          acc_t p[3], gu, gv;
+          ray_forward(c, x, u, v, q, p);
+          ray_backward(c, q, g, gx, gu, gv, gcam_row, gintr_row);
+          if (gK) {
+            gK[2 * i] = static_cast<scalar_t>(gu);
+            gK[2 * i + 1] = static_cast<scalar_t>(gv);
+          }
+        } else {
+          ray_backward_joints(c, u, v, g, gx);
         }
+        for (int k = 0; k < 3; ++k) gX[3 * i + k] = static_cast<scalar_t>(gx[k]);
       }
     }
   });
@@ -107,9 +115,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ray_targets_bwd_cpu(
   auto cam_rows = need_camera ? at::empty({B, T, 3, 4}, acc_opts) : at::Tensor();
   auto intr_rows = need_intrinsics ? at::empty({B, T, 4}, acc_opts) : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, joints.scalar_type(), "ray_targets_bwd_cpu", [&] {
-    bwd_impl<scalar_t>(grad, joints, keypoints, camera, intrinsics, grad_joints,
-                       need_keypoints ? &grad_keypoints : nullptr, need_camera ? &cam_rows : nullptr,
-                       need_intrinsics ? &intr_rows : nullptr);
+    if (need_keypoints || need_camera || need_intrinsics) {
+      bwd_impl<scalar_t, true>(grad, joints, keypoints, camera, intrinsics, grad_joints,
+                               need_keypoints ? &grad_keypoints : nullptr, need_camera ? &cam_rows : nullptr,
+                               need_intrinsics ? &intr_rows : nullptr);
+    } else {
+      bwd_impl<scalar_t, false>(grad, joints, keypoints, camera, intrinsics, grad_joints, nullptr, nullptr, nullptr);
+    }
   });
   at::Tensor grad_camera = at::empty({0}, joints.options());
   if (need_camera) grad_camera = (camera.dim() == 4 ? cam_rows : cam_rows.sum(1)).to(joints.scalar_type());

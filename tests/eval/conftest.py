@@ -1,30 +1,13 @@
-"""Shared fixtures for the evaluation tests: the quick built-in data (cached in
-``$VMDM_TEST_CACHE`` when set, so repeated runs skip the build) and a tiny trained model."""
+"""Fixtures for the evaluation tests: a tiny model trained through the CLI and a tiny
+evaluator, both on the root ``quick_data`` fixture's dataset (``cache_dir`` is its cache)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-
-@pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory) -> Path:
-    env = os.environ.get("VMDM_TEST_CACHE")
-    if env:
-        Path(env).mkdir(parents=True, exist_ok=True)
-        return Path(env)
-    return tmp_path_factory.mktemp("vmdm_cache")
-
-
-@pytest.fixture(scope="session")
-def quick_data(cache_dir):
-    from vmdm.data.prepare import ensure_default_data
-
-    return ensure_default_data(cache_dir, quick=True, progress=False)
 
 
 @pytest.fixture(scope="session")

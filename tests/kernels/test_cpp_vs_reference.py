@@ -6,7 +6,7 @@ import torch
 
 import vmdm_kernels as vk
 
-from .problems import make_problem
+from .problems import clone_inputs, make_problem
 from .runners import assert_all_close, assert_within_eager_error, run_ray_targets, run_reproj_vel, run_velocity3d
 
 pytestmark = pytest.mark.skipif(not vk.backends()["cpp"].available, reason=str(vk.backends()["cpp"]))
@@ -68,6 +68,24 @@ def test_ray_targets_matches_reference(shape, per_frame, intrinsics, dtype):
     p = make_problem(*shape, per_frame=per_frame, intrinsics=intrinsics, seed=7)
     check_against_reference(run_ray_targets, p, dtype,
                             ["targets", "grad_joints", "grad_keypoints", "grad_camera", "grad_intrinsics"])
+
+
+@pytest.mark.parametrize("per_frame", [False, True], ids=["clip_cam", "frame_cam"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_ray_targets_joint_only_backward(per_frame, dtype):
+    """With only the joints differentiable (training) the C++ backward takes a shorter
+    formula: it must agree with the reference and, bitwise, with the full backward."""
+    p = make_problem(3, 9, 22, per_frame=per_frame, intrinsics=True, seed=11)
+    grads = {}
+    for backend, needs in (("reference", ("joints",)), ("cpp", ("joints",)), ("cpp", ("joints", "keypoints"))):
+        q = clone_inputs({k: v.to(dtype) if torch.is_tensor(v) else v for k, v in p.items()}, requires_grad=needs)
+        out = vk.ray_targets(q["joints"], q["keypoints"], q["camera"], q["intrinsics"], backend=backend)
+        out.backward(torch.ones_like(out).mul_(torch.linspace(-1, 1, out.numel(), dtype=dtype).view_as(out)))
+        grads[(backend, needs)] = q["joints"].grad
+        assert q["camera"].grad is None and (("keypoints" in needs) == (q["keypoints"].grad is not None))
+    fast = grads[("cpp", ("joints",))]
+    assert torch.equal(fast, grads[("cpp", ("joints", "keypoints"))])
+    assert_all_close([fast], [grads[("reference", ("joints",))]], 1e-10 if dtype == torch.float64 else 1e-5)
 
 
 def _views(p):

@@ -68,14 +68,16 @@ def test_2d_supervision_never_reads_3d_ground_truth(quick_data, tmp_path, monkey
 
 
 def test_overfits_four_clips(quick_data, tmp_path):
+    """Every 2D term falls far below its value at initialisation (last 20 steps vs step 1)."""
     out = tmp_path / "overfit"
-    train(_cfg(quick_data, out, limit_clips=4, steps=150, batch_size=4, max_frames=40, random_crop=False, lr=2e-3,
-               cond_drop=0.0, log_every=15, ckpt_every=150, warmup=10))
+    train(_cfg(quick_data, out, limit_clips=4, steps=300, batch_size=4, max_frames=40, random_crop=False, lr=2e-3,
+               cond_drop=0.0, log_every=1, ckpt_every=300, warmup=10))
     rows = _rows(out)
-    first, last = rows[0], rows[-1]
+    assert len(rows) == 300
     for k in ("pos2d", "vel2d", "align"):
-        drop = float(first[k]) / float(last[k])
-        assert drop > 5, f"{k}: {first[k]} -> {last[k]} (only {drop:.1f}x lower)"
+        first = float(rows[0][k])
+        last = float(np.mean([float(r[k]) for r in rows[-20:]]))
+        assert first / last > 5, f"{k}: {first} -> {last} (only {first / last:.1f}x lower)"
 
 
 def test_resume_continues_the_loss_curve_bit_for_bit(quick_data, tmp_path):
