@@ -132,19 +132,26 @@ def test_ik_leaf_joints_are_identity_and_errors():
         inverse_kinematics(torch.zeros(4, 21, 3), SMPL22)
 
 
-def test_chain_bone_rotations_are_yaw_invariant():
-    joints, _ = _scaled_motion(SMPL22, B=2, T=5)
+@pytest.mark.parametrize("skeleton", [SMPL22, KIT21, DETECTOR16], ids=lambda s: s.name)
+def test_chain_bone_rotations_are_yaw_invariant(skeleton):
+    """The rotations (computed a tree level at a time) satisfy the chain-walking definition,
+    including a bone pointing exactly against its rest direction."""
+    J = skeleton.num_joints
+    joints, _ = _scaled_motion(skeleton, B=2, T=5)
+    rest = torch.nn.functional.normalize(skeleton.offsets_tensor(torch.float64), dim=-1)
+    c0 = skeleton.chains[0][1]
+    joints[0, 0, c0] = joints[0, 0, skeleton.parents[c0]] - 0.3 * (rotation_about_y(torch.tensor(0.4, dtype=torch.float64)) @ rest[c0])
     yaw = torch.rand(2, 5, dtype=torch.float64)
-    a = chain_bone_rotations(joints, SMPL22, yaw)
+    yaw[0, 0] = 0.4
+    a = chain_bone_rotations(joints, skeleton, yaw)
     beta = 1.1
     turned = (rotation_about_y(torch.tensor(beta, dtype=torch.float64)) @ joints[..., None])[..., 0]
-    b = chain_bone_rotations(turned, SMPL22, yaw + beta)
-    assert a.shape == (2, 5, 21, 3, 3)
+    b = chain_bone_rotations(turned, skeleton, yaw + beta)
+    assert a.shape == (2, 5, J - 1, 3, 3)
     assert torch.allclose(a, b, atol=1e-9)
     # The bone rotations rebuild every bone direction.
-    rest = torch.nn.functional.normalize(SMPL22.offsets_tensor(torch.float64), dim=-1)
     frame = {0: rotation_about_y(yaw)}
-    for chain in SMPL22.chains:
+    for chain in skeleton.chains:
         f = frame[chain[0]]
         for p, c in zip(chain[:-1], chain[1:]):
             f = f @ a[..., c - 1, :, :]

@@ -228,20 +228,35 @@ def matrix_between(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Shortest-arc rotation matrix taking direction ``u`` to direction ``v`` (broadcast)."""
     _check_last(u, (3,), "u")
     _check_last(v, (3,), "v")
-    u, v = torch.broadcast_tensors(_normalize(u), _normalize(v))
-    w = torch.cross(u, v, dim=-1)
-    c = (u * v).sum(-1)
-    k = _skew(w)
-    eye = torch.eye(3, dtype=u.dtype, device=u.device).expand(k.shape)
-    near_flip = c < -1.0 + 1e-6
-    general = eye + k + (k @ k) / (1.0 + c).clamp_min(1e-6)[..., None, None]
-    # Half turn about any axis perpendicular to u: pick the coordinate axis
-    # least aligned with u to build it.
+    u = _normalize(u)
+    return _rotation_between_units(u, _normalize(v), _half_turn_about_perpendicular(u))
+
+
+def _half_turn_about_perpendicular(u: torch.Tensor) -> torch.Tensor:
+    """A half turn ``[..., 3, 3]`` about an axis perpendicular to the unit vectors ``u``: the
+    shortest arc to ``-u``. The axis is built from the coordinate axis least aligned with u."""
     ax = torch.zeros_like(u)
     ax.scatter_(-1, u.abs().argmin(dim=-1, keepdim=True), 1.0)
-    perp = _normalize(torch.cross(u, ax, dim=-1))
-    flip = 2.0 * perp[..., :, None] * perp[..., None, :] - eye
-    return torch.where(near_flip[..., None, None], flip, general)
+    perp = _normalize(torch.linalg.cross(u, ax, dim=-1))
+    return 2.0 * perp[..., :, None] * perp[..., None, :] - torch.eye(3, dtype=u.dtype, device=u.device)
+
+
+# [w]x as a gather of w's components with signs (row-major 3x3).
+_SKEW_INDEX = (0, 2, 1, 2, 0, 0, 1, 0, 0)
+_SKEW_SIGN = (0.0, -1.0, 1.0, 1.0, 0.0, -1.0, -1.0, 1.0, 0.0)
+
+
+def _rotation_between_units(u: torch.Tensor, v: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """:func:`matrix_between` for unit vectors, with ``flip`` the half turn used when v = -u.
+
+    Rodrigues, I + [w]x + [w]x^2 / (1 + c), with [w]x^2 = w w^T - |w|^2 I and |w|^2 = 1 - c^2,
+    written with elementwise products: a handful of tensor ops, no batched 3x3 matmul."""
+    w = torch.linalg.cross(*torch.broadcast_tensors(u, v), dim=-1)
+    c = (u * v).sum(-1)
+    skew = w.index_select(-1, torch.tensor(_SKEW_INDEX, device=w.device)) * w.new_tensor(_SKEW_SIGN)
+    general = (c[..., None, None] * torch.eye(3, dtype=w.dtype, device=w.device) + skew.unflatten(-1, (3, 3))
+               + w[..., :, None] * w[..., None, :] / (1.0 + c).clamp_min(1e-6)[..., None, None])
+    return torch.where((c < -1.0 + 1e-6)[..., None, None], flip, general)
 
 
 # --------------------------------------------------------------------------- inverse kinematics
@@ -380,33 +395,69 @@ def chain_bone_rotations(joints: torch.Tensor, skeleton: Skeleton, root_yaw: tor
     HumanML3D applies the inverse of the heading to the *world* swing (which
     makes its features depend on global yaw) and starts every chain at the
     root. ``root_yaw`` is ``[...]`` radians.
+
+    The rotations of all bones at one tree depth are computed together, so the
+    number of tensor operations grows with the skeleton's depth, not its size.
     """
     _check_joints(joints, skeleton)
-    J = skeleton.num_joints
     if root_yaw.shape != joints.shape[:-2]:
         raise ValueError(f"root_yaw: expected shape {tuple(joints.shape[:-2])}, got {tuple(root_yaw.shape)}")
-    rest = _normalize(skeleton.offsets_tensor(joints.dtype, joints.device))
-    bone_frame: dict[int, torch.Tensor] = {0: rotation_about_y(root_yaw.to(joints.dtype))}
-    out: list[torch.Tensor | None] = [None] * J
+    levels, flat_child, flat_parent, order = _chain_levels(skeleton)
+    dev = joints.device
+    idx = lambda ix: torch.tensor(ix, device=dev)  # noqa: E731
+    # Every bone vector at once, in level order; each level is then a contiguous slice.
+    bones = joints.index_select(-2, idx(flat_child)) - joints.index_select(-2, idx(flat_parent))
+    rest = _normalize(skeleton.offsets_tensor(joints.dtype, dev))[idx(flat_child)]
+    rest_flip = _half_turn_about_perpendicular(rest)
+    frame_prev = rotation_about_y(root_yaw.to(joints.dtype))[..., None, :, :]  # the root's heading
+    locs, start = [], 0
+    for n, parent_slot in levels:
+        if parent_slot == tuple(range(frame_prev.shape[-3])):
+            frame = frame_prev
+        elif len(set(parent_slot)) == 1:
+            frame = frame_prev.narrow(-3, parent_slot[0], 1).expand(*frame_prev.shape[:-3], n, 3, 3)
+        else:
+            frame = frame_prev.index_select(-3, idx(parent_slot))
+        v = bones.narrow(-2, start, n)
+        v_local = (frame * v[..., :, None]).sum(-2)  # frame^T v
+        loc = _rotation_between_units(rest[start:start + n], _normalize(v_local), rest_flip[start:start + n])
+        locs.append(loc)
+        frame_prev = frame @ loc
+        start += n
+    return torch.cat(locs, dim=-3).index_select(-3, idx(order))
+
+
+@functools.lru_cache(maxsize=None)
+def _chain_levels(skeleton: Skeleton) -> tuple:
+    """The bones of ``skeleton.chains`` grouped by tree depth: ``(levels, child, parent,
+    order)``. ``levels`` holds one ``(bone count, each bone's parent slot in the previous
+    level)`` per depth; ``child``/``parent`` list the bones' joints level after level;
+    ``order`` takes that order to joints ``1..J-1``. Validates that every chain follows
+    parent links from a joint an earlier chain reached."""
+    J = skeleton.num_joints
+    depth = {0: 0}
     for chain in skeleton.chains:
-        if chain[0] not in bone_frame:
+        if chain[0] not in depth:
             raise ValueError(
                 f"skeleton {skeleton.name!r}: chain {chain} starts at joint {chain[0]} before any chain reaches it"
             )
-        frame = bone_frame[chain[0]]
         for p, c in zip(chain[:-1], chain[1:]):
             if skeleton.parents[c] != p:
                 raise ValueError(f"skeleton {skeleton.name!r}: chain {chain} has {p}->{c}, not a bone")
-            v = joints[..., c, :] - joints[..., p, :]
-            v_local = (frame.transpose(-1, -2) @ v[..., None])[..., 0]
-            loc = matrix_between(rest[c].expand_as(v_local), v_local)
-            out[c] = loc
-            frame = frame @ loc
-            bone_frame[c] = frame
-    missing = [j for j in range(1, J) if out[j] is None]
+            depth[c] = depth[p] + 1
+    missing = [j for j in range(1, J) if j not in depth]
     if missing:
         raise ValueError(f"skeleton {skeleton.name!r}: joints {missing} are on no chain")
-    return torch.stack(out[1:], dim=-3)
+    levels, slot, child, parent = [], {0: 0}, [], []
+    for d in range(1, max(depth.values()) + 1):
+        level = [j for j in range(1, J) if depth[j] == d]
+        par = [skeleton.parents[j] for j in level]
+        levels.append((len(level), tuple(slot[p] for p in par)))
+        slot = {j: i for i, j in enumerate(level)}
+        child += level
+        parent += par
+    order = tuple(child.index(j) for j in range(1, J))
+    return tuple(levels), tuple(child), tuple(parent), order
 
 
 def bone_lengths(joints: torch.Tensor, skeleton: Skeleton) -> torch.Tensor:
