@@ -1,0 +1,64 @@
+"""``vmdm.experiments.compare``: trains the variants with one budget, evaluates all with one
+evaluator, writes one table; an interrupted comparison reuses finished runs."""
+
+import json
+import math
+import shutil
+
+import pytest
+
+from vmdm.experiments.compare import FULL, QUICK, VARIANTS, Budget, format_table, main, run_comparison
+
+TINY = Budget("test", True, dict(model="tiny", steps=3, batch_size=4, max_frames=40, warmup=1, text_encoder="bow",
+                                 ckpt_every=3, log_every=3),
+              dict(steps=2, time_budget=None, batch_size=8), True)
+SMALL_EVAL = dict(repeats=2, mm_prompts=2, mm_generations=2, sample_steps=2, lifting_cases=1, diversity_pairs=20)
+
+
+def test_comparison_table_and_reuse(quick_data, cache_dir, tiny_evaluator, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(tiny_evaluator, work / "evaluator.pt")
+    names = ["mdm_3d", "mdm_teacher", "videomdm"]
+    out = tmp_path / "table"
+    s = run_comparison(TINY, work=work, out=out, cache_dir=str(cache_dir), variants=names, progress=False, cmu=False,
+                       eval_overrides=SMALL_EVAL)
+    assert list(s["rows"]) == names
+    for name in names:
+        row = s["rows"][name]
+        assert row["label"] == VARIANTS[name][0] and row["train_s"] > 0
+        fid = row["results"]["generation"]["model"]["fid"]
+        assert fid["n"] == 2 and math.isfinite(fid["mean"]) and fid["mean"] >= 0
+    r = s["ratios"]
+    fids = {n: s["rows"][n]["results"]["generation"]["model"]["fid"]["mean"] for n in names}
+    assert r["fid_c_over_a"] == pytest.approx(fids["videomdm"] / fids["mdm_3d"])
+    assert r["fid_c_over_b"] == pytest.approx(fids["videomdm"] / fids["mdm_teacher"])
+    md = out.with_suffix(".md").read_text()
+    assert md == format_table(json.loads(out.with_suffix(".json").read_text()))
+    assert md.count("\n| (") == 3 and "Real test motions" in md and f"{r['fid_c_over_a']:.2f}" in md
+    # Every model was trained with the budget's settings and its own supervision.
+    from vmdm.checkpoint import load_checkpoint
+
+    cfgs = {n: load_checkpoint(work / n / "checkpoint.pt")["config"] for n in names}
+    assert [cfgs[n]["supervision"] for n in names] == ["3d", "teacher", "2d"]
+    assert all(c["steps"] == 3 and c["model"] == "tiny" for c in cfgs.values())
+
+    # A second run finds the finished checkpoints and does not train again.
+    import vmdm.train
+
+    def no_training(cfg):
+        raise AssertionError(f"retrained {cfg.out}")
+
+    monkeypatch.setattr(vmdm.train, "train", no_training)
+    again = run_comparison(TINY, work=work, out=None, cache_dir=str(cache_dir), variants=names[:1], progress=False,
+                           cmu=False, eval_overrides=SMALL_EVAL)
+    assert math.isnan(again["rows"]["mdm_3d"]["train_s"])
+
+
+def test_budgets_and_bad_variants(tmp_path):
+    assert not QUICK.quick_data and QUICK.train["model"] == "tiny" and QUICK.eval_quick
+    assert FULL.train["recipe"] == "paper" and not FULL.eval_quick
+    with pytest.raises(ValueError, match="unknown variants"):
+        run_comparison(TINY, work=tmp_path, out=None, variants=["mdm_4d"], progress=False)
+    with pytest.raises(SystemExit):
+        main(["--quick", "--full"])
