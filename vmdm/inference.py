@@ -92,7 +92,8 @@ def load_model(path: str | Path, device: str | torch.device | None = None, *, us
     device = torch.device(device) if device is not None else torch.device(
         "cuda" if torch.cuda.is_available() else "cpu")
     ck = load_checkpoint(path)
-    model = MotionDenoiser(DenoiserConfig(**ck["model_config"]))
+    # Checkpoints from before the text_norm option projected the raw embedding.
+    model = MotionDenoiser(DenoiserConfig(**{"text_norm": False, **ck["model_config"]}))
     model.load_state_dict(ck["ema"] if use_ema else ck["model"])
     model.to(device).eval()
     cfg = ck["config"]

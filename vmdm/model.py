@@ -33,6 +33,11 @@ class DenoiserConfig:
     # x0 = sqrt(ab_t) x_t + sqrt(1 - ab_t) * network(x_t): the posterior mean of unit-variance data
     # plus a learned correction (EDM-style preconditioning). 0 disables it (plain x0 output, as MDM).
     skip_steps: int = 0  # diffusion steps of the schedule the skip uses (0 = no skip)
+    # Standardise each text embedding before projecting it. Sentence encoders differ in scale
+    # (MiniLM: unit norm, ~0.05 per component; CLIP: far larger); unscaled MiniLM embeddings
+    # reach the transformer ~20x weaker than the timestep and motion tokens, and the models
+    # learned to ignore the text (results/text_norm_2026-11-27.md).
+    text_norm: bool = True
 
 
 PRESETS = {
@@ -57,6 +62,7 @@ class MotionDenoiser(nn.Module):
         w = cfg.width
         self.input = nn.Linear(cfg.feature_dim, w)
         self.time_mlp = nn.Sequential(nn.Linear(w, w), nn.SiLU(), nn.Linear(w, w))
+        self.text_norm = nn.LayerNorm(cfg.text_dim, elementwise_affine=False) if cfg.text_norm else nn.Identity()
         self.text_proj = nn.Linear(cfg.text_dim, w)
         layer = nn.TransformerEncoderLayer(w, cfg.heads, cfg.ff, cfg.dropout, activation="gelu", batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
@@ -85,7 +91,7 @@ class MotionDenoiser(nn.Module):
             raise ValueError(f"x_t: expected feature dim {self.cfg.feature_dim}, got shape {tuple(x_t.shape)}")
         if F > self.cfg.max_frames:
             raise ValueError(f"x_t: {F} frames exceed max_frames={self.cfg.max_frames}")
-        text = self.text_proj(text_emb.to(x_t.dtype))
+        text = self.text_proj(self.text_norm(text_emb.to(x_t.dtype)))
         if drop_text is not None:
             text = text * (~drop_text).to(text.dtype)[:, None]
         cond = self.time_mlp(sinusoid(t, self.cfg.width).to(x_t.dtype)) + text

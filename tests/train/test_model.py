@@ -56,6 +56,16 @@ def test_dropped_text_ignores_the_caption_and_guidance_combines_both(model):
                                rtol=1e-4, atol=1e-5)
 
 
+def test_text_embeddings_are_standardised_whatever_their_scale(model):
+    """A unit-norm sentence embedding (MiniLM) and the same direction at CLIP-like scale
+    condition the model identically; without text_norm they do not."""
+    x, t, text, mask = _inputs()
+    unit = text / text.norm(dim=-1, keepdim=True)
+    torch.testing.assert_close(model(x, t, unit, mask), model(x, t, 30 * unit, mask), rtol=1e-4, atol=1e-4)
+    raw = MotionDenoiser.from_preset("tiny", feature_dim=263, text_dim=16, dropout=0.0, text_norm=False).eval()
+    assert (raw(x, t, unit, mask) - raw(x, t, 30 * unit, mask)).abs().max() > 1e-2
+
+
 def test_x0_parameterisation_round_trip():
     d = Diffusion(50)
     x0, eps = torch.randn(4, 10, 7), torch.randn(4, 10, 7)

@@ -206,3 +206,16 @@ def test_skip_and_timestep_weighting_train_and_are_recorded(quick_data, tmp_path
     ck = load_checkpoint(ckpt)
     assert ck["model_config"]["skip_steps"] == 50 and ck["config"]["timestep_weight"] == 20.0
     assert all(np.isfinite(float(r["loss"])) for r in _rows(tmp_path))
+
+
+def test_checkpoints_record_text_normalisation_and_older_ones_load_without_it(quick_data, tmp_path):
+    from vmdm.inference import load_model
+
+    ckpt = train(_cfg(quick_data, tmp_path, steps=1, ckpt_every=1))
+    ck = load_checkpoint(ckpt)
+    assert ck["model_config"]["text_norm"] is True
+    assert isinstance(load_model(ckpt, device="cpu").model.text_norm, torch.nn.LayerNorm)
+    del ck["model_config"]["text_norm"]  # as written before the option existed
+    old = tmp_path / "old.pt"
+    atomic_save(ck, old)
+    assert isinstance(load_model(old, device="cpu").model.text_norm, torch.nn.Identity)
