@@ -28,3 +28,15 @@ def peak_bandwidth(name: str) -> float | None:
 @pytest.fixture(scope="session")
 def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """Record the software the numbers were measured with (read by bench/summarize.py)."""
+    machine_info["torch_version"] = torch.__version__
+    machine_info["cuda_device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    try:
+        import triton
+
+        machine_info["triton_version"] = triton.__version__
+    except ImportError:
+        machine_info["triton_version"] = None
