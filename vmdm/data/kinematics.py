@@ -246,6 +246,11 @@ _SKEW_INDEX = (0, 2, 1, 2, 0, 0, 1, 0, 0)
 _SKEW_SIGN = (0.0, -1.0, 1.0, 1.0, 0.0, -1.0, -1.0, 1.0, 0.0)
 
 
+@functools.lru_cache(maxsize=None)
+def _skew_index(device: torch.device) -> torch.Tensor:
+    return torch.tensor(_SKEW_INDEX, dtype=torch.long, device=device)
+
+
 def _rotation_between_units(u: torch.Tensor, v: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
     """:func:`matrix_between` for unit vectors, with ``flip`` the half turn used when v = -u.
 
@@ -253,7 +258,7 @@ def _rotation_between_units(u: torch.Tensor, v: torch.Tensor, flip: torch.Tensor
     written with elementwise products: a handful of tensor ops, no batched 3x3 matmul."""
     w = torch.linalg.cross(*torch.broadcast_tensors(u, v), dim=-1)
     c = (u * v).sum(-1)
-    skew = w.index_select(-1, torch.tensor(_SKEW_INDEX, device=w.device)) * w.new_tensor(_SKEW_SIGN)
+    skew = w.index_select(-1, _skew_index(w.device)) * w.new_tensor(_SKEW_SIGN)
     general = (c[..., None, None] * torch.eye(3, dtype=w.dtype, device=w.device) + skew.unflatten(-1, (3, 3))
                + w[..., :, None] * w[..., None, :] / (1.0 + c).clamp_min(1e-6)[..., None, None])
     return torch.where((c < -1.0 + 1e-6)[..., None, None], flip, general)
@@ -402,29 +407,36 @@ def chain_bone_rotations(joints: torch.Tensor, skeleton: Skeleton, root_yaw: tor
     _check_joints(joints, skeleton)
     if root_yaw.shape != joints.shape[:-2]:
         raise ValueError(f"root_yaw: expected shape {tuple(joints.shape[:-2])}, got {tuple(root_yaw.shape)}")
-    levels, flat_child, flat_parent, order = _chain_levels(skeleton)
-    dev = joints.device
-    idx = lambda ix: torch.tensor(ix, device=dev)  # noqa: E731
+    levels = _chain_levels(skeleton)[0]
+    child_ix, parent_ix, slot_ix, order_ix = _chain_index_tensors(skeleton, joints.device)
     # Every bone vector at once, in level order; each level is then a contiguous slice.
-    bones = joints.index_select(-2, idx(flat_child)) - joints.index_select(-2, idx(flat_parent))
-    rest = _normalize(skeleton.offsets_tensor(joints.dtype, dev))[idx(flat_child)]
+    bones = joints.index_select(-2, child_ix) - joints.index_select(-2, parent_ix)
+    rest = _normalize(skeleton.offsets_tensor(joints.dtype, joints.device))[child_ix]
     rest_flip = _half_turn_about_perpendicular(rest)
     frame_prev = rotation_about_y(root_yaw.to(joints.dtype))[..., None, :, :]  # the root's heading
     locs, start = [], 0
-    for n, parent_slot in levels:
+    for (n, parent_slot), slots in zip(levels, slot_ix):
         if parent_slot == tuple(range(frame_prev.shape[-3])):
             frame = frame_prev
         elif len(set(parent_slot)) == 1:
             frame = frame_prev.narrow(-3, parent_slot[0], 1).expand(*frame_prev.shape[:-3], n, 3, 3)
         else:
-            frame = frame_prev.index_select(-3, idx(parent_slot))
+            frame = frame_prev.index_select(-3, slots)
         v = bones.narrow(-2, start, n)
         v_local = (frame * v[..., :, None]).sum(-2)  # frame^T v
         loc = _rotation_between_units(rest[start:start + n], _normalize(v_local), rest_flip[start:start + n])
         locs.append(loc)
         frame_prev = frame @ loc
         start += n
-    return torch.cat(locs, dim=-3).index_select(-3, idx(order))
+    return torch.cat(locs, dim=-3).index_select(-3, order_ix)
+
+
+@functools.lru_cache(maxsize=None)
+def _chain_index_tensors(skeleton: Skeleton, device: torch.device) -> tuple:
+    """:func:`_chain_levels` as index tensors on ``device``, made once (not every training step)."""
+    levels, child, parent, order = _chain_levels(skeleton)
+    ix = lambda v: torch.tensor(v, dtype=torch.long, device=device)  # noqa: E731
+    return ix(child), ix(parent), tuple(ix(slots) for _, slots in levels), ix(order)
 
 
 @functools.lru_cache(maxsize=None)
