@@ -77,10 +77,13 @@ def test_ray_targets_joint_only_backward(per_frame, dtype):
     formula: it must agree with the reference and, bitwise, with the full backward."""
     p = make_problem(3, 9, 22, per_frame=per_frame, intrinsics=True, seed=11)
     grads = {}
+    upstream = None
     for backend, needs in (("reference", ("joints",)), ("cpp", ("joints",)), ("cpp", ("joints", "keypoints"))):
         q = clone_inputs({k: v.to(dtype) if torch.is_tensor(v) else v for k, v in p.items()}, requires_grad=needs)
         out = vk.ray_targets(q["joints"], q["keypoints"], q["camera"], q["intrinsics"], backend=backend)
-        out.backward(torch.ones_like(out).mul_(torch.linspace(-1, 1, out.numel(), dtype=dtype).view_as(out)))
+        if upstream is None:
+            upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+        out.backward(upstream.to(dtype))
         grads[(backend, needs)] = q["joints"].grad
         assert q["camera"].grad is None and (("keypoints" in needs) == (q["keypoints"].grad is not None))
     fast = grads[("cpp", ("joints",))]

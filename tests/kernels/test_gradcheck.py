@@ -88,12 +88,14 @@ def test_velocity3d(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("per_frame", [False, True], ids=["clip_cam", "frame_cam"])
 @pytest.mark.parametrize("intrinsics", [True, False], ids=["pixels", "normalised"])
-def test_ray_targets(backend, per_frame, intrinsics):
+@pytest.mark.parametrize("joints_only", [False, True], ids=["all_inputs", "joints_only"])
+def test_ray_targets(backend, per_frame, intrinsics, joints_only):
+    # joints_only: the training case, which the C++ backward serves with a shorter formula.
     p = make_problem(2, 3, 3, per_frame=per_frame, intrinsics=intrinsics, seed=5)
-    keys = ["joints", "keypoints", "camera"] + (["intrinsics"] if intrinsics else [])
+    keys = ["joints"] if joints_only else ["joints", "keypoints", "camera"] + (["intrinsics"] if intrinsics else [])
 
     def f(*xs):
-        q = dict(zip(keys, xs))
+        q = {**p, **dict(zip(keys, xs))}
         return vk.ray_targets(q["joints"], q["keypoints"], q["camera"], q.get("intrinsics"), backend=backend)
 
     assert gradcheck(f, _leaves(p, keys), eps=1e-6, atol=1e-6, rtol=1e-5)
