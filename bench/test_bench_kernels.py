@@ -111,3 +111,49 @@ def test_kernel(benchmark, device, impl, op, workload, mode):
     peak = peak_bandwidth(device_name(device)) if device.type == "cuda" else None
     if peak:
         benchmark.extra_info["fraction_of_peak_bw"] = round(gbps / peak, 4)
+
+
+FEATURE_IMPLS = ["eager", "compile", "cpp", "cuda"]
+
+
+@pytest.mark.parametrize("workload", WORKLOADS, ids=lambda w: w.name)
+@pytest.mark.parametrize("impl", FEATURE_IMPLS)
+def test_motion_features(benchmark, device, impl, workload):
+    """The 263-dim feature encoder (alignment targets, data preparation): forward only."""
+    from vmdm.data.skeleton import SMPL22, feature_skeleton
+
+    reason = _skip_reason(impl, device, workload)
+    if reason:
+        pytest.skip(reason)
+    fs = feature_skeleton(SMPL22)
+    x = make_inputs(workload, device)
+    lengths = torch.full((workload.B,), workload.T, dtype=torch.long, device=device)
+    if impl in ("eager", "compile"):
+        fn = ref.motion_features.motion_features
+        fn = torch.compile(fn) if impl == "compile" else fn
+
+        def f():
+            return fn(x["joints"], lengths, fs)
+    else:
+        def f():
+            return vk.motion_features(x["joints"], fs, lengths, backend=impl)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def run():
+        with torch.no_grad():
+            out = f()
+        sync()
+        return out
+
+    run()
+    benchmark.group = f"motion_features-fwd-{workload.name}"
+    n = workload.B * workload.T * workload.J
+    nbytes = (n * 3 + workload.B * (workload.T - 1) * fs.feature_dim) * 4
+    benchmark.extra_info.update(device=device_name(device), bytes=nbytes, B=workload.B, T=workload.T,
+                                J=workload.J, impl=impl, op="motion_features", mode="fwd", workload=workload.name)
+    benchmark(run)
+    gbps = nbytes / benchmark.stats.stats.mean / 1e9
+    benchmark.extra_info["GB/s"] = round(gbps, 2)
+    peak = peak_bandwidth(device_name(device)) if device.type == "cuda" else None
+    if peak:
+        benchmark.extra_info["fraction_of_peak_bw"] = round(gbps / peak, 4)

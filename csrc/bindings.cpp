@@ -4,6 +4,7 @@
 #include <torch/extension.h>
 #include <torch/library.h>
 
+#include "motion_features/motion_features.h"
 #include "ray_targets/ray_targets.h"
 #include "reproj_vel/reproj_vel.h"
 #include "velocity3d/velocity3d.h"
@@ -25,6 +26,9 @@ TORCH_LIBRARY(vmdm_C, m) {
   m.def(
       "ray_targets_bwd(Tensor grad, Tensor joints, Tensor keypoints, Tensor camera, Tensor? intrinsics, "
       "bool need_keypoints, bool need_camera, bool need_intrinsics) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "motion_features_fwd(Tensor joints, Tensor lengths, int[] bone_child, int[] bone_parent, float[] rest, "
+      "int[] facing, int[] feet, float feet_threshold, Tensor? mean, Tensor? std) -> Tensor");
 }
 
 #define VMDM_REGISTER_IMPLS(m)                          \
@@ -33,7 +37,8 @@ TORCH_LIBRARY(vmdm_C, m) {
   m.impl("velocity3d_fwd", &vmdm::velocity3d_fwd);      \
   m.impl("velocity3d_bwd", &vmdm::velocity3d_bwd);      \
   m.impl("ray_targets_fwd", &vmdm::ray_targets_fwd);    \
-  m.impl("ray_targets_bwd", &vmdm::ray_targets_bwd);
+  m.impl("ray_targets_bwd", &vmdm::ray_targets_bwd);      \
+  m.impl("motion_features_fwd", &vmdm::motion_features_fwd);
 
 TORCH_LIBRARY_IMPL(vmdm_C, CPU, m) { VMDM_REGISTER_IMPLS(m) }
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 
 import vmdm_kernels as vk
-from vmdm.data.representation import Normalizer, channel_groups, decode, encode
-from vmdm.data.skeleton import Skeleton
+from vmdm.data.representation import Normalizer, channel_groups, decode
+from vmdm.data.skeleton import Skeleton, feature_skeleton
 
 __all__ = ["LossConfig", "Objective", "GT_KEYS", "masked_mse"]
 
@@ -65,6 +65,7 @@ class Objective:
         self.skeleton = skeleton
         self.backend = None if kernels == "fused" else "reference"
         self.groups = channel_groups(skeleton)
+        self._features = feature_skeleton(skeleton)
         self._norm = normalizer
         self._stats: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -154,12 +155,14 @@ class Objective:
                               backend=self.backend)
         # Undetected joints have no ray: keep the prediction there.
         rays = torch.where(weights[..., None] > 0, rays, joints.float())
-        return self.normalize(encode(rays, self.skeleton, batch["lengths"]))
+        mean, std = self._mean_std(rays)
+        # One fused pass: canonical frame, IK, velocities, contacts and normalisation.
+        return vk.motion_features(rays, self._features, batch["lengths"], mean=mean, std=std, backend=self.backend)
 
     def _alignment(self, pred, joints, batch, weights):
         target = self.alignment_targets(joints.detach(), batch, weights)  # [B, F-1, D]
         red = self.groups["redundant"]
         F = target.shape[1]
-        # encode() yields lengths-1 valid frames (velocities need the next frame).
+        # The features have lengths-1 valid frames (velocities need the next frame).
         valid = torch.arange(F, device=pred.device)[None] < (batch["lengths"].to(pred.device) - 1)[:, None]
         return masked_mse(pred[:, :F, red].float(), target[..., red], valid)

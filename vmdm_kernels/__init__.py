@@ -6,7 +6,9 @@ Ops (each with a pure-PyTorch reference, C++ CPU, CUDA and Triton backends):
   losses from one pass (the VideoMDM training loss);
 - :func:`reprojection_loss`, :func:`velocity_loss`: each term alone;
 - :func:`velocity_loss_3d`: 3D finite-difference velocity loss;
-- :func:`ray_targets`: closest points on the keypoints' camera rays.
+- :func:`ray_targets`: closest points on the keypoints' camera rays;
+- :func:`motion_features`: HumanML3D motion features (263-dim for SMPL-22) from joint
+  positions in one pass (forward-only kernels, differentiable reference).
 
 :func:`backends` reports what can run here.
 """
@@ -14,6 +16,8 @@ Ops (each with a pure-PyTorch reference, C++ CPU, CUDA and Triton backends):
 from .dispatch import BACKENDS, BackendUnavailableError, backends, choose_backend
 from .ops import (
     DEPTH_MODES,
+    FeatureSkeleton,
+    motion_features,
     project,
     ray_targets,
     reprojection_loss,
@@ -28,8 +32,10 @@ __all__ = [
     "BACKENDS",
     "BackendUnavailableError",
     "DEPTH_MODES",
+    "FeatureSkeleton",
     "backends",
     "choose_backend",
+    "motion_features",
     "project",
     "ray_targets",
     "reprojection_loss",

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from . import ref
 from ._validate import check_camera_inputs, check_joints, check_options, check_reduction, check_tensor, check_weights
-from .dispatch import choose_backend, kernel_module
+from .dispatch import backends, choose_backend, kernel_module
 
 __all__ = [
     "reprojection_velocity_loss",
@@ -23,6 +23,8 @@ __all__ = [
     "velocity_loss",
     "velocity_loss_3d",
     "ray_targets",
+    "motion_features",
+    "FeatureSkeleton",
     "project",
     "DEPTH_MODES",
 ]
@@ -30,6 +32,7 @@ __all__ = [
 DEPTH_MODES = ref.DEPTH_MODES
 _DEPTH_MODE_ID = {name: i for i, name in enumerate(DEPTH_MODES)}
 project = ref.project
+FeatureSkeleton = ref.FeatureSkeleton
 
 
 def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -488,3 +491,91 @@ def ray_targets(joints: Tensor, keypoints: Tensor, camera: Tensor, intrinsics: T
         return _RayTargetsFunction.apply(*args, name)
     lib = _kernel_ops(name, joints.device)
     return lib.ray_targets_fwd(*args) if lib is not None else _ray_targets_fwd(*args, name)
+
+
+# --------------------------------------------------------------------------- motion features
+
+
+@torch.library.custom_op("vmdm::motion_features_fwd", mutates_args=())
+def _motion_features_fwd(
+    joints: Tensor, lengths: Tensor, bone_child: list[int], bone_parent: list[int], rest: list[float],
+    facing: list[int], feet: list[int], feet_threshold: float, mean: Optional[Tensor], std: Optional[Tensor],
+    backend: str,
+) -> Tensor:
+    return kernel_module(backend).motion_features_fwd(joints, lengths, bone_child, bone_parent, rest, facing, feet,
+                                                      feet_threshold, mean, std)
+
+
+@_motion_features_fwd.register_fake
+def _(joints, lengths, bone_child, bone_parent, rest, facing, feet, feet_threshold, mean, std, backend):
+    B, T, J, _ = joints.shape
+    return joints.new_empty((B, T - 1, 12 * J - 5 + len(feet)))
+
+
+def _features_backend(device: torch.device, backend: str | None, needs_grad: bool) -> str:
+    """The compiled encoders are forward-only: gradients go through the reference. There is
+    no Triton encoder; under the ``triton`` backend the CUDA encoder runs when it is built."""
+    if needs_grad:
+        if backend not in (None, "auto", "reference"):
+            raise ValueError(f"motion_features: backend {backend!r} is forward-only and an input requires grad; "
+                             "use backend='reference' (differentiable) or run under torch.no_grad()")
+        return "reference"
+    name = _backend_name(device.type, backend)
+    if name == "triton":
+        name = "cuda" if backends()["cuda"].available else "reference"
+    return name
+
+
+def motion_features(joints: Tensor, skeleton: ref.FeatureSkeleton, lengths: Tensor | None = None, *,
+                    feet_threshold: float = 0.002, mean: Tensor | None = None, std: Tensor | None = None,
+                    backend: str | None = None) -> Tensor:
+    """HumanML3D features ``[B, T-1, D]`` of joint positions ``[B, T, J, 3]`` (metres, y up).
+
+    One fused pass per clip batch: canonical frame, heading, root velocities, local joint
+    positions, per-bone 6D rotations (inverse kinematics), joint velocities and foot contacts
+    (see :mod:`vmdm_kernels.ref.motion_features` for the layout). ``lengths [B]`` (integer,
+    each in ``[2, T]``; default ``T``) marks valid frames: rows at or past ``lengths[b] - 1``
+    are zero. With ``mean``/``std`` ``[D]`` the result is ``(f - mean) / std``.
+
+    The compiled backends are forward-only (targets, data preparation); when an input
+    requires grad the differentiable reference runs. Half and bfloat16 inputs are computed in
+    float32.
+    """
+    op = "motion_features"
+    if not isinstance(skeleton, ref.FeatureSkeleton):
+        raise TypeError(f"{op}: skeleton: expected a vmdm_kernels.FeatureSkeleton, got {type(skeleton).__name__}")
+    B, T, J = check_joints(op, joints)
+    if J != skeleton.num_joints:
+        raise ValueError(f"{op}: joints: expected {skeleton.num_joints} joints (the skeleton's), got shape "
+                         f"{list(joints.shape)}")
+    if T < 2:
+        raise ValueError(f"{op}: joints: expected at least 2 frames, got shape {list(joints.shape)}")
+    if lengths is None:
+        lengths = torch.full((B,), T, dtype=torch.long, device=joints.device)
+    else:
+        if not isinstance(lengths, Tensor) or lengths.shape != (B,) or lengths.dtype.is_floating_point \
+                or lengths.dtype == torch.bool:
+            got = f"{lengths.dtype} {list(lengths.shape)}" if isinstance(lengths, Tensor) else type(lengths).__name__
+            raise ValueError(f"{op}: lengths: expected an integer tensor of shape [{B}], got {got}")
+        # Only checked where it costs no device synchronisation (and not inside a traced
+        # graph, where it would be data-dependent); the kernels clamp to [2, T].
+        if lengths.device.type == "cpu" and not torch.compiler.is_compiling() and bool(((lengths < 2) | (lengths > T)).any()):
+            raise ValueError(f"{op}: lengths: each must be in [2, {T}], got {lengths.tolist()}")
+        lengths = lengths.to(joints.device)
+    if (mean is None) != (std is None):
+        raise ValueError(f"{op}: mean and std: give both or neither")
+    D = skeleton.feature_dim
+    if mean is not None:
+        check_tensor(op, "mean", mean, (("D", D),))
+        check_tensor(op, "std", std, (("D", D),))
+        mean, std = mean.to(joints.device, joints.dtype), std.to(joints.device, joints.dtype)
+    tensors = (joints, mean, std)
+    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    name = _features_backend(joints.device, backend, needs_grad)
+    if name == "reference":
+        return ref.motion_features.motion_features(joints, lengths.clamp(2, T), skeleton, feet_threshold, mean, std)
+    args = (joints.contiguous(), lengths.long(), *skeleton.kernel_tables, float(feet_threshold), _contig(mean),
+            _contig(std))
+    if torch.compiler.is_compiling():
+        return _motion_features_fwd(*args, name)
+    return kernel_module(name).motion_features_fwd(*args)

@@ -19,8 +19,9 @@ from __future__ import annotations
 import functools
 
 import torch
+from vmdm_kernels.ref import motion_features as _mf
 
-from vmdm.data.skeleton import Skeleton, forward_kinematics
+from vmdm.data.skeleton import Skeleton, feature_skeleton, forward_kinematics
 
 __all__ = [
     "quat_to_matrix",
@@ -232,36 +233,8 @@ def matrix_between(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return _rotation_between_units(u, _normalize(v), _half_turn_about_perpendicular(u))
 
 
-def _half_turn_about_perpendicular(u: torch.Tensor) -> torch.Tensor:
-    """A half turn ``[..., 3, 3]`` about an axis perpendicular to the unit vectors ``u``: the
-    shortest arc to ``-u``. The axis is built from the coordinate axis least aligned with u."""
-    ax = torch.zeros_like(u)
-    ax.scatter_(-1, u.abs().argmin(dim=-1, keepdim=True), 1.0)
-    perp = _normalize(torch.linalg.cross(u, ax, dim=-1))
-    return 2.0 * perp[..., :, None] * perp[..., None, :] - torch.eye(3, dtype=u.dtype, device=u.device)
-
-
-# [w]x as a gather of w's components with signs (row-major 3x3).
-_SKEW_INDEX = (0, 2, 1, 2, 0, 0, 1, 0, 0)
-_SKEW_SIGN = (0.0, -1.0, 1.0, 1.0, 0.0, -1.0, -1.0, 1.0, 0.0)
-
-
-@functools.lru_cache(maxsize=None)
-def _skew_index(device: torch.device) -> torch.Tensor:
-    return torch.tensor(_SKEW_INDEX, dtype=torch.long, device=device)
-
-
-def _rotation_between_units(u: torch.Tensor, v: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
-    """:func:`matrix_between` for unit vectors, with ``flip`` the half turn used when v = -u.
-
-    Rodrigues, I + [w]x + [w]x^2 / (1 + c), with [w]x^2 = w w^T - |w|^2 I and |w|^2 = 1 - c^2,
-    written with elementwise products: a handful of tensor ops, no batched 3x3 matmul."""
-    w = torch.linalg.cross(*torch.broadcast_tensors(u, v), dim=-1)
-    c = (u * v).sum(-1)
-    skew = w.index_select(-1, _skew_index(w.device)) * w.new_tensor(_SKEW_SIGN)
-    general = (c[..., None, None] * torch.eye(3, dtype=w.dtype, device=w.device) + skew.unflatten(-1, (3, 3))
-               + w[..., :, None] * w[..., None, :] / (1.0 + c).clamp_min(1e-6)[..., None, None])
-    return torch.where((c < -1.0 + 1e-6)[..., None, None], flip, general)
+_half_turn_about_perpendicular = _mf.half_turn_about_perpendicular
+_rotation_between_units = _mf.rotation_between_units
 
 
 # --------------------------------------------------------------------------- inverse kinematics
@@ -407,69 +380,27 @@ def chain_bone_rotations(joints: torch.Tensor, skeleton: Skeleton, root_yaw: tor
     _check_joints(joints, skeleton)
     if root_yaw.shape != joints.shape[:-2]:
         raise ValueError(f"root_yaw: expected shape {tuple(joints.shape[:-2])}, got {tuple(root_yaw.shape)}")
-    levels = _chain_levels(skeleton)[0]
-    child_ix, parent_ix, slot_ix, order_ix = _chain_index_tensors(skeleton, joints.device)
-    # Every bone vector at once, in level order; each level is then a contiguous slice.
-    bones = joints.index_select(-2, child_ix) - joints.index_select(-2, parent_ix)
-    rest = _normalize(skeleton.offsets_tensor(joints.dtype, joints.device))[child_ix]
-    rest_flip = _half_turn_about_perpendicular(rest)
-    frame_prev = rotation_about_y(root_yaw.to(joints.dtype))[..., None, :, :]  # the root's heading
-    locs, start = [], 0
-    for (n, parent_slot), slots in zip(levels, slot_ix):
-        if parent_slot == tuple(range(frame_prev.shape[-3])):
-            frame = frame_prev
-        elif len(set(parent_slot)) == 1:
-            frame = frame_prev.narrow(-3, parent_slot[0], 1).expand(*frame_prev.shape[:-3], n, 3, 3)
-        else:
-            frame = frame_prev.index_select(-3, slots)
-        v = bones.narrow(-2, start, n)
-        v_local = (frame * v[..., :, None]).sum(-2)  # frame^T v
-        loc = _rotation_between_units(rest[start:start + n], _normalize(v_local), rest_flip[start:start + n])
-        locs.append(loc)
-        frame_prev = frame @ loc
-        start += n
-    return torch.cat(locs, dim=-3).index_select(-3, order_ix)
+    _check_chains(skeleton)
+    return _mf.bone_rotations(joints, feature_skeleton(skeleton), root_yaw)
 
 
 @functools.lru_cache(maxsize=None)
-def _chain_index_tensors(skeleton: Skeleton, device: torch.device) -> tuple:
-    """:func:`_chain_levels` as index tensors on ``device``, made once (not every training step)."""
-    levels, child, parent, order = _chain_levels(skeleton)
-    ix = lambda v: torch.tensor(v, dtype=torch.long, device=device)  # noqa: E731
-    return ix(child), ix(parent), tuple(ix(slots) for _, slots in levels), ix(order)
-
-
-@functools.lru_cache(maxsize=None)
-def _chain_levels(skeleton: Skeleton) -> tuple:
-    """The bones of ``skeleton.chains`` grouped by tree depth: ``(levels, child, parent,
-    order)``. ``levels`` holds one ``(bone count, each bone's parent slot in the previous
-    level)`` per depth; ``child``/``parent`` list the bones' joints level after level;
-    ``order`` takes that order to joints ``1..J-1``. Validates that every chain follows
-    parent links from a joint an earlier chain reached."""
-    J = skeleton.num_joints
-    depth = {0: 0}
+def _check_chains(skeleton: Skeleton) -> None:
+    """Every chain follows parent links from a joint an earlier chain reached, and every
+    joint is on a chain: then walking the chains is walking the tree by parents."""
+    reached = {0}
     for chain in skeleton.chains:
-        if chain[0] not in depth:
+        if chain[0] not in reached:
             raise ValueError(
                 f"skeleton {skeleton.name!r}: chain {chain} starts at joint {chain[0]} before any chain reaches it"
             )
         for p, c in zip(chain[:-1], chain[1:]):
             if skeleton.parents[c] != p:
                 raise ValueError(f"skeleton {skeleton.name!r}: chain {chain} has {p}->{c}, not a bone")
-            depth[c] = depth[p] + 1
-    missing = [j for j in range(1, J) if j not in depth]
+            reached.add(c)
+    missing = [j for j in range(1, skeleton.num_joints) if j not in reached]
     if missing:
         raise ValueError(f"skeleton {skeleton.name!r}: joints {missing} are on no chain")
-    levels, slot, child, parent = [], {0: 0}, [], []
-    for d in range(1, max(depth.values()) + 1):
-        level = [j for j in range(1, J) if depth[j] == d]
-        par = [skeleton.parents[j] for j in level]
-        levels.append((len(level), tuple(slot[p] for p in par)))
-        slot = {j: i for i, j in enumerate(level)}
-        child += level
-        parent += par
-    order = tuple(child.index(j) for j in range(1, J))
-    return tuple(levels), tuple(child), tuple(parent), order
 
 
 def bone_lengths(joints: torch.Tensor, skeleton: Skeleton) -> torch.Tensor:

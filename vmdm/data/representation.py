@@ -41,13 +41,14 @@ from typing import Iterable
 import numpy as np
 import torch
 
+import vmdm_kernels as vk
+from vmdm_kernels.ref import motion_features as _mf
+
 from vmdm.data.kinematics import (
     _check_joints,
-    chain_bone_rotations,
-    matrix_to_rot6d,
     rotation_about_y,
 )
-from vmdm.data.skeleton import Skeleton
+from vmdm.data.skeleton import Skeleton, feature_skeleton
 
 __all__ = [
     "CanonicalTransform",
@@ -58,6 +59,7 @@ __all__ = [
     "decode",
     "encode",
     "facing_yaw",
+    "feature_skeleton",
     "feature_dim",
     "group_std",
     "redundant_slice",
@@ -110,15 +112,8 @@ def redundant_slice(skeleton: Skeleton) -> slice:
 # --------------------------------------------------------------------------- helpers
 
 
-def _rot_y_apply(angle: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``rotation_about_y(angle) @ v`` without building matrices; broadcasts."""
-    c, s = torch.cos(angle), torch.sin(angle)
-    x, y, z = v.unbind(-1)
-    return torch.stack((c * x + s * z, y, -s * x + c * z), dim=-1)
-
-
-def _wrap(a: torch.Tensor) -> torch.Tensor:
-    return torch.atan2(torch.sin(a), torch.cos(a))
+_rot_y_apply = _mf.rot_y_apply
+_wrap = _mf.wrap_angle
 
 
 def facing_yaw(joints: torch.Tensor, skeleton: Skeleton) -> torch.Tensor:
@@ -126,10 +121,7 @@ def facing_yaw(joints: torch.Tensor, skeleton: Skeleton) -> torch.Tensor:
 
     ``rotation_about_y(yaw) @ +z`` is the facing direction: up x (right - left).
     """
-    r_hip, l_hip, r_sh, l_sh = skeleton.facing_joints
-    across = (joints[..., r_hip, :] - joints[..., l_hip, :]) + (joints[..., r_sh, :] - joints[..., l_sh, :])
-    # up x across = (across_z, 0, -across_x); atan2 needs no normalisation.
-    return torch.atan2(across[..., 2], -across[..., 0])
+    return _mf.facing_yaw(joints, skeleton.facing_joints)
 
 
 def _as_batched(joints, skeleton: Skeleton, lengths, name="joints"):
@@ -162,12 +154,7 @@ def _as_batched(joints, skeleton: Skeleton, lengths, name="joints"):
     return joints, lengths_t, unbatched, is_numpy
 
 
-def _fill_padding(joints: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Replace frames past each clip's length by its last valid frame, so that
-    padding never reaches the floor, facing or velocity computations."""
-    T = joints.shape[1]
-    idx = torch.minimum(torch.arange(T, device=joints.device)[None], (lengths - 1)[:, None])
-    return torch.gather(joints, 1, idx[:, :, None, None].expand_as(joints))
+_fill_padding = _mf.fill_padding
 
 
 # --------------------------------------------------------------------------- canonical frame
@@ -229,11 +216,8 @@ class CanonicalTransform:
 
 def _canonical_transform(joints: torch.Tensor, skeleton: Skeleton):
     """Transform for filled ``[B, T, J, 3]`` joints, plus the world yaw of frame 0."""
-    floor = joints[..., 1].amin(dim=(1, 2))
-    root0 = joints[:, 0, 0]
-    yaw0 = facing_yaw(joints[:, 0], skeleton)
+    origin, yaw0 = _mf.canonical_origin(joints, skeleton.facing_joints)
     rotation = rotation_about_y(-yaw0)
-    origin = torch.stack((root0[:, 0], floor, root0[:, 2]), dim=-1)
     translation = -(rotation @ origin[..., None])[..., 0]
     return CanonicalTransform(rotation, translation), yaw0
 
@@ -262,57 +246,21 @@ def canonicalize(joints, skeleton: Skeleton, lengths=None):
 # --------------------------------------------------------------------------- encoder
 
 
-def encode(joints, skeleton: Skeleton, lengths=None, *, feet_threshold: float = FEET_THRESHOLD):
+def encode(joints, skeleton: Skeleton, lengths=None, *, feet_threshold: float = FEET_THRESHOLD,
+           backend: str | None = None):
     """Joint positions -> HumanML3D features.
 
     ``joints``: ``[T, J, 3]`` or ``[B, T, J, 3]`` metres, y up, at the dataset
     frame rate (the contact threshold is per frame: 0.002 m^2 at 20 fps).
     ``lengths``: ``[B]`` valid frames per clip (default all); features past
     ``lengths[b] - 1`` are zero. numpy in -> numpy out.
+    ``backend``: ``vmdm_kernels`` backend (default: automatic -- the compiled encoder
+    unless gradients are needed; see :func:`vmdm_kernels.motion_features`).
     Returns ``[..., T - 1, D]`` with ``D = feature_dim(skeleton)``.
     """
     x, lengths_t, unbatched, is_numpy = _as_batched(joints, skeleton, lengths)
-    x = _fill_padding(x, lengths_t)
-    B, T, J, _ = x.shape
-    tf, yaw0 = _canonical_transform(x, skeleton)
-    pos = tf.apply_points(x)
-    # Heading relative to frame 0, taken from the world joints so that frame 0
-    # is exactly 0 (the decoder starts integrating from 0).
-    yaw = _wrap(facing_yaw(x, skeleton) - yaw0[:, None])  # [B, T]
-
-    root = pos[:, :, 0]  # [B, T, 3]
-    # Channel 0 is HumanML3D's quaternion half-angle: the heading rotation of
-    # frame t is rotation_about_y(-yaw), its quaternion angle is -yaw / 2.
-    root_rot_vel = -0.5 * _wrap(yaw[:, 1:] - yaw[:, :-1])
-    root_lin_vel = _rot_y_apply(-yaw[:, 1:], root[:, 1:] - root[:, :-1])[..., [0, 2]]
-    root_y = root[:, :-1, 1:2]
-
-    ground = root * root.new_tensor([1.0, 0.0, 1.0])
-    ric = _rot_y_apply(-yaw[:, :, None], pos - ground[:, :, None])[:, :-1, 1:]
-
-    rot = matrix_to_rot6d(chain_bone_rotations(pos[:, :-1], skeleton, yaw[:, :-1]))
-
-    disp = pos[:, 1:] - pos[:, :-1]
-    local_vel = _rot_y_apply(-yaw[:, :-1, None], disp)
-
-    feet = list(skeleton.feet_left) + list(skeleton.feet_right)
-    contacts = ((disp[:, :, feet] ** 2).sum(-1) < feet_threshold).to(x.dtype)
-
-    F = T - 1
-    feats = torch.cat(
-        (
-            root_rot_vel[..., None],
-            root_lin_vel,
-            root_y,
-            ric.reshape(B, F, -1),
-            rot.reshape(B, F, -1),
-            local_vel.reshape(B, F, -1),
-            contacts,
-        ),
-        dim=-1,
-    )
-    valid = torch.arange(F, device=x.device)[None] < (lengths_t - 1)[:, None]
-    feats = torch.where(valid[..., None], feats, torch.zeros((), dtype=feats.dtype, device=feats.device))
+    feats = vk.motion_features(x, feature_skeleton(skeleton), lengths_t, feet_threshold=feet_threshold,
+                               backend=backend)
     if unbatched:
         feats = feats[0]
     return feats.numpy() if is_numpy else feats

@@ -9,12 +9,15 @@ project hard-codes a joint count.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
+import vmdm_kernels as vk
 
-__all__ = ["Skeleton", "SMPL22", "DETECTOR16", "KIT21", "DATASET_FPS", "forward_kinematics", "get_skeleton"]
+__all__ = ["Skeleton", "SMPL22", "DETECTOR16", "KIT21", "DATASET_FPS", "feature_skeleton", "forward_kinematics",
+           "get_skeleton"]
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,13 @@ KIT21 = Skeleton(
 DATASET_FPS = {"smpl22": 20.0, "kit21": 12.5}
 
 _SKELETONS = {s.name: s for s in (SMPL22, DETECTOR16, KIT21)}
+
+
+@functools.lru_cache(maxsize=None)
+def feature_skeleton(skeleton: Skeleton) -> vk.FeatureSkeleton:
+    """The feature encoder's view of ``skeleton`` (parents, rest directions, facing joints, feet)."""
+    return vk.FeatureSkeleton(skeleton.parents, skeleton.offsets, skeleton.facing_joints, skeleton.feet_left,
+                              skeleton.feet_right)
 
 
 def get_skeleton(name: str | Skeleton) -> Skeleton:

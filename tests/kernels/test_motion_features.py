@@ -1,0 +1,262 @@
+"""The fused motion-feature encoder against its float64 reference.
+
+Covers three skeletons, clip lengths (padding rows), fused normalisation, a bone exactly
+opposite its rest direction (the half-turn branch) and a zero-length bone, float32 and
+half precision against the low-precision rule, non-contiguous input, the dispatch rules
+(forward-only kernels, gradients through the reference), torch.library registration and
+bad input. Runs for the C++ backend on CPU and for the CUDA backend where one is visible.
+"""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import vmdm_kernels as vk
+from vmdm.data.representation import encode
+from vmdm.data.skeleton import DETECTOR16, KIT21, SMPL22, feature_skeleton
+from vmdm_kernels.ref.motion_features import motion_features as reference
+
+KERNELS = [pytest.param("cpp", "cpu", marks=pytest.mark.skipif(not vk.backends()["cpp"].available,
+                                                                 reason=str(vk.backends()["cpp"])))]
+KERNELS.append(pytest.param("cuda", "cuda", marks=pytest.mark.skipif(not vk.backends()["cuda"].available,
+                                                                      reason=str(vk.backends()["cuda"]))))
+SKELETONS = [SMPL22, KIT21, DETECTOR16]
+
+
+def walking_joints(skeleton, B=3, T=17, seed=0, dtype=torch.float64):
+    """Rest pose plus a smooth random walk of every joint, turning about y, above the floor."""
+    g = torch.Generator().manual_seed(seed)
+    off = skeleton.offsets_tensor(torch.float64)
+    rest = torch.zeros(skeleton.num_joints, 3, dtype=torch.float64)
+    for j in range(1, skeleton.num_joints):
+        rest[j] = rest[skeleton.parents[j]] + off[j]
+    angle = torch.linspace(0, 2.5, T, dtype=torch.float64)[None, :, None] * torch.rand(B, 1, 1, generator=g,
+                                                                                          dtype=torch.float64)
+    c, s = torch.cos(angle), torch.sin(angle)
+    x, y, z = rest.unbind(-1)
+    turned = torch.stack((c * x + s * z, y.expand_as(c * x), -s * x + c * z), dim=-1)
+    noise = 0.03 * torch.randn(B, T, skeleton.num_joints, 3, generator=g, dtype=torch.float64).cumsum(1)
+    X = turned + noise + torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
+    return X.to(dtype)
+
+
+def _run(backend, device, X, fs, lengths=None, **kw):
+    kw = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
+    return vk.motion_features(X.to(device), fs, None if lengths is None else lengths.to(device), backend=backend,
+                              **kw).cpu()
+
+
+@pytest.mark.parametrize("backend,device", KERNELS)
+@pytest.mark.parametrize("skeleton", SKELETONS, ids=lambda s: s.name)
+@pytest.mark.parametrize("normalised", [False, True], ids=["raw", "normalised"])
+def test_matches_reference_float64(backend, device, skeleton, normalised):
+    fs = feature_skeleton(skeleton)
+    X = walking_joints(skeleton)
+    lengths = torch.tensor([17, 9, 2])
+    kw = {}
+    if normalised:
+        g = torch.Generator().manual_seed(1)
+        kw = dict(mean=torch.randn(fs.feature_dim, generator=g, dtype=torch.float64),
+                  std=torch.rand(fs.feature_dim, generator=g, dtype=torch.float64) + 0.5)
+    want = reference(X, lengths, fs, **kw)
+    got = _run(backend, device, X, fs, lengths, **kw)
+    assert got.shape == (3, 16, fs.feature_dim) and got.dtype == torch.float64
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
+    # Rows at or past lengths - 1 are zero features.
+    pad = got[1, 8:] if not normalised else got[1, 8:] * kw["std"] + kw["mean"]
+    assert pad.abs().max() < 1e-12
+    assert got[1, :8].abs().amax(-1).min() > 0
+
+
+# A small user-defined body: pelvis, hips, spine, shoulders, a left leg. It faces +z
+# exactly (right - left = -x), so at rest every bone frame is the identity.
+TOY = vk.FeatureSkeleton(
+    parents=(-1, 0, 0, 0, 3, 3, 2, 6),
+    offsets=((0, 0, 0), (-0.1, 0, 0), (0.1, 0, 0), (0, 0.3, 0), (-0.15, 0, 0), (0.15, 0, 0), (0, -0.4, 0),
+             (0, -0.4, 0)),
+    facing_joints=(1, 2, 4, 5), feet_left=(7,), feet_right=(),
+)
+
+
+def _toy_rest_pose(T=3):
+    pose = torch.zeros(8, 3, dtype=torch.float64)
+    off = torch.tensor(TOY.offsets, dtype=torch.float64)
+    for j in range(1, 8):
+        pose[j] = pose[TOY.parents[j]] + off[j]
+    return pose.expand(1, T, 8, 3).clone()
+
+
+@pytest.mark.parametrize("backend,device", KERNELS)
+def test_bone_opposite_its_rest_direction_is_a_half_turn(backend, device):
+    X = _toy_rest_pose()
+    X[..., 7, :] = X[..., 6, :] + torch.tensor([0.0, 0.4, 0.0], dtype=torch.float64)  # the shin points up
+    got = _run(backend, device, X, TOY)
+    torch.testing.assert_close(got, reference(X, torch.tensor([3]), TOY), rtol=0, atol=1e-12)
+    rot0 = 4 + 3 * 7
+    six = got[0, :, rot0:rot0 + 6 * 7].reshape(2, 7, 6)
+    # Half turn about z (u = -y: x is the first least-aligned axis, perp = u x x = +z).
+    assert torch.equal(six[:, 6], torch.tensor([-1.0, 0, 0, 0, -1, 0], dtype=torch.float64).expand(2, 6))
+    assert torch.equal(six[:, :6], torch.tensor([1.0, 0, 0, 0, 1, 0], dtype=torch.float64).expand(2, 6, 6))
+    assert got.shape[-1] == TOY.feature_dim == 12 * 8 - 5 + 1
+
+
+@pytest.mark.parametrize("backend,device", KERNELS)
+def test_zero_length_bone_stays_finite(backend, device):
+    fs = feature_skeleton(SMPL22)
+    X = walking_joints(SMPL22, B=2, T=5)
+    X[1, :, SMPL22.index("neck")] = X[1, :, SMPL22.index("spine3")]
+    got = _run(backend, device, X, fs)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, reference(X, torch.tensor([5, 5]), fs), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("backend,device", KERNELS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_low_precision_within_twice_eager_error(backend, device, dtype):
+    fs = feature_skeleton(SMPL22)
+    X64 = walking_joints(SMPL22, B=4, T=30, seed=3)
+    X = X64.to(dtype)
+    exact = reference(X.double(), torch.full((4,), 30), fs)  # the rounded inputs, exactly
+    eager = reference(X, torch.full((4,), 30), fs).double()
+    got = _run(backend, device, X, fs).double()
+    assert got.dtype == torch.float64 and torch.isfinite(got).all()
+    # Contacts are thresholds: compare the continuous channels.
+    cont = slice(0, fs.feature_dim - len(fs.feet))
+    k_err = (got - exact)[..., cont].abs().max().item()
+    e_err = (eager - exact)[..., cont].abs().max().item()
+    assert k_err <= 2 * e_err, f"kernel error {k_err:.3g} > 2 x eager error {e_err:.3g} in {dtype}"
+
+
+@pytest.mark.parametrize("backend,device", KERNELS)
+def test_agrees_with_encode_on_data_motion(backend, device, quick_data):
+    from vmdm.data.dataset import MotionDataset, collate
+
+    ds = MotionDataset(quick_data.dataset_2d, "train", mode="3d", max_frames=60, random_crop=False, return_gt=True)
+    batch = collate([ds[i] for i in range(6)])
+    X, lengths = batch["gt_joints"].double(), batch["lengths"]
+    want = encode(X, SMPL22, lengths, backend="reference")
+    got = encode(X.to(device), SMPL22, lengths.to(device), backend=backend).cpu()
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("backend,device", KERNELS)
+def test_non_contiguous_input(backend, device):
+    fs = feature_skeleton(KIT21)
+    X = walking_joints(KIT21, B=2, T=9)
+    strided = torch.empty(9, 2, KIT21.num_joints, 3, dtype=X.dtype).transpose(0, 1)
+    strided.copy_(X)
+    assert not strided.is_contiguous()
+    torch.testing.assert_close(_run(backend, device, strided, fs), reference(X, torch.tensor([9, 9]), fs),
+                               rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("backend,device", KERNELS)
+def test_empty_batch_and_two_frames(backend, device):
+    fs = feature_skeleton(SMPL22)
+    assert _run(backend, device, torch.zeros(0, 5, 22, 3), fs).shape == (0, 4, 263)
+    X = walking_joints(SMPL22, B=1, T=2)
+    torch.testing.assert_close(_run(backend, device, X, fs), reference(X, torch.tensor([2]), fs), rtol=0, atol=1e-10)
+
+
+@settings(max_examples=15, deadline=None)
+@given(B=st.integers(1, 4), T=st.integers(2, 24), seed=st.integers(0, 10_000), data=st.data())
+def test_property_random_lengths_match_reference(B, T, seed, data):
+    if not vk.backends()["cpp"].available:
+        pytest.skip(str(vk.backends()["cpp"]))
+    lengths = torch.tensor(data.draw(st.lists(st.integers(2, T), min_size=B, max_size=B)))
+    fs = feature_skeleton(SMPL22)
+    X = walking_joints(SMPL22, B=B, T=T, seed=seed)
+    torch.testing.assert_close(vk.motion_features(X, fs, lengths, backend="cpp"), reference(X, lengths, fs),
+                               rtol=0, atol=1e-10)
+
+
+# --------------------------------------------------------------------------- dispatch and autograd
+
+
+def test_gradients_go_through_the_reference():
+    fs = feature_skeleton(DETECTOR16)
+    X = walking_joints(DETECTOR16, B=1, T=4).requires_grad_(True)
+    feats = vk.motion_features(X, fs)  # automatic: the reference, differentiable
+    assert feats.requires_grad
+    cont = slice(0, fs.feature_dim - len(fs.feet))
+
+    def f(x):
+        return vk.motion_features(x, fs)[..., cont]
+
+    assert torch.autograd.gradcheck(f, (X,), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.skipif(not vk.backends()["cpp"].available, reason=str(vk.backends()["cpp"]))
+def test_forward_only_kernel_refuses_gradients():
+    fs = feature_skeleton(SMPL22)
+    X = walking_joints(SMPL22, B=1, T=4).requires_grad_(True)
+    with pytest.raises(ValueError, match="forward-only"):
+        vk.motion_features(X, fs, backend="cpp")
+    with torch.no_grad():
+        assert not vk.motion_features(X, fs, backend="cpp").requires_grad
+
+
+@pytest.mark.skipif(not vk.backends()["cpp"].available, reason=str(vk.backends()["cpp"]))
+def test_opcheck_and_compile_fullgraph():
+    fs = feature_skeleton(SMPL22)
+    X = walking_joints(SMPL22, B=2, T=6).float()
+    lengths = torch.tensor([6, 4])
+    mean, std = torch.zeros(263), torch.ones(263)
+    args = (X, lengths, *fs.kernel_tables, 0.002, mean, std, "cpp")
+    torch.library.opcheck(torch.ops.vmdm.motion_features_fwd.default, args)
+
+    @torch.compile(fullgraph=True, backend="aot_eager")
+    def targets(x, n):
+        return vk.motion_features(x * 1.0, fs, n, mean=mean, std=std, backend="cpp")
+
+    with torch.no_grad():
+        torch.testing.assert_close(targets(X, lengths), vk.motion_features(X, fs, lengths, mean=mean, std=std))
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda fs, X: vk.motion_features(X[..., :21, :], fs), "expected 22 joints"),
+    (lambda fs, X: vk.motion_features(X[:, :1], fs), "at least 2 frames"),
+    (lambda fs, X: vk.motion_features(X, fs, torch.tensor([4])), r"lengths: expected an integer tensor of shape \[2\]"),
+    (lambda fs, X: vk.motion_features(X, fs, torch.tensor([4.0, 4.0])), "lengths: expected an integer"),
+    (lambda fs, X: vk.motion_features(X, fs, torch.tensor([1, 4])), r"lengths: each must be in \[2, 4\]"),
+    (lambda fs, X: vk.motion_features(X, fs, torch.tensor([5, 4])), r"lengths: each must be in \[2, 4\]"),
+    (lambda fs, X: vk.motion_features(X, fs, mean=torch.zeros(263)), "give both or neither"),
+    (lambda fs, X: vk.motion_features(X, fs, mean=torch.zeros(262), std=torch.ones(262)), r"mean: expected shape \[D=263\]"),
+    (lambda fs, X: vk.motion_features(X, "smpl22"), "expected a vmdm_kernels.FeatureSkeleton"),
+])
+def test_bad_inputs_name_the_argument(call, match):
+    fs = feature_skeleton(SMPL22)
+    X = walking_joints(SMPL22, B=2, T=4)
+    with pytest.raises((ValueError, TypeError), match=match):
+        call(fs, X)
+
+
+def test_bad_skeletons():
+    off = ((0.0, 0.0, 0.0), (0.1, 0.0, 0.0), (0.0, 0.1, 0.0))
+    with pytest.raises(ValueError, match="parents must precede"):
+        vk.FeatureSkeleton((-1, 2, 0), off, (0, 1, 0, 1), (), ())
+    with pytest.raises(ValueError, match=r"feet_left: joints \[7\]"):
+        vk.FeatureSkeleton((-1, 0, 1), off, (0, 1, 0, 1), (7,), ())
+    with pytest.raises(ValueError, match="offsets: expected 3 triples"):
+        vk.FeatureSkeleton((-1, 0, 1), off[:2], (0, 1, 0, 1), (), ())
+
+
+@pytest.mark.skipif(not vk.backends()["cpp"].available, reason=str(vk.backends()["cpp"]))
+def test_kernel_checks_its_tables():
+    import vmdm_kernels._C  # noqa: F401
+
+    fs = feature_skeleton(SMPL22)
+    X = walking_joints(SMPL22, B=1, T=3).float()
+    child, parent, rest, facing, feet = fs.kernel_tables
+    op = torch.ops.vmdm_C.motion_features_fwd
+    with pytest.raises(ValueError, match="every parent before its children"):
+        op(X, torch.tensor([3]), child[::-1], parent[::-1], rest, facing, feet, 0.002, None, None)
+    with pytest.raises(ValueError, match="rest: expected 66 values"):
+        op(X, torch.tensor([3]), child, parent, rest[:-3], facing, feet, 0.002, None, None)
+    with pytest.raises(ValueError, match="expected 2..64 joints"):
+        op(torch.zeros(1, 3, 65, 3), torch.tensor([3]), list(range(1, 65)), [0] * 64, [0.1] * 195, facing, feet,
+           0.002, None, None)
