@@ -129,12 +129,18 @@ def test_low_precision_within_twice_eager_error(backend, device, dtype):
 
 
 @pytest.mark.parametrize("backend,device", KERNELS)
-def test_agrees_with_encode_on_data_motion(backend, device, quick_data):
-    from vmdm.data.dataset import MotionDataset, collate
+def test_agrees_with_encode_on_corpus_motion(backend, device):
+    import numpy as np
 
-    ds = MotionDataset(quick_data.dataset_2d, "train", mode="3d", max_frames=60, random_crop=False, return_gt=True)
-    batch = collate([ds[i] for i in range(6)])
-    X, lengths = batch["gt_joints"].double(), batch["lengths"]
+    from vmdm.data.synth.clip import generate_clip
+    from vmdm.data.synth.corpus import plan_corpus
+
+    clips = [generate_clip(p, np.random.default_rng(i))[0] for i, p in enumerate(plan_corpus(5, seed=3))]
+    T = max(len(c) for c in clips)
+    X = torch.zeros(len(clips), T, 22, 3, dtype=torch.float64)
+    for i, c in enumerate(clips):
+        X[i, :len(c)] = torch.from_numpy(c.astype(np.float64))
+    lengths = torch.tensor([len(c) for c in clips])
     want = encode(X, SMPL22, lengths, backend="reference")
     got = encode(X.to(device), SMPL22, lengths.to(device), backend=backend).cpu()
     torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
