@@ -39,6 +39,15 @@ def _skip_reason(impl: str, device: torch.device, workload) -> str | None:
     return None
 
 
+def _time_and_record_bandwidth(benchmark, run, nbytes: int, device: torch.device) -> None:
+    benchmark(run)
+    gbps = nbytes / benchmark.stats.stats.mean / 1e9
+    benchmark.extra_info["GB/s"] = round(gbps, 2)
+    peak = peak_bandwidth(device_name(device)) if device.type == "cuda" else None
+    if peak:
+        benchmark.extra_info["fraction_of_peak_bw"] = round(gbps / peak, 4)
+
+
 def _loss_fn(op: str, impl: str):
     """A callable(inputs) -> scalar loss, for the implementation under test."""
     if impl in ("eager", "compile"):
@@ -104,13 +113,7 @@ def test_kernel(benchmark, device, impl, op, workload, mode):
     nbytes = bytes_moved(op, mode, workload)
     benchmark.extra_info.update(device=device_name(device), bytes=nbytes, B=workload.B, T=workload.T, J=workload.J,
                                 impl=impl, op=op, mode=mode, workload=workload.name)
-    benchmark(run)
-    mean = benchmark.stats.stats.mean
-    gbps = nbytes / mean / 1e9
-    benchmark.extra_info["GB/s"] = round(gbps, 2)
-    peak = peak_bandwidth(device_name(device)) if device.type == "cuda" else None
-    if peak:
-        benchmark.extra_info["fraction_of_peak_bw"] = round(gbps / peak, 4)
+    _time_and_record_bandwidth(benchmark, run, nbytes, device)
 
 
 FEATURE_IMPLS = ["eager", "compile", "cpp", "cuda"]
@@ -151,9 +154,51 @@ def test_motion_features(benchmark, device, impl, workload):
     nbytes = (n * 3 + workload.B * (workload.T - 1) * fs.feature_dim) * 4
     benchmark.extra_info.update(device=device_name(device), bytes=nbytes, B=workload.B, T=workload.T,
                                 J=workload.J, impl=impl, op="motion_features", mode="fwd", workload=workload.name)
-    benchmark(run)
-    gbps = nbytes / benchmark.stats.stats.mean / 1e9
-    benchmark.extra_info["GB/s"] = round(gbps, 2)
-    peak = peak_bandwidth(device_name(device)) if device.type == "cuda" else None
-    if peak:
-        benchmark.extra_info["fraction_of_peak_bw"] = round(gbps / peak, 4)
+    _time_and_record_bandwidth(benchmark, run, nbytes, device)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("workload", WORKLOADS, ids=lambda w: w.name)
+@pytest.mark.parametrize("impl", FEATURE_IMPLS)
+def test_recover_from_ric(benchmark, device, impl, workload, mode):
+    """The decoder of the 2D objective (features -> joints, denormalisation fused)."""
+    reason = _skip_reason(impl, device, workload)
+    if reason:
+        pytest.skip(reason)
+    g = torch.Generator().manual_seed(0)
+    B, T, J = workload.B, workload.T, workload.J
+    D = 12 * J - 1
+    x = torch.randn(B, T, D, generator=g).to(device)
+    mean, std = (0.1 * torch.randn(D, generator=g)).to(device), (torch.rand(D, generator=g) + 0.5).to(device)
+    up = torch.randn(B, T, J, 3, generator=g).to(device)
+    if impl in ("eager", "compile"):
+        fn = ref.recover_from_ric.recover_from_ric
+        fn = torch.compile(fn, fullgraph=True) if impl == "compile" else fn
+
+        def f(v):
+            return fn(v, J, mean, std)
+    else:
+        def f(v):
+            return vk.recover_from_ric(v, J, mean=mean, std=std, backend=impl)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    if mode == "fwd":
+        def run():
+            with torch.no_grad():
+                out = f(x)
+            sync()
+            return out
+    else:
+        x.requires_grad_(True)
+
+        def run():
+            x.grad = None
+            f(x).backward(up)
+            sync()
+    run()
+    benchmark.group = f"recover_from_ric-{mode}-{workload.name}"
+    n = B * T
+    fwd_bytes = n * (4 + 3 * (J - 1)) * 4 + n * J * 3 * 4
+    nbytes = fwd_bytes if mode == "fwd" else fwd_bytes + n * J * 3 * 4 + n * D * 4
+    benchmark.extra_info.update(device=device_name(device), bytes=nbytes, B=B, T=T, J=J, impl=impl,
+                                op="recover_from_ric", mode=mode, workload=workload.name)
+    _time_and_record_bandwidth(benchmark, run, nbytes, device)

@@ -6,6 +6,7 @@
 
 #include "motion_features/motion_features.h"
 #include "ray_targets/ray_targets.h"
+#include "recover_from_ric/recover_from_ric.h"
 #include "reproj_vel/reproj_vel.h"
 #include "velocity3d/velocity3d.h"
 
@@ -29,6 +30,9 @@ TORCH_LIBRARY(vmdm_C, m) {
   m.def(
       "motion_features_fwd(Tensor joints, Tensor lengths, int[] bone_child, int[] bone_parent, float[] rest, "
       "int[] facing, int[] feet, float feet_threshold, Tensor? mean, Tensor? std) -> Tensor");
+  m.def("recover_from_ric_fwd(Tensor features, int num_joints, Tensor? mean, Tensor? std) -> Tensor");
+  m.def(
+      "recover_from_ric_bwd(Tensor grad, Tensor features, int num_joints, Tensor? mean, Tensor? std) -> Tensor");
 }
 
 #define VMDM_REGISTER_IMPLS(m)                          \
@@ -38,7 +42,9 @@ TORCH_LIBRARY(vmdm_C, m) {
   m.impl("velocity3d_bwd", &vmdm::velocity3d_bwd);      \
   m.impl("ray_targets_fwd", &vmdm::ray_targets_fwd);    \
   m.impl("ray_targets_bwd", &vmdm::ray_targets_bwd);      \
-  m.impl("motion_features_fwd", &vmdm::motion_features_fwd);
+  m.impl("motion_features_fwd", &vmdm::motion_features_fwd);  \
+  m.impl("recover_from_ric_fwd", &vmdm::recover_from_ric_fwd); \
+  m.impl("recover_from_ric_bwd", &vmdm::recover_from_ric_bwd);
 
 TORCH_LIBRARY_IMPL(vmdm_C, CPU, m) { VMDM_REGISTER_IMPLS(m) }
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 import vmdm_kernels as vk
-from vmdm.data.representation import Normalizer, channel_groups, decode
+from vmdm.data.representation import Normalizer, channel_groups
 from vmdm.data.skeleton import Skeleton, feature_skeleton
 
 __all__ = ["LossConfig", "Objective", "GT_KEYS", "masked_mse"]
@@ -86,7 +86,10 @@ class Objective:
 
     def joints(self, x_norm: torch.Tensor) -> torch.Tensor:
         """Normalised features ``[B, F, D]`` -> joints ``[B, F, J, 3]`` in the clip's canonical frame."""
-        return decode(self.denormalize(x_norm.float()), self.skeleton)
+        mean, std = self._mean_std(x_norm)
+        # Denormalisation fused into the decoder's forward and backward kernels.
+        return vk.recover_from_ric(x_norm.float(), self.skeleton.num_joints, mean=mean, std=std,
+                                   backend=self.backend)
 
     def __call__(self, pred: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
         """Per-sample loss terms ``{name: [B]}`` and their weighted sum under ``"loss"``."""

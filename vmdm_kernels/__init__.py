@@ -8,7 +8,8 @@ Ops (each with a pure-PyTorch reference, C++ CPU, CUDA and Triton backends):
 - :func:`velocity_loss_3d`: 3D finite-difference velocity loss;
 - :func:`ray_targets`: closest points on the keypoints' camera rays;
 - :func:`motion_features`: HumanML3D motion features (263-dim for SMPL-22) from joint
-  positions in one pass (forward-only kernels, differentiable reference).
+  positions in one pass (forward-only kernels, differentiable reference);
+- :func:`recover_from_ric`: the inverse, features -> joints, with a hand-written backward.
 
 :func:`backends` reports what can run here.
 """
@@ -19,6 +20,7 @@ from .ops import (
     FeatureSkeleton,
     motion_features,
     project,
+    recover_from_ric,
     ray_targets,
     reprojection_loss,
     reprojection_velocity_loss,
@@ -38,6 +40,7 @@ __all__ = [
     "motion_features",
     "project",
     "ray_targets",
+    "recover_from_ric",
     "reprojection_loss",
     "reprojection_velocity_loss",
     "velocity_loss",

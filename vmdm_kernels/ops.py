@@ -24,6 +24,7 @@ __all__ = [
     "velocity_loss_3d",
     "ray_targets",
     "motion_features",
+    "recover_from_ric",
     "FeatureSkeleton",
     "project",
     "DEPTH_MODES",
@@ -579,3 +580,107 @@ def motion_features(joints: Tensor, skeleton: ref.FeatureSkeleton, lengths: Tens
     if torch.compiler.is_compiling():
         return _motion_features_fwd(*args, name)
     return kernel_module(name).motion_features_fwd(*args)
+
+
+# --------------------------------------------------------------------------- recover_from_ric
+
+
+@torch.library.custom_op("vmdm::recover_from_ric_fwd", mutates_args=())
+def _recover_from_ric_fwd(features: Tensor, num_joints: int, mean: Optional[Tensor], std: Optional[Tensor],
+                          backend: str) -> Tensor:
+    return kernel_module(backend).recover_from_ric_fwd(features, num_joints, mean, std)
+
+
+@_recover_from_ric_fwd.register_fake
+def _(features, num_joints, mean, std, backend):
+    B, T, _ = features.shape
+    return features.new_empty((B, T, num_joints, 3))
+
+
+@torch.library.custom_op("vmdm::recover_from_ric_bwd", mutates_args=())
+def _recover_from_ric_bwd(grad: Tensor, features: Tensor, num_joints: int, mean: Optional[Tensor],
+                          std: Optional[Tensor], backend: str) -> Tensor:
+    return kernel_module(backend).recover_from_ric_bwd(grad, features, num_joints, mean, std)
+
+
+@_recover_from_ric_bwd.register_fake
+def _(grad, features, num_joints, mean, std, backend):
+    return torch.empty_like(features)
+
+
+def _recover_setup(ctx, inputs, output):
+    features, num_joints, mean, std, backend = inputs
+    ctx.save_for_backward(features, mean, std)
+    ctx.num_joints, ctx.backend = num_joints, backend
+
+
+def _recover_backward(ctx, grad):
+    features, mean, std = ctx.saved_tensors
+    g = _recover_from_ric_bwd(grad.contiguous(), features, ctx.num_joints, mean, std, ctx.backend)
+    return g, None, None, None, None
+
+
+_recover_from_ric_fwd.register_autograd(_recover_backward, setup_context=_recover_setup)
+
+
+class _RecoverFromRicFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, features, num_joints, mean, std, backend):
+        ctx.kern = kernel_module(backend)
+        ctx.save_for_backward(features, mean, std)
+        ctx.num_joints = num_joints
+        return ctx.kern.recover_from_ric_fwd(features, num_joints, mean, std)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        features, mean, std = ctx.saved_tensors
+        g = ctx.kern.recover_from_ric_bwd(grad.contiguous(), features, ctx.num_joints, mean, std)
+        return g, None, None, None, None
+
+
+def recover_from_ric(features: Tensor, num_joints: int, *, mean: Tensor | None = None, std: Tensor | None = None,
+                     backend: str | None = None) -> Tensor:
+    """HumanML3D's ``recover_from_ric``: features ``[..., T, D]`` -> joints ``[..., T, J, 3]``.
+
+    Integrates the heading and the root's ground velocity over time and places the joints
+    around the root (see :mod:`vmdm_kernels.ref.recover_from_ric`); reads the first
+    ``4 + 3 (J - 1)`` channels. With ``mean``/``std`` ``[D]`` the features are denormalised
+    first (``x * std + mean``), fused. Differentiable w.r.t. ``features`` with a
+    hand-written backward (mean and std are constants; when they require grad the
+    reference runs). Half and bfloat16 compute in float32.
+    """
+    op = "recover_from_ric"
+    if not isinstance(features, Tensor):
+        raise TypeError(f"{op}: features: expected a torch.Tensor, got {type(features).__name__}")
+    if not isinstance(num_joints, int) or num_joints < 1:
+        raise ValueError(f"{op}: num_joints: expected a positive int, got {num_joints!r}")
+    need = 4 + 3 * (num_joints - 1)
+    if features.dim() < 2 or features.shape[-1] < need or features.shape[-2] < 1:
+        raise ValueError(f"{op}: features: expected shape [..., T >= 1, D >= {need}] for {num_joints} joints, got "
+                         f"{list(features.shape)}")
+    if not features.dtype.is_floating_point:
+        raise ValueError(f"{op}: features: expected a floating-point dtype, got {features.dtype}")
+    if (mean is None) != (std is None):
+        raise ValueError(f"{op}: mean and std: give both or neither")
+    D = features.shape[-1]
+    if mean is not None:
+        check_tensor(op, "mean", mean, (("D", D),))
+        check_tensor(op, "std", std, (("D", D),))
+        if mean.device != features.device:
+            raise ValueError(f"{op}: mean: expected device {features.device} (the device of features), got "
+                             f"{mean.device}")
+        mean, std = mean.to(features.dtype), std.to(features.dtype)
+    stats_grad = torch.is_grad_enabled() and mean is not None and (mean.requires_grad or std.requires_grad)
+    name = "reference" if stats_grad else _backend_name(features.device.type, backend)
+    if name == "triton":
+        name = "cuda" if backends()["cuda"].available else "reference"
+    if name == "reference":
+        return ref.recover_from_ric.recover_from_ric(features, num_joints, mean, std)
+    lead, (T, _) = features.shape[:-2], features.shape[-2:]
+    args = (features.reshape(-1, T, D).contiguous(), num_joints, _contig(mean), _contig(std))
+    if torch.compiler.is_compiling():
+        out = _recover_from_ric_fwd(*args, name)
+    else:
+        out = _RecoverFromRicFunction.apply(*args, name)
+    return out.reshape(*lead, T, num_joints, 3)

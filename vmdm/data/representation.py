@@ -269,13 +269,14 @@ def encode(joints, skeleton: Skeleton, lengths=None, *, feet_threshold: float = 
 # --------------------------------------------------------------------------- decoder
 
 
-def decode(features, skeleton: Skeleton):
+def decode(features, skeleton: Skeleton, *, backend: str | None = None):
     """HumanML3D features ``[..., T, D]`` -> joints ``[..., T, J, 3]`` (``recover_from_ric``).
 
     Integrates the heading from 0 and the root's ground velocity from the
     origin, takes the root height from channel 3 and places the ric joints
-    around the root. Vectorised (cumsum over time) and differentiable; reads
-    only channels 0..3+3(J-1). numpy in -> numpy out.
+    around the root. Differentiable; reads only channels 0..3+3(J-1). numpy in
+    -> numpy out. Runs :func:`vmdm_kernels.recover_from_ric` (fused forward and
+    backward kernels; ``backend`` as there).
     """
     is_numpy = isinstance(features, np.ndarray)
     f = torch.from_numpy(features) if is_numpy else features
@@ -285,20 +286,7 @@ def decode(features, skeleton: Skeleton):
         raise ValueError(f"features: expected shape [..., T, {D}] for skeleton {skeleton.name!r}, got {shape}")
     if not f.is_floating_point():
         raise TypeError(f"features: expected a floating-point tensor, got {f.dtype}")
-    J = skeleton.num_joints
-    zero = torch.zeros_like(f[..., :1, 0])
-    half = torch.cat((zero, torch.cumsum(f[..., :-1, 0], dim=-1)), dim=-1)
-    yaw = -2.0 * half  # heading of each frame, [..., T]
-
-    v = f[..., :-1, 1:3]
-    v3 = torch.stack((v[..., 0], torch.zeros_like(v[..., 0]), v[..., 1]), dim=-1)
-    step = _rot_y_apply(yaw[..., 1:], v3)
-    root_xz = torch.cat((torch.zeros_like(step[..., :1, :]), torch.cumsum(step, dim=-2)), dim=-2)
-
-    ric = f[..., 4 : 4 + 3 * (J - 1)].reshape(f.shape[:-1] + (J - 1, 3))
-    body = _rot_y_apply(yaw[..., None], ric) + root_xz[..., None, :]
-    root = torch.stack((root_xz[..., 0], f[..., 3], root_xz[..., 2]), dim=-1)
-    out = torch.cat((root[..., None, :], body), dim=-2)
+    out = vk.recover_from_ric(f, skeleton.num_joints, backend=backend)
     return out.numpy() if is_numpy else out
 
 

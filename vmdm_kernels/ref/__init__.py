@@ -1,7 +1,7 @@
 """Pure-PyTorch reference implementations: the ground truth for every backend."""
 
 from .camera import project
-from . import motion_features
+from . import motion_features, recover_from_ric
 from .motion_features import FeatureSkeleton
 from .ray_targets import ray_targets
 from .reproj_vel import DEPTH_MODES, default_depth_power, reproj_vel_loss
