@@ -34,6 +34,9 @@ VMDM_HD void ric_scan(const scalar_t* F, int64_t T, int64_t D, const scalar_t* m
   path[0] = acc_t(0);
   path[1] = acc_t(0);
   path[2] = acc_t(0);
+  // Unrolled so that a GPU thread issues the loads of several frames before it needs
+  // them: only the running sums carry from one frame to the next.
+#pragma unroll 4
   for (int64_t t = 1; t < T; ++t) {
     const scalar_t* prev = F + (t - 1) * D;
     half += ric_channel<scalar_t, acc_t>(prev, 0, mean, std);
@@ -113,6 +116,7 @@ VMDM_HD void ric_scan_backward(const scalar_t* F, int64_t T, int64_t D, const sc
   // Suffix sums over frames > k: the root position and the heading of every later frame
   // depend on step k (root_t = sum_{k<t} step_k, yaw_t = -2 sum_{k<t} f_k[0]).
   acc_t sx = acc_t(0), sz = acc_t(0), syaw = acc_t(0);
+#pragma unroll 4
   for (int64_t k = T - 2; k >= 0; --k) {
     const int64_t t = k + 1;
     sx += acc[3 * t + 1];
