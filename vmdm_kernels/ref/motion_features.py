@@ -88,7 +88,7 @@ class FeatureSkeleton:
         bones in level order, rest vectors flattened."""
         _, child, parent, _ = self.levels
         rest = [float(v) for o in self.offsets for v in o]
-        return list(child), list(parent), rest, list(self.facing_joints), list(self.feet)
+        return tuple(child), tuple(parent), tuple(rest), tuple(self.facing_joints), tuple(self.feet)
 
     @functools.cached_property
     def levels(self) -> tuple:
