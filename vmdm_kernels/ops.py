@@ -521,9 +521,14 @@ def _features_backend(device: torch.device, backend: str | None, needs_grad: boo
             raise ValueError(f"motion_features: backend {backend!r} is forward-only and an input requires grad; "
                              "use backend='reference' (differentiable) or run under torch.no_grad()")
         return "reference"
-    name = _backend_name(device.type, backend)
+    return _no_triton_kernel(_backend_name(device.type, backend))
+
+
+def _no_triton_kernel(name: str) -> str:
+    """For the ops with C++/CUDA kernels only: under ``triton`` run the CUDA kernel when the
+    extension has one, else the reference (documented in the README)."""
     if name == "triton":
-        name = "cuda" if backends()["cuda"].available else "reference"
+        return "cuda" if backends()["cuda"].available else "reference"
     return name
 
 
@@ -560,7 +565,8 @@ def motion_features(joints: Tensor, skeleton: ref.FeatureSkeleton, lengths: Tens
             raise ValueError(f"{op}: lengths: expected an integer tensor of shape [{B}], got {got}")
         # Only checked where it costs no device synchronisation (and not inside a traced
         # graph, where it would be data-dependent); the kernels clamp to [2, T].
-        if lengths.device.type == "cpu" and not torch.compiler.is_compiling() and bool(((lengths < 2) | (lengths > T)).any()):
+        checkable = lengths.device.type == "cpu" and not torch.compiler.is_compiling()
+        if checkable and bool(((lengths < 2) | (lengths > T)).any()):
             raise ValueError(f"{op}: lengths: each must be in [2, {T}], got {lengths.tolist()}")
         lengths = lengths.to(joints.device)
     if (mean is None) != (std is None):
@@ -672,9 +678,7 @@ def recover_from_ric(features: Tensor, num_joints: int, *, mean: Tensor | None =
                              f"{mean.device}")
         mean, std = mean.to(features.dtype), std.to(features.dtype)
     stats_grad = torch.is_grad_enabled() and mean is not None and (mean.requires_grad or std.requires_grad)
-    name = "reference" if stats_grad else _backend_name(features.device.type, backend)
-    if name == "triton":
-        name = "cuda" if backends()["cuda"].available else "reference"
+    name = "reference" if stats_grad else _no_triton_kernel(_backend_name(features.device.type, backend))
     if name == "reference":
         return ref.recover_from_ric.recover_from_ric(features, num_joints, mean, std)
     lead, (T, _) = features.shape[:-2], features.shape[-2:]
