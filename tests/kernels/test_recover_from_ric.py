@@ -161,3 +161,21 @@ def test_opcheck_and_compile_fullgraph():
 def test_bad_inputs_name_the_argument(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call(features(2, 4, 22, dtype=torch.float32))
+
+
+def test_triton_backend_runs_the_cuda_kernel_or_the_reference():
+    """Neither op has a Triton kernel: asking for ``triton`` runs the CUDA kernel where the
+    extension has one, else the reference (never an error when Triton itself can run)."""
+    from vmdm.data.skeleton import SMPL22, feature_skeleton
+
+    info = vk.backends()["triton"]
+    if not info.available:
+        pytest.skip(str(info))
+    device = info.devices[0]
+    f = features(2, 6, 22).to(device)
+    torch.testing.assert_close(vk.recover_from_ric(f, 22, backend="triton").cpu(), reference(f.cpu(), 22),
+                               rtol=0, atol=1e-10)
+    joints = vk.recover_from_ric(f, 22, backend="triton")
+    fs = feature_skeleton(SMPL22)
+    want = vk.motion_features(joints.cpu(), fs, backend="reference")
+    torch.testing.assert_close(vk.motion_features(joints, fs, backend="triton").cpu(), want, rtol=0, atol=1e-10)
