@@ -8,8 +8,11 @@
 #include <cstdio>
 #include <functional>
 #include <string>
+#include <vector>
 
+#include "motion_features/motion_features.h"
 #include "ray_targets/ray_targets.h"
+#include "recover_from_ric/recover_from_ric.h"
 #include "reproj_vel/reproj_vel.h"
 #include "velocity3d/velocity3d.h"
 
@@ -156,9 +159,46 @@ void test_validation() {
   }
 }
 
+void test_recover_from_ric_gradients() {
+  torch::manual_seed(1);
+  const int64_t J = 4, D = 4 + 3 * (J - 1) + 2;  // two channels the decoder does not read
+  auto feats = torch::randn({2, 5, D}, f64);
+  auto mean = torch::randn({D}, f64) * 0.1, std = torch::rand({D}, f64) + 0.5;
+  const auto G = torch::randn({2, 5, J, 3}, f64);
+  auto loss = [&] { return (vmdm::recover_from_ric_fwd(feats, J, mean, std) * G).sum().item<double>(); };
+  auto grad = vmdm::recover_from_ric_bwd(G, feats, J, mean, std);
+  expect(fd_error(feats, grad, loss) < 1e-6, "recover_from_ric: grad_features matches finite differences");
+  expect(grad.slice(2, D - 2).abs().sum().item<double>() == 0, "recover_from_ric: unread channels get no gradient");
+}
+
+// A body that faces +z exactly (right - left = -x), standing still at rest: every bone
+// rotation is the identity, every velocity zero, every foot in contact.
+void test_motion_features_rest_pose() {
+  const std::vector<int64_t> child = {1, 2, 3, 4, 5, 6}, parent = {0, 0, 0, 3, 3, 2};
+  const std::vector<double> rest = {0, 0, 0, -0.1, 0, 0, 0.1, 0, 0, 0, 0.3, 0, -0.15, 0, 0, 0.15, 0, 0, 0, -0.4, 0};
+  const std::vector<int64_t> facing = {1, 2, 4, 5}, feet = {6};
+  auto pose = torch::zeros({7, 3}, f64);
+  for (size_t k = 0; k < child.size(); ++k)
+    for (int i = 0; i < 3; ++i) pose[child[k]][i] = pose[parent[k]][i].item<double>() + rest[3 * child[k] + i];
+  auto joints = (pose + torch::tensor({0.5, 1.0, -2.0}, f64)).expand({1, 4, 7, 3}).contiguous();
+  auto f = vmdm::motion_features_fwd(joints, torch::tensor({4}), child, parent, rest, facing, feet, 0.002,
+                                     std::nullopt, std::nullopt);
+  expect(f.sizes() == torch::IntArrayRef({1, 3, 12 * 7 - 5 + 1}), "motion_features: [B, T-1, 12J-5+feet]");
+  auto rot = f.slice(2, 4 + 3 * 6, 4 + 9 * 6).reshape({1, 3, 6, 6});
+  auto identity6 = torch::tensor({1.0, 0.0, 0.0, 0.0, 1.0, 0.0}, f64).expand({1, 3, 6, 6});
+  expect(torch::allclose(rot, identity6, 0, 1e-12), "motion_features: rest pose has identity bone rotations");
+  expect(f.slice(2, 4 + 9 * 6, 4 + 9 * 6 + 21).abs().max().item<double>() < 1e-12 &&
+             f.select(2, 0).abs().max().item<double>() < 1e-12,
+         "motion_features: a still body has zero velocities");
+  expect(f.select(2, -1).eq(1).all().item<bool>(), "motion_features: a still foot is in contact");
+  expect(std::abs(f[0][0][3].item<double>() - 0.4) < 1e-12, "motion_features: root height above the lowest joint");
+}
+
 }  // namespace
 
 int main() {
+  test_recover_from_ric_gradients();
+  test_motion_features_rest_pose();
   test_reproj_vel_gradients();
   test_velocity3d_gradients();
   test_ray_targets_gradients();
