@@ -1,6 +1,7 @@
 // C++ tests of the kernels through their C++ API (no Python): the backward
-// passes against central finite differences in double precision, input
-// validation, and the zero-weight / behind-camera rules.
+// passes against central finite differences in double precision, the feature
+// encoder on a still rest pose, input validation, and the zero-weight /
+// behind-camera rules.
 #include <torch/torch.h>
 
 #include <cmath>
