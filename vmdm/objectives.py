@@ -38,7 +38,7 @@ class LossConfig:
     # 2d (VideoMDM); relative weights of the release
     lambda_pos: float = 7.0
     lambda_vel: float = 50.0
-    lambda_align: float = 1.0
+    lambda_align: float = 10.0
     depth_weight: str = "sample"
     depth_power: float | None = None
     z_min: float = 0.5

@@ -82,7 +82,8 @@ class TrainConfig:
     depth_power: float | None = field(None, "depth-weight power p (default 1 for sample, 2 for point)")
     lambda_pos: float = field(7.0, "2D reprojection loss weight")
     lambda_vel: float = field(50.0, "2D velocity loss weight")
-    lambda_align: float = field(1.0, "representation-alignment loss weight (2d mode)")
+    lambda_align: float = field(10.0, "representation-alignment loss weight (2d mode; chosen on the val split, "
+                                      "results/lambda_align_2400_2026-11-27)")
     lambda_feature: float = field(1.0, "feature MSE weight (3d/teacher modes)")
     lambda_geo_pos: float = field(0.0, "MDM geometric position loss weight (3d/teacher)")
     lambda_geo_vel: float = field(0.0, "MDM geometric velocity loss weight (3d/teacher), fused kernel")
