@@ -62,3 +62,26 @@ def test_budgets_and_bad_variants(tmp_path):
         run_comparison(TINY, work=tmp_path, out=None, variants=["mdm_4d"], progress=False)
     with pytest.raises(SystemExit):
         main(["--quick", "--full"])
+
+
+def test_reuse_compares_every_resolved_option_of_the_mode():
+    """A finished run is reused only if every option that changes what its supervision mode
+    learns matches, defaults included (a changed default must retrain, not reuse)."""
+    import dataclasses
+
+    from vmdm.experiments.compare import _training_differences
+    from vmdm.train import TrainConfig
+
+    def saved(**kw):
+        return dataclasses.asdict(TrainConfig(**{**QUICK.train, **kw}, out="elsewhere").resolved())
+
+    video = TrainConfig(**QUICK.train, supervision="2d", out="x", progress=False)
+    assert _training_differences(saved(supervision="2d"), video) == {}
+    old_default = {**saved(supervision="2d"), "lambda_align": video.lambda_align + 1}
+    assert _training_differences(old_default, video) == {"lambda_align": (video.lambda_align + 1,
+                                                                          video.lambda_align)}
+    assert "lr" in _training_differences(saved(supervision="2d", lr=1e-3), video)
+    mdm = TrainConfig(**QUICK.train, supervision="3d", out="x")
+    # 2D-loss options do not change a 3D-supervised run.
+    assert _training_differences({**saved(supervision="3d"), "lambda_align": 99.0}, mdm) == {}
+    assert "supervision" in _training_differences(saved(supervision="2d"), mdm)

@@ -77,6 +77,25 @@ FULL = Budget(
 )
 
 
+# Options that do not change what a run learns (where it writes, how it reports).
+_BOOKKEEPING = {"out", "progress", "cache_dir", "resume", "log_every", "ckpt_every", "tensorboard", "profile",
+                "profile_warmup", "profile_steps", "workers", "device", "recipe"}
+
+
+# Loss options that only one kind of supervision reads.
+_ONLY_2D = {"lambda_pos", "lambda_vel", "lambda_align", "depth_weight", "depth_power", "z_min"}
+_ONLY_3D = {"lambda_feature", "lambda_geo_pos", "lambda_geo_vel", "lambda_geo_foot"}
+
+
+def _training_differences(saved: dict, cfg) -> dict:
+    """``{option: (saved, wanted)}`` for the resolved options of ``cfg`` that differ from a
+    checkpoint's saved configuration and change what its supervision mode learns."""
+    want = dataclasses.asdict(cfg.resolved())
+    unused = _ONLY_3D if want["supervision"] == "2d" else _ONLY_2D
+    return {k: (saved.get(k), v) for k, v in want.items()
+            if k not in _BOOKKEEPING and k not in unused and saved.get(k) != v}
+
+
 def _train_variant(name: str, overrides: dict, budget: Budget, work: Path, cache_dir: str | None, seed: int,
                    steps: int | None, progress: bool) -> tuple[Path, float]:
     from vmdm.train import TrainConfig, train
@@ -86,17 +105,18 @@ def _train_variant(name: str, overrides: dict, budget: Budget, work: Path, cache
     want = {**budget.train, **overrides, "seed": seed}
     if steps is not None:
         want["steps"] = steps
+    cfg = TrainConfig(**want, quick_data=budget.quick_data, cache_dir=cache_dir, out=str(out), progress=progress)
     if ckpt.is_file():
-        # Reuse a finished run of exactly this configuration (an interrupted comparison resumes).
+        # Reuse a finished run of exactly this configuration (an interrupted comparison resumes):
+        # every resolved option that changes training must match, defaults included, so a
+        # changed default retrains instead of reusing a stale model.
         from vmdm.checkpoint import load_checkpoint
 
         ck = load_checkpoint(ckpt)
-        cfg = ck["config"]
-        if ck["step"] >= cfg["steps"] and all(cfg.get(k) == v for k, v in want.items() if k != "recipe"):
+        if ck["step"] >= ck["config"]["steps"] and not _training_differences(ck["config"], cfg):
             log.info("%s: reusing %s", name, ckpt)
             return ckpt, float("nan")
     t0 = time.time()
-    cfg = TrainConfig(**want, quick_data=budget.quick_data, cache_dir=cache_dir, out=str(out), progress=progress)
     path = train(cfg)
     return path, time.time() - t0
 
