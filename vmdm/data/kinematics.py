@@ -204,9 +204,7 @@ def rotation_about_y(angle: torch.Tensor) -> torch.Tensor:
     """``[...]`` angles (radians) -> ``[..., 3, 3]`` rotations about +y."""
     if not isinstance(angle, torch.Tensor):
         angle = torch.as_tensor(angle, dtype=torch.get_default_dtype())
-    c, s = torch.cos(angle), torch.sin(angle)
-    z, o = torch.zeros_like(angle), torch.ones_like(angle)
-    return torch.stack((c, z, s, z, o, z, -s, z, c), dim=-1).reshape(angle.shape + (3, 3))
+    return _mf.rotation_about_y(angle)
 
 
 def yaw_of_direction(d: torch.Tensor) -> torch.Tensor:
