@@ -80,10 +80,6 @@ class Objective:
         mean, std = self._mean_std(x)
         return x * std + mean
 
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        mean, std = self._mean_std(x)
-        return (x - mean) / std
-
     def joints(self, x_norm: torch.Tensor) -> torch.Tensor:
         """Normalised features ``[B, F, D]`` -> joints ``[B, F, J, 3]`` in the clip's canonical frame."""
         mean, std = self._mean_std(x_norm)

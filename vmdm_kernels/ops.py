@@ -620,10 +620,13 @@ def _recover_setup(ctx, inputs, output):
     ctx.num_joints, ctx.backend = num_joints, backend
 
 
-def _recover_backward(ctx, grad):
+def _recover_grads(bwd, ctx, grad):
     features, mean, std = ctx.saved_tensors
-    g = _recover_from_ric_bwd(grad.contiguous(), features, ctx.num_joints, mean, std, ctx.backend)
-    return g, None, None, None, None
+    return bwd(grad.contiguous(), features, ctx.num_joints, mean, std), None, None, None, None
+
+
+def _recover_backward(ctx, grad):
+    return _recover_grads(lambda *a: _recover_from_ric_bwd(*a, ctx.backend), ctx, grad)
 
 
 _recover_from_ric_fwd.register_autograd(_recover_backward, setup_context=_recover_setup)
@@ -640,9 +643,7 @@ class _RecoverFromRicFunction(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        features, mean, std = ctx.saved_tensors
-        g = ctx.kern.recover_from_ric_bwd(grad.contiguous(), features, ctx.num_joints, mean, std)
-        return g, None, None, None, None
+        return _recover_grads(ctx.kern.recover_from_ric_bwd, ctx, grad)
 
 
 def recover_from_ric(features: Tensor, num_joints: int, *, mean: Tensor | None = None, std: Tensor | None = None,

@@ -112,10 +112,6 @@ def redundant_slice(skeleton: Skeleton) -> slice:
 # --------------------------------------------------------------------------- helpers
 
 
-_rot_y_apply = _mf.rot_y_apply
-_wrap = _mf.wrap_angle
-
-
 def facing_yaw(joints: torch.Tensor, skeleton: Skeleton) -> torch.Tensor:
     """Heading angle ``[...]`` of ``joints [..., J, 3]`` from the hip and shoulder lines.
 
