@@ -88,6 +88,19 @@ def test_build_is_deterministic_across_worker_counts(corpus, built, tmp_path):
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
+def test_oracle_teacher_lifts_the_true_motion(corpus, built, tmp_path):
+    # Same per-clip seeds: the same cameras and keypoints as the noise-teacher build; only
+    # the lift differs, and it is the ground truth in the ground truth's canonical frame.
+    out = build_2d(corpus, tmp_path / "oracle", Build2DConfig(teacher="oracle", workers=1), progress=False)
+    assert json.loads((out / "vmdm_2d.json").read_text())["teacher"] == "oracle"
+    obs, gt, noisy = _load(out / "obs_train.npz"), _load(out / "gt" / "train.npz"), _load(built / "obs_train.npz")
+    np.testing.assert_array_equal(obs["keypoints"], noisy["keypoints"])
+    np.testing.assert_allclose(obs["teacher_features"], gt["gt_features"], atol=1e-6)
+    np.testing.assert_allclose(obs["teacher_joints"], gt["gt_joints"], atol=1e-6)
+    np.testing.assert_allclose(obs["camera"], gt["camera"], atol=1e-6)
+    assert np.abs(noisy["teacher_joints"] - gt["gt_joints"]).max() > 0.01
+
+
 def test_per_frame_cameras(corpus, tmp_path):
     cfg = Build2DConfig(teacher="noise", camera=CameraConfig(per_frame=True, pan_deg_per_s=20.0))
     out = build_2d(corpus, tmp_path / "pf", cfg, progress=False)
@@ -105,6 +118,8 @@ def test_per_frame_cameras(corpus, tmp_path):
 def test_build_errors(corpus, built, tmp_path):
     with pytest.raises(FileExistsError, match="already exists"):
         build_2d(corpus, built, Build2DConfig(teacher="noise"), progress=False)
+    with pytest.raises(ValueError, match="expected 'learned', 'noise' or 'oracle'"):
+        build_2d(corpus, tmp_path / "z", Build2DConfig(teacher="perfect", workers=1), progress=False)
     with pytest.raises(FileNotFoundError, match="lifter checkpoint"):
         build_2d(corpus, tmp_path / "x", Build2DConfig(teacher="learned", lifter=str(tmp_path / "none.pt")), progress=False)
     with pytest.raises(FileNotFoundError, match="meta.jsonl"):

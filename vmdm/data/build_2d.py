@@ -55,7 +55,7 @@ from .cameras import (
     sample_camera,
 )
 from .humanml3d import read_ids, read_texts
-from .lifter import LearnedTeacher, NoiseTeacher, NoiseTeacherConfig, Teacher
+from .lifter import LearnedTeacher, NoiseTeacher, NoiseTeacherConfig, OracleTeacher, Teacher
 from .representation import canonicalize, compute_mean_std, encode
 from .skeleton import SMPL22, Skeleton
 
@@ -237,7 +237,7 @@ def observe_clip(
 
 @dataclass
 class Build2DConfig:
-    teacher: str = "learned"  # "learned" (needs lifter) or "noise"
+    teacher: str = "learned"  # "learned" (needs lifter), "noise" or "oracle" (the true motion)
     lifter: str | None = None  # checkpoint path for the learned teacher
     camera: CameraConfig = field(default_factory=CameraConfig)
     noise: DetectorNoiseConfig = field(default_factory=DetectorNoiseConfig)
@@ -253,6 +253,8 @@ _WORKER: dict = {}
 def _make_teacher(cfg: Build2DConfig, seed: int) -> Teacher:
     if cfg.teacher == "noise":
         return NoiseTeacher(cfg.noise_teacher, seed=seed)
+    if cfg.teacher == "oracle":
+        return OracleTeacher()
     if cfg.teacher == "learned":
         if not cfg.lifter:
             raise ValueError("Build2DConfig.lifter: the learned teacher needs a lifter checkpoint path")
@@ -264,7 +266,7 @@ def _make_teacher(cfg: Build2DConfig, seed: int) -> Teacher:
             _WORKER.clear()
             _WORKER[key] = LearnedTeacher.from_checkpoint(cfg.lifter)
         return _WORKER[key]
-    raise ValueError(f"teacher: expected 'learned' or 'noise', got {cfg.teacher!r}")
+    raise ValueError(f"teacher: expected 'learned', 'noise' or 'oracle', got {cfg.teacher!r}")
 
 
 def _work(args):
@@ -443,7 +445,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m vmdm.data.build_2d", description=__doc__.split("\n\n")[0])
     p.add_argument("--corpus", required=True, help="3D corpus folder (HumanML3D format + meta.jsonl)")
     p.add_argument("--out", required=True, help="output folder (must not exist unless --overwrite)")
-    p.add_argument("--teacher", choices=("learned", "noise"), default="learned")
+    p.add_argument("--teacher", choices=("learned", "noise", "oracle"), default="learned",
+                   help="learned (a lifter checkpoint), noise (analytic lifter errors) or oracle "
+                   "(the true motion: an upper bound for 2D supervision)")
     p.add_argument("--lifter", help="lifter checkpoint for --teacher learned")
     p.add_argument("--lifter-families", help="comma-separated families held out for the lifter")
     p.add_argument("--per-frame-camera", action="store_true", help="slowly panning per-frame cameras")

@@ -1,6 +1,7 @@
-"""Teachers that lift 2D keypoints to 3D: a learned temporal lifter and an analytic noise model.
+"""Teachers that lift 2D keypoints to 3D: a learned temporal lifter, an analytic noise
+model and an oracle (the true motion, for upper-bound ablations).
 
-Both follow the :class:`Teacher` protocol::
+All follow the :class:`Teacher` protocol::
 
     lift(keypoints [T, J, 2], scores [T, J], camera [3, 4] or [T, 3, 4],
          intrinsics [4] | None = None, *, reference=None) -> joints [T, J, 3]
@@ -50,6 +51,7 @@ __all__ = [
     "LearnedTeacher",
     "NoiseTeacherConfig",
     "NoiseTeacher",
+    "OracleTeacher",
     "LifterTrainConfig",
     "make_views",
     "train_lifter",
@@ -238,6 +240,27 @@ class NoiseTeacher:
         jitter = cfg.jitter_sigma * torch.randn((T, J, 3), generator=g, dtype=torch.float64)
         world = _to_world(X_noisy, cam) + bias + jitter
         return world.to(reference.dtype)
+
+
+class OracleTeacher:
+    """The true motion as the "lift": an upper bound for what 2D supervision can do.
+
+    Training VideoMDM on an oracle-lifted dataset separates the cost of supervising in 2D
+    from the cost of the teacher's errors (the 2D losses and the keypoints are unchanged;
+    only the diffused starting motion is exact). Needs ``reference`` like
+    :class:`NoiseTeacher`.
+    """
+
+    name = "oracle"
+
+    def lift(self, keypoints, scores, camera, intrinsics=None, *, reference=None):
+        if reference is None:
+            raise ValueError("OracleTeacher.lift: needs reference= (true joints [T, J, 3])")
+        T, J = keypoints.shape[:2]
+        _check_inputs(keypoints, scores, camera, J)
+        if reference.shape != (T, J, 3):
+            raise ValueError(f"reference: expected [{T}, {J}, 3], got {tuple(reference.shape)}")
+        return reference.clone()
 
 
 # --------------------------------------------------------------------------- training
