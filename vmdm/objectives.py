@@ -21,6 +21,7 @@ import torch
 import vmdm_kernels as vk
 from vmdm.data.representation import Normalizer, channel_groups
 from vmdm.data.skeleton import Skeleton, feature_skeleton
+from vmdm.target_smoothing import smooth_corrections
 
 __all__ = ["LossConfig", "Objective", "GT_KEYS", "masked_mse"]
 
@@ -39,6 +40,8 @@ class LossConfig:
     lambda_pos: float = 7.0
     lambda_vel: float = 50.0
     lambda_align: float = 10.0
+    align_smooth: float = 0.0  # Gaussian sigma (frames) of the ray corrections; 0 = per frame
+    align_outlier: float = 0.0  # metres; corrections this far from their smoothed value are dropped
     depth_weight: str = "sample"
     depth_power: float | None = None
     z_min: float = 0.5
@@ -150,10 +153,12 @@ class Objective:
     @torch.no_grad()
     def alignment_targets(self, joints, batch, weights):
         """Normalised features of the predicted joints moved onto the observed keypoints' rays."""
-        rays = vk.ray_targets(joints.float(), batch["keypoints"], batch["camera"], batch.get("intrinsics"),
+        joints = joints.float()
+        rays = vk.ray_targets(joints, batch["keypoints"], batch["camera"], batch.get("intrinsics"),
                               backend=self.backend)
-        # Undetected joints have no ray: keep the prediction there.
-        rays = torch.where(weights[..., None] > 0, rays, joints.float())
+        # Undetected joints have no ray: keep the prediction there (or, when smoothing, take
+        # the neighbouring frames' correction).
+        rays = smooth_corrections(joints, rays, weights > 0, self.cfg.align_smooth, self.cfg.align_outlier)
         mean, std = self._mean_std(rays)
         # One fused pass: canonical frame, IK, velocities, contacts and normalisation.
         return vk.motion_features(rays, self._features, batch["lengths"], mean=mean, std=std, backend=self.backend)

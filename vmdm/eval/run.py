@@ -286,7 +286,7 @@ def evaluate(cfg: EvalConfig, *, evaluator: Evaluator | None = None, evaluator_m
         "checkpoint": str(cfg.checkpoint),
         "supervision": lm.config.get("supervision"),
         "train_config": {k: lm.config.get(k) for k in ("supervision", "model", "steps", "batch_size", "depth_weight",
-                                                       "lambda_pos", "lambda_vel", "lambda_align", "text_encoder",
+                                                       "lambda_pos", "lambda_vel", "lambda_align", "align_smooth", "align_outlier", "text_encoder",
                                                        "seed")},
         "data_root": str(data_root),
         "split": cfg.split,
