@@ -8,6 +8,7 @@
 #include <limits>
 #include <vector>
 
+#include "../common/optional_data.h"
 #include "motion_features.h"
 
 namespace vmdm {
@@ -20,8 +21,8 @@ void fwd_impl(const at::Tensor& joints, const at::Tensor& lengths, const Feature
   const int64_t B = joints.size(0), T = joints.size(1), J = joints.size(2), D = out.size(2);
   const auto* X = joints.data_ptr<scalar_t>();
   const auto* L = lengths.data_ptr<int64_t>();
-  const scalar_t* M = mean.has_value() ? mean->data_ptr<scalar_t>() : nullptr;
-  const scalar_t* S = std.has_value() ? std->data_ptr<scalar_t>() : nullptr;
+  const scalar_t* M = optional_data<scalar_t>(mean);
+  const scalar_t* S = optional_data<scalar_t>(std);
   auto* F = out.data_ptr<scalar_t>();
   std::vector<ClipFrame<acc_t>> clips(B);
   at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {

@@ -6,6 +6,7 @@
 #include <ATen/OpMathType.h>
 
 #include "../common/cuda_utils.cuh"
+#include "../common/optional_data.h"
 #include "motion_features.h"
 
 namespace vmdm {
@@ -85,8 +86,8 @@ at::Tensor motion_features_fwd_cuda(const at::Tensor& joints, const at::Tensor& 
     const int64_t rows = B * (T - 1);
     cuda::launch(motion_features_row_kernel<scalar_t, acc_t>, (rows + kRowThreads - 1) / kRowThreads, kRowThreads, 0,
                  X, B, T, sk, static_cast<const ClipFrame<acc_t>*>(cf), static_cast<acc_t>(feet_threshold),
-                 mean.has_value() ? mean->data_ptr<scalar_t>() : nullptr,
-                 std.has_value() ? std->data_ptr<scalar_t>() : nullptr, D, out.data_ptr<scalar_t>());
+                 optional_data<scalar_t>(mean),
+                 optional_data<scalar_t>(std), D, out.data_ptr<scalar_t>());
   });
   return out;
 }

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "../common/camera_math.h"
+#include "../common/optional_data.h"
 #include "ray_targets.h"
 
 namespace vmdm {
@@ -22,7 +23,7 @@ void fwd_impl(const at::Tensor& joints, const at::Tensor& keypoints, const at::T
   const auto* X = joints.data_ptr<scalar_t>();
   const auto* K = keypoints.data_ptr<scalar_t>();
   const auto* cam = camera.data_ptr<scalar_t>();
-  const scalar_t* intr = intrinsics.has_value() ? intrinsics->data_ptr<scalar_t>() : nullptr;
+  const scalar_t* intr = optional_data<scalar_t>(intrinsics);
   auto* P = out.data_ptr<scalar_t>();
   at::parallel_for(0, B * T, row_grain(J), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
@@ -55,7 +56,7 @@ void bwd_impl(const at::Tensor& grad, const at::Tensor& joints, const at::Tensor
   const auto* X = joints.data_ptr<scalar_t>();
   const auto* K = keypoints.data_ptr<scalar_t>();
   const auto* cam = camera.data_ptr<scalar_t>();
-  const scalar_t* intr = intrinsics.has_value() ? intrinsics->data_ptr<scalar_t>() : nullptr;
+  const scalar_t* intr = optional_data<scalar_t>(intrinsics);
   auto* gX = grad_joints.data_ptr<scalar_t>();
   scalar_t* gK = grad_keypoints ? grad_keypoints->data_ptr<scalar_t>() : nullptr;
   acc_t* gcam = cam_rows ? cam_rows->data_ptr<acc_t>() : nullptr;

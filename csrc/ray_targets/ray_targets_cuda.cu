@@ -14,6 +14,7 @@
 
 #include "../common/camera_math.h"
 #include "../common/cuda_utils.cuh"
+#include "../common/optional_data.h"
 #include "ray_targets.h"
 
 namespace vmdm {
@@ -153,7 +154,7 @@ RayInputs<scalar_t> make_inputs(const at::Tensor& joints, const at::Tensor& keyp
   in.X = joints.data_ptr<scalar_t>();
   in.K = keypoints.data_ptr<scalar_t>();
   in.cam = camera.data_ptr<scalar_t>();
-  in.intr = intrinsics.has_value() ? intrinsics->data_ptr<scalar_t>() : nullptr;
+  in.intr = optional_data<scalar_t>(intrinsics);
   in.per_frame = camera.dim() == 4;
   return in;
 }

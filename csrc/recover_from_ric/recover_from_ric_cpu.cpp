@@ -8,15 +8,11 @@
 #include <vector>
 
 #include "../common/ric_math.h"
+#include "../common/optional_data.h"
 #include "recover_from_ric.h"
 
 namespace vmdm {
 namespace {
-
-template <typename scalar_t>
-const scalar_t* ptr_or_null(const std::optional<at::Tensor>& t) {
-  return t.has_value() ? t->data_ptr<scalar_t>() : nullptr;
-}
 
 int64_t row_grain(int64_t J) { return std::max<int64_t>(1, 2048 / std::max<int64_t>(J, 1)); }
 
@@ -26,8 +22,8 @@ void fwd_impl(const at::Tensor& features, int64_t J, const std::optional<at::Ten
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t B = features.size(0), T = features.size(1), D = features.size(2);
   const auto* F = features.data_ptr<scalar_t>();
-  const scalar_t* M = ptr_or_null<scalar_t>(mean);
-  const scalar_t* S = ptr_or_null<scalar_t>(std);
+  const scalar_t* M = optional_data<scalar_t>(mean);
+  const scalar_t* S = optional_data<scalar_t>(std);
   auto* X = out.data_ptr<scalar_t>();
   std::vector<acc_t> path(B * T * 3);
   at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
@@ -46,8 +42,8 @@ void bwd_impl(const at::Tensor& grad, const at::Tensor& features, int64_t J, con
   const int64_t B = features.size(0), T = features.size(1), D = features.size(2);
   const auto* G = grad.data_ptr<scalar_t>();
   const auto* F = features.data_ptr<scalar_t>();
-  const scalar_t* M = ptr_or_null<scalar_t>(mean);
-  const scalar_t* S = ptr_or_null<scalar_t>(std);
+  const scalar_t* M = optional_data<scalar_t>(mean);
+  const scalar_t* S = optional_data<scalar_t>(std);
   auto* GF = gfeat.data_ptr<scalar_t>();
   std::vector<acc_t> path(B * T * 3), acc(B * T * 3);
   at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {

@@ -9,6 +9,7 @@
 
 #include "../common/cuda_utils.cuh"
 #include "../common/ric_math.h"
+#include "../common/optional_data.h"
 #include "recover_from_ric.h"
 
 namespace vmdm {
@@ -53,11 +54,6 @@ __global__ void __launch_bounds__(kThreads)
 
 int64_t blocks_for(int64_t n) { return (n + kThreads - 1) / kThreads; }
 
-template <typename scalar_t>
-const scalar_t* ptr_or_null(const std::optional<at::Tensor>& t) {
-  return t.has_value() ? t->data_ptr<scalar_t>() : nullptr;
-}
-
 }  // namespace
 
 at::Tensor recover_from_ric_fwd_cuda(const at::Tensor& features, int64_t J, const std::optional<at::Tensor>& mean,
@@ -70,8 +66,8 @@ at::Tensor recover_from_ric_fwd_cuda(const at::Tensor& features, int64_t J, cons
     using acc_t = at::opmath_type<scalar_t>;
     auto path = at::empty({B, T, 3}, features.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
     const auto* F = features.data_ptr<scalar_t>();
-    const scalar_t* M = ptr_or_null<scalar_t>(mean);
-    const scalar_t* S = ptr_or_null<scalar_t>(std);
+    const scalar_t* M = optional_data<scalar_t>(mean);
+    const scalar_t* S = optional_data<scalar_t>(std);
     cuda::launch(ric_scan_kernel<scalar_t, acc_t>, blocks_for(B), kThreads, 0, F, B, T, D, M, S,
                  path.data_ptr<acc_t>());
     cuda::launch(ric_row_kernel<scalar_t, acc_t>, blocks_for(B * T), kThreads, 0, F, B * T, D, static_cast<int>(J), M,
@@ -91,8 +87,8 @@ at::Tensor recover_from_ric_bwd_cuda(const at::Tensor& grad, const at::Tensor& f
     auto opts = features.options().dtype(c10::CppTypeToScalarType<acc_t>::value);
     auto path = at::empty({B, T, 3}, opts), acc = at::empty({B, T, 3}, opts);
     const auto* F = features.data_ptr<scalar_t>();
-    const scalar_t* M = ptr_or_null<scalar_t>(mean);
-    const scalar_t* S = ptr_or_null<scalar_t>(std);
+    const scalar_t* M = optional_data<scalar_t>(mean);
+    const scalar_t* S = optional_data<scalar_t>(std);
     // The rows need the heading of their frame: scan first (the backward scan reuses it).
     cuda::launch(ric_scan_kernel<scalar_t, acc_t>, blocks_for(B), kThreads, 0, F, B, T, D, M, S,
                  path.data_ptr<acc_t>());

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "../common/camera_math.h"
+#include "../common/optional_data.h"
 #include "reproj_vel.h"
 
 namespace vmdm {
@@ -56,7 +57,7 @@ void fwd_impl(const at::Tensor& joints, const at::Tensor& keypoints, const at::T
                                    keypoints.data_ptr<scalar_t>(),
                                    weights.data_ptr<scalar_t>(),
                                    camera.data_ptr<scalar_t>(),
-                                   intrinsics.has_value() ? intrinsics->data_ptr<scalar_t>() : nullptr,
+                                   optional_data<scalar_t>(intrinsics),
                                    B, T, J, camera.dim() == 4, mode, static_cast<acc_t>(power),
                                    static_cast<acc_t>(z_min)};
   std::vector<acc_t> rows(static_cast<size_t>(B * T * kRowStats), acc_t(0));
@@ -137,7 +138,7 @@ void bwd_impl(const at::Tensor& grad_pos, const at::Tensor& grad_vel, const at::
                                    keypoints.data_ptr<scalar_t>(),
                                    weights.data_ptr<scalar_t>(),
                                    camera.data_ptr<scalar_t>(),
-                                   intrinsics.has_value() ? intrinsics->data_ptr<scalar_t>() : nullptr,
+                                   optional_data<scalar_t>(intrinsics),
                                    B, T, J, camera.dim() == 4, mode, static_cast<acc_t>(power),
                                    static_cast<acc_t>(z_min)};
   // Per-sample chain-rule coefficients: dL/d(term) = upstream * w_b / denominator.

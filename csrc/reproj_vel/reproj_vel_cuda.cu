@@ -23,6 +23,7 @@
 
 #include "../common/camera_math.h"
 #include "../common/cuda_utils.cuh"
+#include "../common/optional_data.h"
 #include "reproj_vel.h"
 
 namespace vmdm {
@@ -333,7 +334,7 @@ ReprojInputs<scalar_t, acc_t> make_inputs(const at::Tensor& joints, const at::Te
   in.K = keypoints.data_ptr<scalar_t>();
   in.W = weights.data_ptr<scalar_t>();
   in.cam = camera.data_ptr<scalar_t>();
-  in.intr = intrinsics.has_value() ? intrinsics->data_ptr<scalar_t>() : nullptr;
+  in.intr = optional_data<scalar_t>(intrinsics);
   in.mode = static_cast<int>(depth_mode);
   in.power = static_cast<acc_t>(depth_power);
   in.z_min = static_cast<acc_t>(z_min);
