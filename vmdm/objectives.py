@@ -40,8 +40,10 @@ class LossConfig:
     lambda_pos: float = 7.0
     lambda_vel: float = 50.0
     lambda_align: float = 10.0
-    align_smooth: float = 0.0  # Gaussian sigma (frames) of the ray corrections; 0 = per frame
-    align_outlier: float = 0.0  # metres; corrections this far from their smoothed value are dropped
+    # Alignment targets: Gaussian sigma (frames) of the ray corrections (0 = per frame) and the
+    # distance (metres) from their smoothed value past which a correction counts as an outlier.
+    align_smooth: float = 3.0
+    align_outlier: float = 0.05
     depth_weight: str = "sample"
     depth_power: float | None = None
     z_min: float = 0.5

@@ -16,7 +16,6 @@ smoothed value (gross detector outliers) before smoothing again. Measured number
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 __all__ = ["smooth_corrections", "masked_gaussian_smooth"]
 
@@ -35,14 +34,15 @@ def masked_gaussian_smooth(values: torch.Tensor, valid: torch.Tensor, sigma: flo
     if valid.shape != (B, T, J):
         raise ValueError(f"valid: expected shape {[B, T, J]}, got {list(valid.shape)}")
     radius = max(1, int(3 * sigma))
-    taps = torch.arange(-radius, radius + 1, dtype=values.dtype, device=values.device)
-    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)[None, None]
-    w = valid.to(values.dtype)
-    # One 1-D convolution over time for every (clip, joint, channel) series.
-    num = F.conv1d((values * w[..., None]).permute(0, 2, 3, 1).reshape(-1, 1, T), kernel, padding=radius)
-    den = F.conv1d(w.permute(0, 2, 1).reshape(-1, 1, T), kernel, padding=radius)
-    out = num.view(B, J, C, T) / den.view(B, J, 1, T).clamp_min(1e-6)
-    return out.permute(0, 3, 1, 2)
+    t = torch.arange(T, dtype=values.dtype, device=values.device)
+    lag = t[:, None] - t[None, :]
+    # The filter as a banded [T, T] matrix: one batched matmul smooths every (joint,
+    # channel) series and, through the appended weight column, its normaliser too.
+    band = torch.exp(-0.5 * (lag / sigma) ** 2) * (lag.abs() <= radius)
+    w = valid.to(values.dtype)[..., None]
+    stacked = torch.cat([values * w, w], dim=-1).reshape(B, T, J * (C + 1))
+    out = (band @ stacked).view(B, T, J, C + 1)
+    return out[..., :C] / out[..., C:].clamp_min(1e-6)
 
 
 def smooth_corrections(joints: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor, sigma: float,

@@ -84,10 +84,11 @@ class TrainConfig:
     lambda_vel: float = field(50.0, "2D velocity loss weight")
     lambda_align: float = field(10.0, "representation-alignment loss weight (2d mode; chosen on the val split, "
                                       "results/lambda_align_2400_2026-11-27)")
-    align_smooth: float = field(0.0, "alignment targets: Gaussian sigma in frames over which the ray "
-                                     "corrections are smoothed (removes keypoint noise; 0 = per frame)")
-    align_outlier: float = field(0.0, "alignment targets: drop ray corrections farther than this (metres) "
-                                      "from their smoothed value, as detector outliers (0 = keep all)")
+    align_smooth: float = field(3.0, "alignment targets: Gaussian sigma in frames over which the ray "
+                                     "corrections are smoothed (removes keypoint noise; 0 = per frame; "
+                                     "chosen on the val split, results/align_smoothing_2026-11-28)")
+    align_outlier: float = field(0.05, "alignment targets: drop ray corrections farther than this (metres) "
+                                       "from their smoothed value, as detector outliers (0 = keep all)")
     lambda_feature: float = field(1.0, "feature MSE weight (3d/teacher modes)")
     lambda_geo_pos: float = field(0.0, "MDM geometric position loss weight (3d/teacher)")
     lambda_geo_vel: float = field(0.0, "MDM geometric velocity loss weight (3d/teacher), fused kernel")
