@@ -9,6 +9,7 @@ from vmdm.data.lifter import (
     LifterTrainConfig,
     NoiseTeacher,
     NoiseTeacherConfig,
+    OracleTeacher,
     Teacher,
     TemporalLifter,
     evaluate_lifter,
@@ -95,6 +96,20 @@ def test_noise_teacher_keeps_rays_and_errs_in_depth():
     assert isinstance(pure, Teacher)
     with pytest.raises(ValueError, match="reference"):
         pure.lift(uv, scores, E, K)
+
+
+def test_oracle_teacher_returns_the_true_motion():
+    j = torch.from_numpy(_clips(1, seed=2)[0]).float()
+    E, K = sample_camera(j, generator=torch.Generator().manual_seed(0))
+    uv, _ = project(j, E, K)
+    oracle = OracleTeacher()
+    assert isinstance(oracle, Teacher)
+    lift = oracle.lift(uv, torch.ones(j.shape[:2]), E, K, reference=j)
+    assert torch.equal(lift, j) and lift.data_ptr() != j.data_ptr()
+    with pytest.raises(ValueError, match=r"OracleTeacher.lift: needs reference="):
+        oracle.lift(uv, torch.ones(j.shape[:2]), E, K)
+    with pytest.raises(ValueError, match=r"reference: expected \[%d, 22, 3\]" % j.shape[0]):
+        oracle.lift(uv, torch.ones(j.shape[:2]), E, K, reference=j[:-1])
 
 
 def test_training_reduces_error_and_checkpoint_round_trips(tmp_path):

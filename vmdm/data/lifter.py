@@ -199,6 +199,17 @@ class NoiseTeacherConfig:
     bias_sigma: float = 0.03  # constant per-joint offset, metres
 
 
+def _check_reference(teacher, keypoints, scores, camera, reference):
+    """Inputs of a teacher built on the true motion; returns ``(T, J)``."""
+    if reference is None:
+        raise ValueError(f"{teacher}.lift: needs reference= (true joints [T, J, 3])")
+    T, J = keypoints.shape[:2]
+    _check_inputs(keypoints, scores, camera, J)
+    if reference.shape != (T, J, 3):
+        raise ValueError(f"reference: expected [{T}, {J}, 3], got {tuple(reference.shape)}")
+    return T, J
+
+
 class NoiseTeacher:
     """Analytic teacher for tests and ablations: perturbs a known motion like a lifter would.
 
@@ -215,12 +226,7 @@ class NoiseTeacher:
         self.generator = torch.Generator().manual_seed(seed)
 
     def lift(self, keypoints, scores, camera, intrinsics=None, *, reference=None):
-        if reference is None:
-            raise ValueError("NoiseTeacher.lift: needs reference= (true joints [T, J, 3]) to perturb")
-        T, J = keypoints.shape[:2]
-        _check_inputs(keypoints, scores, camera, J)
-        if reference.shape != (T, J, 3):
-            raise ValueError(f"reference: expected [{T}, {J}, 3], got {tuple(reference.shape)}")
+        T, J = _check_reference("NoiseTeacher", keypoints, scores, camera, reference)
         cfg, g = self.config, self.generator
         kp = keypoints.double()
         if intrinsics is not None:
@@ -254,12 +260,7 @@ class OracleTeacher:
     name = "oracle"
 
     def lift(self, keypoints, scores, camera, intrinsics=None, *, reference=None):
-        if reference is None:
-            raise ValueError("OracleTeacher.lift: needs reference= (true joints [T, J, 3])")
-        T, J = keypoints.shape[:2]
-        _check_inputs(keypoints, scores, camera, J)
-        if reference.shape != (T, J, 3):
-            raise ValueError(f"reference: expected [{T}, {J}, 3], got {tuple(reference.shape)}")
+        _check_reference("OracleTeacher", keypoints, scores, camera, reference)
         return reference.clone()
 
 
