@@ -83,5 +83,8 @@ def test_reuse_compares_every_resolved_option_of_the_mode():
     assert "lr" in _training_differences(saved(supervision="2d", lr=1e-3), video)
     mdm = TrainConfig(**QUICK.train, supervision="3d", out="x")
     # 2D-loss options do not change a 3D-supervised run.
-    assert _training_differences({**saved(supervision="3d"), "lambda_align": 99.0}, mdm) == {}
+    assert _training_differences({**saved(supervision="3d"), "lambda_align": 99.0, "align_smooth": 9.0}, mdm) == {}
+    # ... but they do change a 2D-supervised one (a run from before the option existed is retrained).
+    assert "align_smooth" in _training_differences({k: v for k, v in saved(supervision="2d").items()
+                                                    if k != "align_smooth"}, video)
     assert "supervision" in _training_differences(saved(supervision="2d"), mdm)
