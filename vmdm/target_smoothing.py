@@ -58,9 +58,9 @@ def smooth_corrections(joints: torch.Tensor, targets: torch.Tensor, valid: torch
     if joints.shape != targets.shape or joints.ndim != 4 or joints.shape[-1] != 3:
         raise ValueError(f"joints, targets: expected equal shapes [B, T, J, 3], got {list(joints.shape)} "
                          f"and {list(targets.shape)}")
-    if outlier < 0:
-        raise ValueError(f"outlier: expected >= 0, got {outlier}")
-    if sigma <= 0:
+    if sigma < 0 or outlier < 0:
+        raise ValueError(f"sigma, outlier: expected >= 0, got {sigma} and {outlier}")
+    if sigma == 0:
         return torch.where(valid[..., None], targets, joints)
     correction = torch.where(valid[..., None], targets - joints, torch.zeros_like(joints))
     smooth = masked_gaussian_smooth(correction, valid, sigma)

@@ -35,8 +35,10 @@ def test_smoothing_argument_checks():
         masked_gaussian_smooth(x, torch.ones(1, 5, dtype=torch.bool), 1.0)
     with pytest.raises(ValueError, match="joints, targets: expected equal shapes"):
         smooth_corrections(x, torch.zeros(1, 5, 2, 2), torch.ones(1, 5, 2, dtype=torch.bool), 1.0)
-    with pytest.raises(ValueError, match="outlier: expected >= 0"):
+    with pytest.raises(ValueError, match=r"sigma, outlier: expected >= 0, got 1.0 and -1.0"):
         smooth_corrections(x, x, torch.ones(1, 5, 2, dtype=torch.bool), 1.0, outlier=-1.0)
+    with pytest.raises(ValueError, match=r"sigma, outlier: expected >= 0, got -2.0 and 0.0"):
+        smooth_corrections(x, x, torch.ones(1, 5, 2, dtype=torch.bool), -2.0)
 
 
 def test_corrections_lose_white_noise_and_outliers_but_keep_a_slow_offset():
