@@ -7,7 +7,8 @@
 - ``2d`` (VideoMDM): the predicted x0 is decoded to joints and supervised only in 2D with
   the fused depth-weighted reprojection + velocity kernel, plus representation alignment:
   the predicted joints are projected onto the camera rays through the observed keypoints
-  (fused kernel), re-encoded to features without gradient, and the redundant channels
+  (fused kernel; the corrections smoothed over frames against keypoint noise), re-encoded to
+  features without gradient, and the redundant channels
   (rotations, local velocities, foot contacts) of the prediction are pulled towards them.
   This objective never sees 3D ground truth: it refuses batches that carry any.
 """
@@ -154,7 +155,8 @@ class Objective:
 
     @torch.no_grad()
     def alignment_targets(self, joints, batch, weights):
-        """Normalised features of the predicted joints moved onto the observed keypoints' rays."""
+        """Normalised features of the predicted joints moved onto the observed keypoints' rays,
+        the moves smoothed over frames (:mod:`vmdm.target_smoothing`, ``align_smooth``)."""
         joints = joints.float()
         rays = vk.ray_targets(joints, batch["keypoints"], batch["camera"], batch.get("intrinsics"),
                               backend=self.backend)
