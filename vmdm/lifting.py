@@ -39,6 +39,7 @@ import vmdm_kernels as vk
 from vmdm.data.cameras import pixels_to_normalized, project
 from vmdm.data.kinematics import rotation_about_y
 from vmdm.data.representation import canonicalize, decode, encode
+from vmdm.target_smoothing import masked_gaussian_smooth, smooth_corrections
 
 __all__ = ["LiftResult", "lift", "lift_details", "fit_placement", "apply_placement", "reprojection_error"]
 
@@ -47,6 +48,8 @@ __all__ = ["LiftResult", "lift", "lift_details", "fit_placement", "apply_placeme
 _YAW_GRID = 24
 _HUBER = 0.02
 _Z_MIN = 0.1
+# Largest change of depth (as a factor) that one guidance step may make per frame.
+_MAX_STEP_SCALE = 1.5
 
 
 # --------------------------------------------------------------------------- input checks
@@ -163,7 +166,8 @@ def _init_placement(X, uv, w, R, t):
     return thetas[best], tau[best, torch.arange(B)]
 
 
-def fit_placement(joints, keypoints, weights, camera, *, init=None, iterations: int = 15):
+def fit_placement(joints, keypoints, weights, camera, *, init=None, iterations: int = 15,
+                  keep_depth: bool = False):
     """Place canonical joints in the camera's world frame.
 
     Finds ``rotation`` (about +y) and ``translation`` per motion so that ``rotation @ X +
@@ -171,7 +175,11 @@ def fit_placement(joints, keypoints, weights, camera, *, init=None, iterations: 
     Levenberg-Marquardt on the Huber-weighted reprojection error. ``joints [B, F, J, 3]``
     (or ``[F, J, 3]``), ``keypoints [F, J, 2]`` normalised image coordinates, ``weights
     [F, J]``, ``camera [3, 4]`` or ``[F, 3, 4]`` world. ``init``: ``(rotation, translation)``
-    to refine instead of the grid search. Returns ``(rotation [B, 3, 3], translation [B, 3])``.
+    to refine instead of the grid search. ``keep_depth`` (with ``init``): move the motion
+    only across the camera's line of sight (its image x and y axes), not towards or away
+    from it. Reprojection pins depth only through perspective, weakly, so a refit of a
+    poor prediction can otherwise throw it metres away; the lifter sets depth from body
+    size instead. Returns ``(rotation [B, 3, 3], translation [B, 3])``.
     """
     X = torch.as_tensor(joints).double()
     single = X.dim() == 3
@@ -187,19 +195,29 @@ def fit_placement(joints, keypoints, weights, camera, *, init=None, iterations: 
         if rot0.dim() == 2:
             rot0, tau = rot0[None], tau[None]
         theta = torch.atan2(rot0[:, 0, 2], rot0[:, 2, 2])
+    if keep_depth and init is None:
+        raise ValueError("keep_depth: needs an init placement to keep the depth of")
+    # Directions the translation may move in: all, or the camera's image axes in the world.
+    basis = R[R.shape[0] // 2, :2].T if keep_depth else torch.eye(3, dtype=X.dtype)  # [3, P - 1]
+    P = basis.shape[1] + 1
+
+    def residuals(theta, tau):
+        r, Jac, wr = _residuals(theta, tau, X, uv, w, R, t)
+        return r, torch.cat((Jac[..., :1], Jac[..., 1:] @ basis), dim=-1), wr
+
     lam = torch.full_like(theta, 1e-3)
-    r, Jac, wr = _residuals(theta, tau, X, uv, w, R, t)
+    r, Jac, wr = residuals(theta, tau)
     cost = _huber_cost(r, wr)
     for _ in range(iterations):
         n = r.norm(dim=-1)
         hub = torch.where(n <= _HUBER, torch.ones_like(n), _HUBER / n.clamp(min=1e-12))
         W = (wr * hub)[..., None, None]
-        H = (Jac.transpose(-1, -2) @ (W * Jac)).sum(1)  # [B, 4, 4]
-        g = (Jac.transpose(-1, -2) @ (W * r[..., None])).sum(1)[..., 0]  # [B, 4]
-        damp = lam[:, None, None] * (torch.diag_embed(torch.diagonal(H, dim1=-2, dim2=-1)) + 1e-9 * torch.eye(4))
+        H = (Jac.transpose(-1, -2) @ (W * Jac)).sum(1)  # [B, P, P]
+        g = (Jac.transpose(-1, -2) @ (W * r[..., None])).sum(1)[..., 0]  # [B, P]
+        damp = lam[:, None, None] * (torch.diag_embed(torch.diagonal(H, dim1=-2, dim2=-1)) + 1e-9 * torch.eye(P))
         step = torch.linalg.solve(H + damp, -g[..., None])[..., 0]
-        theta_n, tau_n = theta + step[:, 0], tau + step[:, 1:]
-        r_n, Jac_n, _ = _residuals(theta_n, tau_n, X, uv, w, R, t)
+        theta_n, tau_n = theta + step[:, 0], tau + step[:, 1:] @ basis.T
+        r_n, Jac_n, _ = residuals(theta_n, tau_n)
         cost_n = _huber_cost(r_n, wr)
         ok = cost_n < cost
         theta = torch.where(ok, theta_n, theta)
@@ -232,29 +250,36 @@ def reprojection_error(joints, keypoints, weights, camera, intrinsics=None) -> f
 # --------------------------------------------------------------------------- lifting
 
 
-def _keep_body_size(pred: torch.Tensor, moved: torch.Tensor, cam_c: torch.Tensor, bone_w: torch.Tensor,
+def _camera_centres(cam_c: torch.Tensor, B: int, F: int) -> torch.Tensor:
+    """Camera centres ``[B, F, 3]`` of ``[B, 3, 4]`` or ``[B, F, 3, 4]`` cameras."""
+    R, t = cam_c[..., :3], cam_c[..., 3]
+    centre = -(R.transpose(-1, -2) @ t[..., None])[..., 0]
+    return centre[:, None].expand(B, F, 3) if centre.dim() == 2 else centre
+
+
+def _keep_body_size(pred: torch.Tensor, moved: torch.Tensor, bone_w: torch.Tensor,
                     parents: torch.Tensor) -> torch.Tensor:
-    """Scale each frame of ``moved [B, F, J, 3]`` about its camera centre so that its
-    (confidence-weighted) bone lengths sum to the prediction's.
+    """Per-frame scale factors ``[B, F]`` about the camera centres that give
+    ``moved [B, F, J, 3]`` the prediction's body size in every frame.
 
     Moving joints onto their rays keeps them at the depth where the current placement put
     them, so a wrong placement depth turns into a wrong body size, which the next
     prediction inherits. Scaling about the camera centre keeps every joint on its ray
-    (the projections do not change) and lets the body's apparent size set the depth.
-    ``bone_w [F, J]`` weighs the bone ending at each joint, ``parents [J]`` (root: itself).
+    (the projections do not change) and lets the body's apparent size set the depth. A
+    person's bones do not change length, so the target is the prediction's bone lengths
+    averaged over the clip, not frame by frame: a size wobble of the prediction would
+    otherwise become a wobble in depth. ``bone_w [F, J]`` weighs the bone ending at each
+    joint (its reliability in the keypoints), ``parents [J]`` (root: itself).
     """
-    B, F, J, _ = moved.shape
-    R, t = cam_c[..., :3], cam_c[..., 3]
-    centre = -(R.transpose(-1, -2) @ t[..., None])[..., 0]  # [B, 3] or [B, F, 3]
-    if centre.dim() == 2:
-        centre = centre[:, None].expand(B, F, 3)
-    lp = (pred - pred[:, :, parents]).norm(dim=-1)
+    lp = (pred - pred[:, :, parents]).norm(dim=-1).mean(1, keepdim=True)  # [B, 1, J]
     lm = (moved - moved[:, :, parents]).norm(dim=-1)
     num = (bone_w * lp).sum(-1)
     den = (bone_w * lm).sum(-1)
-    k = torch.where(den > 1e-6, num / den.clamp(min=1e-6), torch.ones_like(num))  # [B, F]
-    c = centre[:, :, None].to(moved.dtype)
-    return c + k[..., None, None] * (moved - c)
+    k = torch.where(den > 1e-6, num / den.clamp(min=1e-6), torch.ones_like(num))
+    # One step moves the depth by at most half again: a frame whose rays pass close to the
+    # camera (or a prediction far off in the first steps) would otherwise throw the body
+    # metres away, and the next prediction would start from there.
+    return k
 
 
 @dataclass
@@ -282,7 +307,8 @@ def _compose(camera: torch.Tensor, rot: torch.Tensor, tr: torch.Tensor) -> torch
 def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text: str = "", *,
                  guidance_strength: float = 1.0, sample_steps: int | None = None, seed: int | None = None,
                  num_samples: int = 1, sampler: str = "ddim", text_guidance: float = 2.5,
-                 refine_placement: bool = True, keep_size: bool = True, progress: bool = False) -> LiftResult:
+                 refine_placement: bool = True, keep_size: bool = True, smooth: float = 3.0, outlier: float = 0.05, final_pull: bool = True,
+                 progress: bool = False) -> LiftResult:
     """:func:`lift` with everything it computes, for ``num_samples`` lifts at once
     (different noise, same ``seed`` stream)."""
     lm = loaded_model
@@ -301,6 +327,8 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
     cfg_scale = text_guidance if text.strip() else 0.0
 
     pull = (guidance_strength * sc).float()[None, ..., None]  # [1, F, J, 1]
+    observed = (sc > 0)[None]
+    full = (guidance_strength * observed).float()[..., None]
     par = torch.tensor([max(p, 0) for p in sk.parents])
     bone_w = torch.minimum(sc, sc[:, par]).float()  # a bone is as reliable as its less certain end
     bone_w[:, 0] = 0  # the root has no bone
@@ -314,7 +342,8 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
         rot, tr = state["rot"], state["tr"]
         init = None if rot is None else (rot[index], tr[index])
         if init is None or refine_placement:
-            r_new, t_new = fit_placement(joints, kp, sc, cam_w, init=init, iterations=15 if init is None else 3)
+            r_new, t_new = fit_placement(joints, kp, sc, cam_w, init=init, iterations=15 if init is None else 3,
+                                         keep_depth=init is not None)
             if rot is None:
                 state["rot"], state["tr"] = (torch.zeros(num_samples, 3, 3, dtype=torch.float64),
                                              torch.zeros(num_samples, 3, dtype=torch.float64))
@@ -322,9 +351,21 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
         rot, tr = state["rot"][index], state["tr"][index]
         cam_c = _compose(cam_w, rot, tr).float()
         targets = vk.ray_targets(joints, kp32.expand(b, F, -1, -1).contiguous(), cam_c.contiguous())
-        moved = joints + pull * (targets - joints)  # confidence 0: the prediction stays
+        if smooth > 0:
+            targets = smooth_corrections(joints, targets, observed.expand(b, F, -1), smooth, outlier)
+        # Confidence sets how far each step trusts a keypoint; the last step (t = 0) moves
+        # every observed joint all the way, so that the lift agrees with the image instead
+        # of keeping a confidence-sized share of the prediction's last error.
+        w = full if final_pull and int(t.min()) == 0 else pull
+        moved = joints + w * (targets - joints)  # confidence 0: the prediction stays
         if keep_size:
-            moved = _keep_body_size(joints, moved, cam_c, bone_w, par)
+            centre = _camera_centres(cam_c, b, F).to(moved.dtype)[:, :, None]
+            # The ray points' size, not the partly moved joints', says how far off the depth is.
+            k = _keep_body_size(joints, targets, bone_w, par)
+            if smooth > 0:
+                k = masked_gaussian_smooth(k.log()[..., None, None], torch.ones(b, F, 1, dtype=torch.bool),
+                                           smooth)[..., 0, 0].exp()
+            moved = centre + k[..., None, None] * (moved - centre)
         # encode() needs one frame more than it returns features for: extrapolate linearly.
         ext = torch.cat((moved, 2 * moved[:, -1:] - moved[:, -2:-1]), dim=1)
         feats = encode(ext, sk)
