@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "--text is then optional (none: unconditional)")
     p.add_argument("--lift-strength", type=float, default=1.0,
                    help="ray-projection guidance strength in [0, 1] (0: unguided samples)")
+    p.add_argument("--lift-smooth", type=float, default=3.0,
+                   help="Gaussian over frames (sigma, frames) on the ray corrections and depths; keypoint noise "
+                        "otherwise turns into 3D jitter (0: follow every keypoint exactly)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     return p
 
@@ -154,6 +157,8 @@ def main(argv=None) -> int:
             parser.error("--length: not used with --lift (the clip's frame count sets it)")
         if not 0.0 <= args.lift_strength <= 1.0:
             parser.error(f"--lift-strength: expected a value in [0, 1], got {args.lift_strength}")
+        if args.lift_smooth < 0:
+            parser.error(f"--lift-smooth: expected a value >= 0, got {args.lift_smooth}")
     elif not prompts:
         parser.error("--text: give at least one prompt (--text or --text-file), or a clip with --lift")
 
@@ -218,6 +223,7 @@ def main(argv=None) -> int:
                  f"text {text!r}" if text else "unconditional", args.num_samples)
         res = lift_details(lm, torch.from_numpy(clip["keypoints"]), torch.from_numpy(clip["scores"]),
                            torch.from_numpy(clip["camera"]), None, text, guidance_strength=args.lift_strength,
+                           smooth=args.lift_smooth,
                            sample_steps=args.sample_steps, seed=args.seed, num_samples=args.num_samples,
                            sampler=args.sampler, text_guidance=args.guidance, progress=args.progress)
         joints, feats = res.joints.numpy(), res.features.numpy()

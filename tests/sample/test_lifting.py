@@ -19,6 +19,9 @@ from vmdm.data.skeleton import SMPL22
 from vmdm.lifting import apply_placement, fit_placement, lift, lift_details, reprojection_error
 
 STEPS = 5  # DDIM steps: enough for the mechanics, quick on a CPU
+# No temporal smoothing where a test checks that joints end exactly on their rays (the
+# barely trained model's corrections change fast over frames, so smoothing leaves some).
+EXACT = dict(smooth=0.0)
 
 
 def test_fit_placement_recovers_a_known_placement(known_clip):
@@ -53,7 +56,8 @@ def test_fit_placement_with_per_frame_cameras_and_outliers(known_clip):
 def test_guided_lift_reprojects_far_better_than_unguided(loaded_tiny, known_clip):
     joints, E, K, kp = known_clip
     scores = torch.ones(kp.shape[:2])
-    guided = lift_details(loaded_tiny, kp, scores, E, K, "a person walks forward.", sample_steps=STEPS, seed=0)
+    guided = lift_details(loaded_tiny, kp, scores, E, K, "a person walks forward.", sample_steps=STEPS, seed=0,
+                          **EXACT)
     unguided = lift_details(loaded_tiny, kp, scores, E, K, "a person walks forward.", sample_steps=STEPS, seed=0,
                             guidance_strength=0.0)
     assert guided.joints.shape == (1, 40, 22, 3) and torch.isfinite(guided.joints).all()
@@ -66,7 +70,7 @@ def test_guided_lift_reprojects_far_better_than_unguided(loaded_tiny, known_clip
     assert reprojection_error(guided.joints[0], uv, scores, E) == pytest.approx(g, abs=1e-6)
     # Partial guidance lands in between.
     half = lift_details(loaded_tiny, kp, scores, E, K, "a person walks forward.", sample_steps=STEPS, seed=0,
-                        guidance_strength=0.5)
+                        guidance_strength=0.5, **EXACT)
     assert g < half.reprojection_error[0] < u
 
 
@@ -76,7 +80,7 @@ def test_unobserved_joints_are_not_pulled_onto_their_rays(loaded_tiny, known_cli
     wrist = SMPL22.index("left_wrist")
     scores[:, wrist] = 0.0
     scores[::3, 4] = 0.0  # a knee missed in some frames
-    out = lift(loaded_tiny, kp.numpy(), scores.numpy(), E.numpy(), K.numpy(), sample_steps=STEPS, seed=1)
+    out = lift(loaded_tiny, kp.numpy(), scores.numpy(), E.numpy(), K.numpy(), sample_steps=STEPS, seed=1, **EXACT)
     assert isinstance(out, np.ndarray) and out.shape == (40, 22, 3) and np.isfinite(out).all()
     uv, _ = project(torch.from_numpy(out).double(), E, K)
     err = (uv - kp).norm(dim=-1)  # pixels
@@ -105,7 +109,8 @@ def test_per_frame_camera_stays_consistent(loaded_tiny, known_clip):
     t = E[:, :3] @ centre + E[:, 3] - (R @ centre[:, None])[..., 0]
     cams = torch.cat((R, t[..., None]), dim=-1)
     kp, _ = project(joints, cams, K)
-    res = lift_details(loaded_tiny, kp, torch.ones(F, 22), cams, K, sample_steps=STEPS, seed=0, num_samples=2)
+    res = lift_details(loaded_tiny, kp, torch.ones(F, 22), cams, K, sample_steps=STEPS, seed=0, num_samples=2,
+                       **EXACT)
     assert res.joints.shape == (2, F, 22, 3)
     assert res.camera_canonical.shape == (2, F, 3, 4)
     assert max(res.reprojection_error) < 1e-3
@@ -131,7 +136,7 @@ def test_lift_from_a_clip_file_on_the_command_line(tiny_checkpoint, known_clip, 
                             extrinsics=E.numpy())
     out = tmp_path / "lifted"
     assert main(["--checkpoint", str(tiny_checkpoint), "--lift", str(clip), "--out", str(out), "--sample-steps",
-                 str(STEPS), "--formats", "npy,bvh", "--no-progress", "--num-samples", "2"]) == 0
+                 str(STEPS), "--formats", "npy,bvh", "--no-progress", "--num-samples", "2", "--lift-smooth", "0"]) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["lift"]["frames"] == 39  # T keypoint frames -> T - 1 motion frames
     assert len(res["samples"]) == 2
@@ -166,7 +171,93 @@ def test_bad_inputs_name_the_argument(loaded_tiny, known_clip):
         lift(loaded_tiny, kp, sc, E, K[:3])
     with pytest.raises(ValueError, match="guidance_strength"):
         lift(loaded_tiny, kp, sc, E, K, guidance_strength=1.5)
+    with pytest.raises(ValueError, match="smooth"):
+        lift(loaded_tiny, kp, sc, E, K, smooth=-1.0)
     bad = kp.clone()
     bad[3, 2, 0] = math.nan
     with pytest.raises(ValueError, match="keypoints.*NaN"):
         lift(loaded_tiny, bad, sc, E, K)
+
+
+def test_refit_with_keep_depth_moves_only_across_the_line_of_sight(known_clip):
+    joints, E, K, kp = known_clip
+    canon, _ = canonicalize(joints, SMPL22)
+    uv = pixels_to_normalized(kp, K)
+    w = torch.ones(uv.shape[:2])
+    rot, tr = fit_placement(canon, uv, w, E)
+    # Start 0.3 m off sideways and 0.5 m off along the optical axis.
+    axis_x, axis_z = E[0, :3], E[2, :3]
+    start = tr + 0.3 * axis_x + 0.5 * axis_z
+    _, tr_keep = fit_placement(canon, uv, w, E, init=(rot, start), iterations=20, keep_depth=True)
+    _, tr_free = fit_placement(canon, uv, w, E, init=(rot, start), iterations=20)
+    # The sideways error is fixed, the depth error kept; a free refit fixes both.
+    assert float((tr_keep - start) @ axis_z) == pytest.approx(0.0, abs=1e-9)
+    assert abs(float((tr_keep - tr) @ axis_x)) < 0.05
+    assert (tr_free - tr).norm() < 1e-3
+    with pytest.raises(ValueError, match="keep_depth"):
+        fit_placement(canon, uv, w, E, keep_depth=True)
+
+
+def test_depth_follows_the_clip_average_body_size():
+    from vmdm.lifting import _keep_body_size
+
+    torch.manual_seed(0)
+    par = torch.tensor([max(p, 0) for p in SMPL22.parents])
+    body = torch.randn(1, 1, 22, 3).expand(1, 6, 22, 3).clone()
+    wobble = torch.tensor([1.0, 1.2, 0.8, 1.1, 0.9, 1.0])
+    pred = body * wobble[None, :, None, None]  # the prediction's size wobbles over frames
+    rays = 2.0 * body  # the ray points: the true body twice too far, so twice too big
+    k = _keep_body_size(pred, rays, torch.ones(6, 22), par)
+    # Every frame is brought to the clip's average size (1.0), not to its own frame's.
+    assert torch.allclose(k, torch.full((1, 6), 0.5), atol=1e-6)
+
+
+class _OraclePrior:
+    """A stand-in for a trained model whose every denoising prediction is the true motion,
+    so that a lift shows what the guidance alone does to it."""
+
+    def __init__(self, joints):
+        from vmdm.data.representation import encode
+
+        self.skeleton = SMPL22
+        self.model = type("M", (), {"cfg": type("C", (), {"max_frames": 196})()})()
+        ext = torch.cat((joints, 2 * joints[-1:] - joints[-2:-1])).float()
+        self.truth = encode(ext, SMPL22)  # [F, 263]
+
+    normalize = denormalize = staticmethod(lambda x: x)
+
+    def generate(self, texts, F, *, guide=None, **kw):
+        from vmdm.data.representation import decode
+
+        n = len(texts)
+        x = self.truth.expand(n, -1, -1).clone()
+        for t in (9, 6, 3, 0):
+            x = guide(self.truth.expand(n, -1, -1).clone(), torch.full((n,), t), slice(0, n))
+        return {"features": x, "joints": decode(x, SMPL22)}
+
+
+def test_smoothing_turns_keypoint_noise_into_less_jitter(known_clip):
+    joints, E, K, kp = known_clip
+    prior = _OraclePrior(joints)
+    noisy = kp + 4.0 * torch.randn(kp.shape, generator=torch.Generator().manual_seed(0), dtype=kp.dtype)
+    scores = torch.ones(kp.shape[:2])
+
+    def errors(**kw):
+        out = lift(prior, noisy, scores, E, K, **kw).double()
+        d = out - joints
+        return d.norm(dim=-1).mean(), (d[2:] - 2 * d[1:-1] + d[:-2]).norm(dim=-1).mean()
+
+    (pos_raw, acc_raw), (pos_smooth, acc_smooth) = errors(smooth=0.0), errors()
+    # The truth pulled onto noisy rays inherits the noise frame by frame; averaged
+    # corrections keep most of it out, in position and far more in acceleration.
+    assert acc_smooth < 0.3 * acc_raw
+    assert pos_smooth < pos_raw
+
+
+def test_last_step_moves_low_confidence_joints_onto_their_rays(loaded_tiny, known_clip):
+    joints, E, K, kp = known_clip
+    scores = torch.full(kp.shape[:2], 0.5)
+    full = lift_details(loaded_tiny, kp, scores, E, K, sample_steps=STEPS, seed=0, **EXACT)
+    partial = lift_details(loaded_tiny, kp, scores, E, K, sample_steps=STEPS, seed=0, final_pull=False, **EXACT)
+    assert full.reprojection_error[0] < 1e-4
+    assert partial.reprojection_error[0] > 100 * full.reprojection_error[0]
