@@ -44,10 +44,7 @@ import torch
 import vmdm_kernels as vk
 from vmdm_kernels.ref import motion_features as _mf
 
-from vmdm.data.kinematics import (
-    _check_joints,
-    rotation_about_y,
-)
+from vmdm.data.kinematics import _check_joints
 from vmdm.data.skeleton import Skeleton, feature_skeleton
 
 __all__ = [
@@ -212,9 +209,7 @@ class CanonicalTransform:
 
 def _canonical_transform(joints: torch.Tensor, skeleton: Skeleton):
     """Transform for filled ``[B, T, J, 3]`` joints, plus the world yaw of frame 0."""
-    origin, yaw0 = _mf.canonical_origin(joints, skeleton.facing_joints)
-    rotation = rotation_about_y(-yaw0)
-    translation = -(rotation @ origin[..., None])[..., 0]
+    rotation, translation, yaw0 = _mf.canonical_frame(joints, skeleton.facing_joints)
     return CanonicalTransform(rotation, translation), yaw0
 
 

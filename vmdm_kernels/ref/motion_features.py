@@ -30,7 +30,7 @@ import torch
 
 __all__ = ["FeatureSkeleton", "motion_features", "bone_rotations", "rotation_between_units",
            "half_turn_about_perpendicular", "facing_yaw", "wrap_angle", "rot_y_apply", "fill_padding",
-           "canonical_origin"]
+           "canonical_origin", "canonical_frame"]
 
 _EPS = 1e-8
 MAX_JOINTS = 64  # the compiled kernels keep one frame per joint in registers / on the stack
@@ -236,6 +236,15 @@ def canonical_origin(joints: torch.Tensor, facing_joints) -> tuple[torch.Tensor,
     return origin, facing_yaw(joints[:, 0], facing_joints)
 
 
+def canonical_frame(joints: torch.Tensor, facing_joints) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The rigid map into the canonical frame of filled ``[B, T, J, 3]`` joints:
+    ``(rotation [B, 3, 3], translation [B, 3], yaw0 [B])`` with ``X_c = rotation X +
+    translation`` and ``yaw0`` frame 0's world heading."""
+    origin, yaw0 = canonical_origin(joints, facing_joints)
+    rotation = rotation_about_y(-yaw0)
+    return rotation, -(rotation @ origin[..., None])[..., 0], yaw0
+
+
 # --------------------------------------------------------------------------- encoder
 
 
@@ -246,9 +255,7 @@ def motion_features(joints: torch.Tensor, lengths: torch.Tensor, skeleton: Featu
     valid frames (each in ``[2, T]``); ``(f - mean) / std`` when ``mean``/``std`` ``[D]`` are given."""
     x = fill_padding(joints, lengths)
     B, T, J, _ = x.shape
-    origin, yaw0 = canonical_origin(x, skeleton.facing_joints)
-    rotation = rotation_about_y(-yaw0)
-    translation = -(rotation @ origin[..., None])[..., 0]
+    rotation, translation, yaw0 = canonical_frame(x, skeleton.facing_joints)
     pos = (rotation[:, None, None] @ x[..., None])[..., 0] + translation[:, None, None]
     # Heading relative to frame 0, taken from the world joints so that frame 0 is exactly 0.
     yaw = wrap_angle(facing_yaw(x, skeleton.facing_joints) - yaw0[:, None])  # [B, T]
