@@ -60,6 +60,10 @@ __all__ = ["LiftResult", "lift", "lift_details", "fit_placement", "apply_placeme
 _YAW_GRID = 24
 _HUBER = 0.02
 _Z_MIN = 0.1
+# Guidance ramp (see lift_details) by the checkpoint's supervision when none is given:
+# measured on real CMU windows (results/lifting_2026-11-29.md), a 2D-supervised prior
+# lifts far better when guided late, a 3D-supervised one far worse.
+_DEFAULT_RAMP = {"2d": 12.0}
 # Largest change of depth (as a factor) that one guidance step may make per frame.
 _MAX_STEP_SCALE = 1.5
 
@@ -320,14 +324,21 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
                  guidance_strength: float = 1.0, sample_steps: int | None = None, seed: int | None = None,
                  num_samples: int = 1, sampler: str = "ddim", text_guidance: float = 2.5,
                  refine_placement: bool = True, keep_size: bool = True, smooth: float = 3.0,
-                 outlier: float = 0.05, final_pull: bool = True, progress: bool = False) -> LiftResult:
+                 outlier: float = 0.05, final_pull: bool = True, ramp: float | None = None,
+                 progress: bool = False) -> LiftResult:
     """:func:`lift` with everything it computes, for ``num_samples`` lifts at once
     (different noise, same ``seed`` stream).
 
     ``smooth``: standard deviation (frames) of the Gaussian over the ray corrections and
     the per-frame depths (0: every keypoint followed exactly); ``outlier`` (metres):
     corrections this far from their smoothed value are dropped; ``final_pull``: the last
-    step moves observed joints onto their rays whatever their confidence.
+    step moves observed joints onto their rays whatever their confidence. ``ramp``: the
+    pull is multiplied by ``(1 - t / T) ** ramp`` at diffusion step ``t`` of ``T``, so that
+    the early, blurry predictions are guided little (0: the same pull at every step). A
+    2D-supervised prior keeps -- and amplifies -- whatever depth structure its input has,
+    and strong early pulls leave its lifts leaning; a 3D-supervised prior corrects that
+    itself but takes its body size from the early, guided steps. ``None``: 12 for
+    checkpoints trained with ``--supervision 2d``, 0 for the others.
     """
     lm = loaded_model
     sk = lm.skeleton
@@ -342,6 +353,11 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
         raise ValueError(f"num_samples: expected >= 1, got {num_samples}")
     if smooth < 0 or outlier < 0:
         raise ValueError(f"smooth, outlier: expected >= 0, got {smooth} and {outlier}")
+    if ramp is None:
+        ramp = _DEFAULT_RAMP.get(str((getattr(lm, "config", None) or {}).get("supervision")), 0.0)
+    if ramp < 0:
+        raise ValueError(f"ramp: expected >= 0, got {ramp}")
+    T = lm.diffusion.steps if ramp > 0 else 1
     text = text or ""
     # Empty text: the unconditional model (classifier-free scale 0 keeps only its output).
     cfg_scale = text_guidance if text.strip() else 0.0
@@ -377,6 +393,8 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
         # every observed joint all the way, so that the lift agrees with the image instead
         # of keeping a confidence-sized share of the prediction's last error.
         w = full if final_pull and int(t.min()) == 0 else pull
+        if ramp > 0:
+            w = w * (1 - int(t.min()) / T) ** ramp
         moved = joints + w * (targets - joints)  # confidence 0: the prediction stays
         if keep_size:
             centre = _camera_centres(cam_c, b, F).to(moved.dtype)[:, :, None]

@@ -173,6 +173,8 @@ def test_bad_inputs_name_the_argument(loaded_tiny, known_clip):
         lift(loaded_tiny, kp, sc, E, K, guidance_strength=1.5)
     with pytest.raises(ValueError, match="smooth"):
         lift(loaded_tiny, kp, sc, E, K, smooth=-1.0)
+    with pytest.raises(ValueError, match="ramp"):
+        lift(loaded_tiny, kp, sc, E, K, ramp=-1.0)
     bad = kp.clone()
     bad[3, 2, 0] = math.nan
     with pytest.raises(ValueError, match="keypoints.*NaN"):
@@ -261,3 +263,18 @@ def test_last_step_moves_low_confidence_joints_onto_their_rays(loaded_tiny, know
     partial = lift_details(loaded_tiny, kp, scores, E, K, sample_steps=STEPS, seed=0, final_pull=False, **EXACT)
     assert full.reprojection_error[0] < 1e-4
     assert partial.reprojection_error[0] > 100 * full.reprojection_error[0]
+
+
+def test_guidance_ramp_defaults_by_supervision(loaded_tiny, known_clip):
+    joints, E, K, kp = known_clip
+    scores = torch.ones(kp.shape[:2])
+
+    def run(**kw):
+        return lift_details(loaded_tiny, kp, scores, E, K, sample_steps=STEPS, seed=0, **EXACT, **kw)
+
+    assert loaded_tiny.config["supervision"] == "2d"
+    auto, ramped, flat = run(), run(ramp=12.0), run(ramp=0.0)
+    assert torch.equal(auto.joints, ramped.joints)  # a 2D-supervised checkpoint gets 12
+    assert not torch.allclose(auto.joints, flat.joints)
+    # Every ramp still ends on the rays: the last step (t = 0) has the full pull.
+    assert max(auto.reprojection_error + flat.reprojection_error) < 1e-3
