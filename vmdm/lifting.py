@@ -29,11 +29,12 @@ The result is returned in the camera's world frame. The world is assumed y-up (t
 project's convention, see :mod:`vmdm.data.cameras`): the body is only turned about the
 vertical, never tilted, to fit the camera.
 
-Measured on real CMU windows (``results/lifting_2026-11-29.md``), steps 2-4 as they are
-now cut the VideoMDM prior's acceleration error five-fold and its reprojection error
-three-fold, and its MPJPE by about a tenth on average, compared with per-frame bone
-lengths from the partly moved joints, raw per-frame corrections, a confidence-weighted
-last step and free-depth refits (which could throw a lift metres away).
+The pull is ramped in over the denoising steps for 2D-supervised priors (``ramp``; see
+:func:`lift_details`). Measured on real CMU windows (``results/lifting_2026-11-29.md``),
+steps 2-4 as they are now and the ramp halve the VideoMDM prior's MPJPE and cut its
+acceleration error four-fold compared with per-frame bone lengths from the partly moved
+joints, raw per-frame corrections, a confidence-weighted last step, free-depth refits
+(which could throw a lift metres away) and no ramp.
 
 Unguided samples are placed with the same :func:`fit_placement`, so comparing their
 :func:`reprojection_error` with a lift's isolates what the guidance adds.
