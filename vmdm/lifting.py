@@ -29,7 +29,7 @@ The result is returned in the camera's world frame. The world is assumed y-up (t
 project's convention, see :mod:`vmdm.data.cameras`): the body is only turned about the
 vertical, never tilted, to fit the camera.
 
-The pull is ramped in over the denoising steps for 2D-supervised priors (``ramp``; see
+The pull is ramped in over the denoising steps for priors trained on teacher lifts (``ramp``; see
 :func:`lift_details`). Measured on real CMU windows (``results/lifting_2026-11-29.md``),
 steps 2-4 as they are now and the ramp halve the VideoMDM prior's MPJPE and cut its
 acceleration error four-fold compared with per-frame bone lengths from the partly moved
@@ -62,9 +62,10 @@ _YAW_GRID = 24
 _HUBER = 0.02
 _Z_MIN = 0.1
 # Guidance ramp (see lift_details) by the checkpoint's supervision when none is given:
-# measured on real CMU windows (results/lifting_2026-11-29.md), a 2D-supervised prior
-# lifts far better when guided late, a 3D-supervised one far worse.
-_DEFAULT_RAMP = {"2d": 12.0}
+# measured on real CMU windows (results/lifting_2026-11-29.md), priors that learnt from
+# teacher lifts (2D-supervised, or MDM on the lifts) lift far better when guided late, a
+# prior trained on true 3D far worse.
+_DEFAULT_RAMP = {"2d": 12.0, "teacher": 12.0}
 # Largest change of depth (as a factor) that one guidance step may make per frame.
 _MAX_STEP_SCALE = 1.5
 
@@ -299,6 +300,15 @@ def _keep_body_size(pred: torch.Tensor, moved: torch.Tensor, bone_w: torch.Tenso
     return k
 
 
+def _resolve_ramp(loaded_model, ramp: float | None) -> float:
+    """``ramp``, or the default for the checkpoint's supervision mode when ``None``."""
+    if ramp is None:
+        ramp = _DEFAULT_RAMP.get(str((getattr(loaded_model, "config", None) or {}).get("supervision")), 0.0)
+    if ramp < 0:
+        raise ValueError(f"ramp: expected >= 0, got {ramp}")
+    return float(ramp)
+
+
 @dataclass
 class LiftResult:
     joints: torch.Tensor  # [S, F, J, 3] in the camera's world frame
@@ -336,10 +346,11 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
     step moves observed joints onto their rays whatever their confidence. ``ramp``: the
     pull is multiplied by ``(1 - t / T) ** ramp`` at diffusion step ``t`` of ``T``, so that
     the early, blurry predictions are guided little (0: the same pull at every step). A
-    2D-supervised prior keeps -- and amplifies -- whatever depth structure its input has,
-    and strong early pulls leave its lifts leaning; a 3D-supervised prior corrects that
-    itself but takes its body size from the early, guided steps. ``None``: 12 for
-    checkpoints trained with ``--supervision 2d``, 0 for the others.
+    prior that learnt from teacher lifts keeps -- the 2D-supervised one amplifies --
+    whatever depth structure its input has, and strong early pulls leave its lifts
+    leaning; a prior trained on true 3D corrects that itself but takes its body size from
+    the early, guided steps. ``None``: 12 for checkpoints trained with ``--supervision 2d``
+    or ``teacher``, 0 for ``3d``.
     """
     lm = loaded_model
     sk = lm.skeleton
@@ -354,10 +365,7 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
         raise ValueError(f"num_samples: expected >= 1, got {num_samples}")
     if smooth < 0 or outlier < 0:
         raise ValueError(f"smooth, outlier: expected >= 0, got {smooth} and {outlier}")
-    if ramp is None:
-        ramp = _DEFAULT_RAMP.get(str((getattr(lm, "config", None) or {}).get("supervision")), 0.0)
-    if ramp < 0:
-        raise ValueError(f"ramp: expected >= 0, got {ramp}")
+    ramp = _resolve_ramp(lm, ramp)
     T = lm.diffusion.steps if ramp > 0 else 1
     text = text or ""
     # Empty text: the unconditional model (classifier-free scale 0 keeps only its output).

@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "otherwise turns into 3D jitter (0: follow every keypoint exactly)")
     p.add_argument("--lift-ramp", type=float, default=None,
                    help="guide the early denoising steps less: pull x (1 - t/T)^RAMP (default: 12 for "
-                        "2D-supervised checkpoints, 0 otherwise; see docs/sampling.md)")
+                        "checkpoints trained with --supervision 2d or teacher, 0 for 3d; see docs/sampling.md)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     return p
 

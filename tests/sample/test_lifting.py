@@ -278,3 +278,14 @@ def test_guidance_ramp_defaults_by_supervision(loaded_tiny, known_clip):
     assert not torch.allclose(auto.joints, flat.joints)
     # Every ramp still ends on the rays: the last step (t = 0) has the full pull.
     assert max(auto.reprojection_error + flat.reprojection_error) < 1e-3
+
+
+def test_default_ramp_follows_what_the_prior_learnt_from():
+    from types import SimpleNamespace
+
+    from vmdm.lifting import _resolve_ramp
+
+    ramp = {sup: _resolve_ramp(SimpleNamespace(config={"supervision": sup}), None) for sup in ("2d", "teacher", "3d")}
+    assert ramp == {"2d": 12.0, "teacher": 12.0, "3d": 0.0}
+    assert _resolve_ramp(SimpleNamespace(config={}), None) == 0.0
+    assert _resolve_ramp(SimpleNamespace(config={"supervision": "2d"}), 3) == 3.0
