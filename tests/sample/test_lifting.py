@@ -232,7 +232,6 @@ class _OraclePrior:
         from vmdm.data.representation import decode
 
         n = len(texts)
-        x = self.truth.expand(n, -1, -1).clone()
         for t in (9, 6, 3, 0):
             x = guide(self.truth.expand(n, -1, -1).clone(), torch.full((n,), t), slice(0, n))
         return {"features": x, "joints": decode(x, SMPL22)}
