@@ -66,8 +66,6 @@ _Z_MIN = 0.1
 # teacher lifts (2D-supervised, or MDM on the lifts) lift far better when guided late, a
 # prior trained on true 3D far worse.
 _DEFAULT_RAMP = {"2d": 12.0, "teacher": 12.0}
-# Largest change of depth (as a factor) that one guidance step may make per frame.
-_MAX_STEP_SCALE = 1.5
 
 
 # --------------------------------------------------------------------------- input checks
@@ -275,10 +273,11 @@ def _camera_centres(cam_c: torch.Tensor, B: int, F: int) -> torch.Tensor:
     return centre[:, None].expand(B, F, 3) if centre.dim() == 2 else centre
 
 
-def _keep_body_size(pred: torch.Tensor, moved: torch.Tensor, bone_w: torch.Tensor,
+def _keep_body_size(pred: torch.Tensor, rays: torch.Tensor, bone_w: torch.Tensor,
                     parents: torch.Tensor) -> torch.Tensor:
-    """Per-frame scale factors ``[B, F]`` about the camera centres that give
-    ``moved [B, F, J, 3]`` the prediction's body size in every frame.
+    """Per-frame scale factors ``[B, F]`` about the camera centres that give the ray points
+    ``rays [B, F, J, 3]`` (each joint of ``pred`` moved onto its keypoint's ray) the
+    prediction's body size in every frame.
 
     Moving joints onto their rays keeps them at the depth where the current placement put
     them, so a wrong placement depth turns into a wrong body size, which the next
@@ -290,14 +289,10 @@ def _keep_body_size(pred: torch.Tensor, moved: torch.Tensor, bone_w: torch.Tenso
     joint (its reliability in the keypoints), ``parents [J]`` (root: itself).
     """
     lp = (pred - pred[:, :, parents]).norm(dim=-1).mean(1, keepdim=True)  # [B, 1, J]
-    lm = (moved - moved[:, :, parents]).norm(dim=-1)
+    lr = (rays - rays[:, :, parents]).norm(dim=-1)
     num = (bone_w * lp).sum(-1)
-    den = (bone_w * lm).sum(-1)
-    k = torch.where(den > 1e-6, num / den.clamp(min=1e-6), torch.ones_like(num))
-    # One step moves the depth by at most half again: a frame whose rays pass close to the
-    # camera (or a prediction far off in the first steps) would otherwise throw the body
-    # metres away, and the next prediction would start from there.
-    return k
+    den = (bone_w * lr).sum(-1)
+    return torch.where(den > 1e-6, num / den.clamp(min=1e-6), torch.ones_like(num))
 
 
 def _resolve_ramp(loaded_model, ramp: float | None) -> float:
