@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 import vmdm_kernels as vk
-from vmdm.data.cameras import pixels_to_normalized, project
+from vmdm.data.cameras import camera_center, pixels_to_normalized, project
 from vmdm.data.kinematics import rotation_about_y
 from vmdm.data.representation import canonicalize, decode, encode
 from vmdm.target_smoothing import masked_gaussian_smooth, smooth_corrections
@@ -266,13 +266,6 @@ def reprojection_error(joints, keypoints, weights, camera, intrinsics=None) -> f
 # --------------------------------------------------------------------------- lifting
 
 
-def _camera_centres(cam_c: torch.Tensor, B: int, F: int) -> torch.Tensor:
-    """Camera centres ``[B, F, 3]`` of ``[B, 3, 4]`` or ``[B, F, 3, 4]`` cameras."""
-    R, t = cam_c[..., :3], cam_c[..., 3]
-    centre = -(R.transpose(-1, -2) @ t[..., None])[..., 0]
-    return centre[:, None].expand(B, F, 3) if centre.dim() == 2 else centre
-
-
 def _keep_body_size(pred: torch.Tensor, rays: torch.Tensor, bone_w: torch.Tensor,
                     parents: torch.Tensor) -> torch.Tensor:
     """Per-frame scale factors ``[B, F]`` about the camera centres that give the ray points
@@ -298,7 +291,7 @@ def _keep_body_size(pred: torch.Tensor, rays: torch.Tensor, bone_w: torch.Tensor
 def _resolve_ramp(loaded_model, ramp: float | None) -> float:
     """``ramp``, or the default for the checkpoint's supervision mode when ``None``."""
     if ramp is None:
-        ramp = _DEFAULT_RAMP.get(str((getattr(loaded_model, "config", None) or {}).get("supervision")), 0.0)
+        ramp = _DEFAULT_RAMP.get(loaded_model.config.get("supervision"), 0.0)
     if ramp < 0:
         raise ValueError(f"ramp: expected >= 0, got {ramp}")
     return float(ramp)
@@ -361,7 +354,6 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
     if smooth < 0 or outlier < 0:
         raise ValueError(f"smooth, outlier: expected >= 0, got {smooth} and {outlier}")
     ramp = _resolve_ramp(lm, ramp)
-    T = lm.diffusion.steps if ramp > 0 else 1
     text = text or ""
     # Empty text: the unconditional model (classifier-free scale 0 keeps only its output).
     cfg_scale = text_guidance if text.strip() else 0.0
@@ -398,10 +390,11 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
         # of keeping a confidence-sized share of the prediction's last error.
         w = full if final_pull and int(t.min()) == 0 else pull
         if ramp > 0:
-            w = w * (1 - int(t.min()) / T) ** ramp
+            w = w * (1 - int(t.min()) / lm.diffusion.steps) ** ramp
         moved = joints + w * (targets - joints)  # confidence 0: the prediction stays
         if keep_size:
-            centre = _camera_centres(cam_c, b, F).to(moved.dtype)[:, :, None]
+            centre = camera_center(cam_c).to(moved.dtype)  # [b, 3] or [b, F, 3]
+            centre = (centre[:, None] if centre.dim() == 2 else centre)[:, :, None]
             # The ray points' size, not the partly moved joints', says how far off the depth is.
             k = _keep_body_size(joints, targets, bone_w, par)
             if smooth > 0:

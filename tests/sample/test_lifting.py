@@ -222,6 +222,7 @@ class _OraclePrior:
         from vmdm.data.representation import encode
 
         self.skeleton = SMPL22
+        self.config = {"supervision": "3d"}  # no guidance ramp
         self.model = type("M", (), {"cfg": type("C", (), {"max_frames": 196})()})()
         ext = torch.cat((joints, 2 * joints[-1:] - joints[-2:-1])).float()
         self.truth = encode(ext, SMPL22)  # [F, 263]
