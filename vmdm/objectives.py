@@ -41,6 +41,9 @@ class LossConfig:
     lambda_pos: float = 7.0
     lambda_vel: float = 50.0
     lambda_align: float = 10.0
+    # Body size: each predicted bone's clip-average length against the teacher lift's
+    # (relative squared error); 0 = off.
+    lambda_bone: float = 0.0
     # Alignment targets: Gaussian sigma (frames) of the ray corrections (0 = per frame) and the
     # distance (metres) from their smoothed value past which a correction counts as an outlier.
     align_smooth: float = 3.0
@@ -74,6 +77,9 @@ class Objective:
         self._features = feature_skeleton(skeleton)
         self._norm = normalizer
         self._stats: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+        parents = torch.as_tensor(skeleton.parents)
+        self._children = torch.nonzero(parents >= 0)[:, 0]
+        self._parents = parents[self._children]
 
     def _mean_std(self, like: torch.Tensor):
         key = like.device
@@ -150,6 +156,9 @@ class Objective:
         if c.lambda_align:
             terms["align"] = self._alignment(pred, joints, batch, weights)
             total = total + c.lambda_align * terms["align"]
+        if c.lambda_bone:
+            terms["bone"] = self._bone_lengths(joints, batch)
+            total = total + c.lambda_bone * terms["bone"]
         terms["loss"] = total
         return terms
 
@@ -166,6 +175,29 @@ class Objective:
         mean, std = self._mean_std(rays)
         # One fused pass: canonical frame, IK, velocities, contacts and normalisation.
         return vk.motion_features(rays, self._features, batch["lengths"], mean=mean, std=std, backend=self.backend)
+
+    def _clip_bone_lengths(self, joints, mask):
+        """Bone lengths averaged over each clip's valid frames, ``[B, J-1]``."""
+        par = self._parents.to(joints.device)
+        child = self._children.to(joints.device)
+        length = (joints[:, :, child] - joints[:, :, par]).norm(dim=-1)  # [B, F, J-1]
+        m = mask.to(length.dtype)[..., None]
+        return (length * m).sum(1) / m.sum(1).clamp_min(1)
+
+    def _bone_lengths(self, joints, batch):
+        """Relative squared error of the clip-average bone lengths against the teacher's.
+
+        Reprojection fixes a bone's length only across the line of sight, and a denoiser
+        that averages over the depths its input leaves open shortens the bones that point
+        along it (the prediction's body ends up a few per cent smaller than its input).
+        The teacher lift is the diffused input itself, so its bone lengths, averaged over
+        the clip, give the size without any 3D ground truth.
+        """
+        mask = batch["mask"]
+        with torch.no_grad():
+            ref = self._clip_bone_lengths(self.joints(batch["motion"]), mask).clamp_min(1e-3)
+        pred = self._clip_bone_lengths(joints, mask)
+        return ((pred / ref - 1) ** 2).mean(-1)
 
     def _alignment(self, pred, joints, batch, weights):
         target = self.alignment_targets(joints.detach(), batch, weights)  # [B, F-1, D]

@@ -58,3 +58,42 @@ def test_3d_objective_with_geometric_terms(quick_data):
     for k in ("feature", "geo_pos", "geo_vel", "geo_foot"):
         assert noisy[k].shape == (4,) and (noisy[k] > 0).all(), k
     torch.testing.assert_close(noisy["loss"], sum(noisy[k] for k in ("feature", "geo_pos", "geo_vel", "geo_foot")))
+
+
+def _scaled_body(ds, x_norm, s):
+    """Normalised features of the same motion with every length scaled by ``s`` about the origin."""
+    from vmdm.data.representation import channel_groups
+
+    g = channel_groups(ds.skeleton)
+    mean, std = (torch.as_tensor(v, dtype=torch.float32) for v in (ds.normalizer.mean, ds.normalizer.std))
+    x = x_norm * std + mean
+    for k in ("root_lin_vel", "root_y", "ric", "local_vel"):
+        x[..., g[k]] *= s
+    return (x - mean) / std
+
+
+def test_bone_term_is_the_relative_size_error_against_the_teacher(batch_2d):
+    ds, batch = batch_2d
+    obj = Objective("2d", LossConfig(lambda_bone=3.0), ds.skeleton, ds.normalizer)
+    same = obj(batch["motion"], batch)
+    assert same["bone"].max() < 1e-10
+    for s in (0.9, 1.05):
+        terms = obj(_scaled_body(ds, batch["motion"], s), batch)
+        torch.testing.assert_close(terms["bone"], torch.full((6,), (s - 1) ** 2), rtol=1e-3, atol=1e-7)
+        torch.testing.assert_close(terms["loss"], 7 * terms["pos2d"] + 50 * terms["vel2d"] + 10 * terms["align"]
+                                   + 3 * terms["bone"])
+    # Its gradient grows a body that is too small.
+    s = torch.tensor(0.9, requires_grad=True)
+    (grad,) = torch.autograd.grad(obj(_scaled_body(ds, batch["motion"], s), batch)["bone"].sum(), s)
+    assert grad < 0
+
+
+def test_bone_term_ignores_padding_frames(batch_2d):
+    ds, batch = batch_2d
+    obj = Objective("2d", LossConfig(lambda_bone=1.0), ds.skeleton, ds.normalizer)
+    short = dict(batch, mask=batch["mask"].clone())
+    short["mask"][:, 20:] = False
+    pred = batch["motion"] + 0.2 * torch.randn_like(batch["motion"])
+    junk = pred.clone()
+    junk[:, 20:] += 5 * torch.randn_like(junk[:, 20:])
+    torch.testing.assert_close(obj(pred, short)["bone"], obj(junk, short)["bone"])

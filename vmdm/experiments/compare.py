@@ -83,7 +83,7 @@ _BOOKKEEPING = {"out", "progress", "cache_dir", "resume", "log_every", "ckpt_eve
 
 
 # Loss options that only one kind of supervision reads.
-_ONLY_2D = {"lambda_pos", "lambda_vel", "lambda_align", "align_smooth", "align_outlier", "depth_weight",
+_ONLY_2D = {"lambda_pos", "lambda_vel", "lambda_align", "lambda_bone", "align_smooth", "align_outlier", "depth_weight",
             "depth_power", "z_min"}
 _ONLY_3D = {"lambda_feature", "lambda_geo_pos", "lambda_geo_vel", "lambda_geo_foot"}
 
