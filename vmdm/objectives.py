@@ -77,9 +77,7 @@ class Objective:
         self._features = feature_skeleton(skeleton)
         self._norm = normalizer
         self._stats: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
-        parents = torch.as_tensor(skeleton.parents)
-        self._children = torch.nonzero(parents >= 0)[:, 0]
-        self._parents = parents[self._children]
+        self._bones: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _mean_std(self, like: torch.Tensor):
         key = like.device
@@ -178,8 +176,12 @@ class Objective:
 
     def _clip_bone_lengths(self, joints, mask):
         """Bone lengths averaged over each clip's valid frames, ``[B, J-1]``."""
-        par = self._parents.to(joints.device)
-        child = self._children.to(joints.device)
+        key = joints.device
+        if key not in self._bones:
+            parents = torch.as_tensor(self.skeleton.parents)
+            child = torch.nonzero(parents >= 0)[:, 0]
+            self._bones[key] = (child.to(key), parents[child].to(key))
+        child, par = self._bones[key]
         length = (joints[:, :, child] - joints[:, :, par]).norm(dim=-1)  # [B, F, J-1]
         m = mask.to(length.dtype)[..., None]
         return (length * m).sum(1) / m.sum(1).clamp_min(1)
