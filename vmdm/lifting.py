@@ -324,7 +324,7 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
                  num_samples: int = 1, sampler: str = "ddim", text_guidance: float = 2.5,
                  refine_placement: bool = True, keep_size: bool = True, smooth: float = 3.0,
                  outlier: float = 0.05, final_pull: bool = True, ramp: float | None = None,
-                 progress: bool = False) -> LiftResult:
+                 body_scale: float | None = None, progress: bool = False) -> LiftResult:
     """:func:`lift` with everything it computes, for ``num_samples`` lifts at once
     (different noise, same ``seed`` stream).
 
@@ -338,7 +338,10 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
     whatever depth structure its input has, and strong early pulls leave its lifts
     leaning; a prior trained on true 3D corrects that itself but takes its body size from
     the early, guided steps. ``None``: 12 for checkpoints trained with ``--supervision 2d``
-    or ``teacher``, 0 for ``3d``.
+    or ``teacher``, 0 for ``3d``. ``body_scale``: the depth is set for a body this much
+    larger than the prediction's, correcting the denoiser's shrinkage (``None``: the value
+    measured on the training data and stored in the checkpoint, :mod:`vmdm.body_scale`;
+    1 where there is none).
     """
     lm = loaded_model
     sk = lm.skeleton
@@ -354,6 +357,9 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
     if smooth < 0 or outlier < 0:
         raise ValueError(f"smooth, outlier: expected >= 0, got {smooth} and {outlier}")
     ramp = _resolve_ramp(lm, ramp)
+    body_scale = lm.body_scale if body_scale is None else float(body_scale)
+    if not body_scale > 0:
+        raise ValueError(f"body_scale: expected a value > 0, got {body_scale}")
     text = text or ""
     # Empty text: the unconditional model (classifier-free scale 0 keeps only its output).
     cfg_scale = text_guidance if text.strip() else 0.0
@@ -396,7 +402,7 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
             centre = camera_center(cam_c).to(moved.dtype)  # [b, 3] or [b, F, 3]
             centre = (centre[:, None] if centre.dim() == 2 else centre)[:, :, None]
             # The ray points' size, not the partly moved joints', says how far off the depth is.
-            k = _keep_body_size(joints, targets, bone_w, par)
+            k = _keep_body_size(joints, targets, bone_w, par) * body_scale
             if smooth > 0:
                 k = masked_gaussian_smooth(k.log()[..., None, None], torch.ones(b, F, 1, dtype=torch.bool),
                                            smooth)[..., 0, 0].exp()

@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lift-ramp", type=float, default=None,
                    help="guide the early denoising steps less: pull x (1 - t/T)^RAMP (default: 12 for "
                         "checkpoints trained with --supervision 2d or teacher, 0 for 3d; see docs/sampling.md)")
+    p.add_argument("--lift-body-scale", type=float, default=None,
+                   help="set depths for a body this much larger than the prior predicts (default: the "
+                        "checkpoint's measured value, see vmdm.body_scale; 1 when it has none)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     return p
 
@@ -164,6 +167,8 @@ def main(argv=None) -> int:
             parser.error(f"--lift-smooth: expected a value >= 0, got {args.lift_smooth}")
         if args.lift_ramp is not None and args.lift_ramp < 0:
             parser.error(f"--lift-ramp: expected a value >= 0, got {args.lift_ramp}")
+        if args.lift_body_scale is not None and not args.lift_body_scale > 0:
+            parser.error(f"--lift-body-scale: expected a value > 0, got {args.lift_body_scale}")
     elif not prompts:
         parser.error("--text: give at least one prompt (--text or --text-file), or a clip with --lift")
 
@@ -228,7 +233,7 @@ def main(argv=None) -> int:
                  f"text {text!r}" if text else "unconditional", args.num_samples)
         res = lift_details(lm, torch.from_numpy(clip["keypoints"]), torch.from_numpy(clip["scores"]),
                            torch.from_numpy(clip["camera"]), None, text, guidance_strength=args.lift_strength,
-                           smooth=args.lift_smooth, ramp=args.lift_ramp,
+                           smooth=args.lift_smooth, ramp=args.lift_ramp, body_scale=args.lift_body_scale,
                            sample_steps=args.sample_steps, seed=args.seed, num_samples=args.num_samples,
                            sampler=args.sampler, text_guidance=args.guidance, progress=args.progress)
         joints, feats = res.joints.numpy(), res.features.numpy()

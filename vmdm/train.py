@@ -9,6 +9,7 @@ gloo on CPU). See ``python -m vmdm.train --help``.
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import logging
@@ -23,6 +24,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
+from vmdm.body_scale import measure_body_scale
 from vmdm.checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
 from vmdm.config import build_parser, field, from_args, save_config
 from vmdm.data.dataset import MotionDataset, collate
@@ -114,6 +116,9 @@ class TrainConfig:
     profile_warmup: int = field(20, "steps before the profiler starts")
     profile_steps: int = field(20, "steps captured by the profiler")
     progress: bool = field(True, "show progress bars")
+    body_scale_windows: int = field(256, "training windows on which each checkpoint measures how much the "
+                                         "denoiser shrinks the bodies it is given (read by the lifter, "
+                                         "vmdm.body_scale; 0 = skip)")
 
     def resolved(self) -> "TrainConfig":
         """Fill options left unset from the recipe."""
@@ -374,6 +379,22 @@ def train(cfg: TrainConfig) -> Path:
     metrics = MetricsLog(out / "metrics.csv", resumed, out / "tensorboard" if cfg.tensorboard else None) \
         if main else None
 
+    scale_windows: MotionDataset | None = None
+
+    def body_scale(ema_state: dict) -> float | None:
+        """vmdm.body_scale with the EMA weights (the ones sampling uses); draws from no global RNG."""
+        nonlocal scale_windows
+        if cfg.body_scale_windows <= 0:
+            return None
+        if scale_windows is None:
+            scale_windows = MotionDataset(data_root, "train", mode=cfg.supervision, max_frames=cfg.max_frames,
+                                          seed=0, random_crop=False)
+            scale_windows._index = dataset._index
+        probe = copy.deepcopy(model)
+        probe.load_state_dict(ema_state)
+        return measure_body_scale(probe, diffusion, dataset.normalizer, skeleton, text_encoder, scale_windows,
+                                  num_windows=cfg.body_scale_windows)
+
     def save(step_now: int, consumed: int):
         states = [None] * world
         local = rng_state()
@@ -383,12 +404,14 @@ def train(cfg: TrainConfig) -> Path:
             states = [local]
         if not main:
             return
+        ema_state = ema.state_dict(model)
         atomic_save({
             "version": 1,
             "step": step_now,
             "data_pos": sampler.position_after(consumed),
             "model": model.state_dict(),
-            "ema": ema.state_dict(model),
+            "ema": ema_state,
+            "body_scale": body_scale(ema_state),
             "optim": opt.state_dict(),
             "sched": sched.state_dict(),
             "rng": states,

@@ -223,6 +223,7 @@ class _OraclePrior:
 
         self.skeleton = SMPL22
         self.config = {"supervision": "3d"}  # no guidance ramp
+        self.body_scale = 1.0
         self.model = type("M", (), {"cfg": type("C", (), {"max_frames": 196})()})()
         ext = torch.cat((joints, 2 * joints[-1:] - joints[-2:-1])).float()
         self.truth = encode(ext, SMPL22)  # [F, 263]
@@ -254,6 +255,31 @@ def test_smoothing_turns_keypoint_noise_into_less_jitter(known_clip):
     # corrections keep most of it out, in position and far more in acceleration.
     assert acc_smooth < 0.3 * acc_raw
     assert pos_smooth < pos_raw
+
+
+def test_body_scale_sets_the_depth_for_a_larger_body(known_clip):
+    from vmdm.data.cameras import camera_center
+
+    joints, E, K, kp = known_clip
+    prior = _OraclePrior(joints)
+    scores = torch.ones(kp.shape[:2])
+    centre = camera_center(E.double())
+    plain = lift(prior, kp, scores, E, K, **EXACT).double()
+    assert (plain - joints).norm(dim=-1).mean() < 0.01  # the truth, at its true depth
+    prior.body_scale = 1.1  # what the checkpoint records
+    stored = lift(prior, kp, scores, E, K, **EXACT).double()
+    given = lift(prior, kp, scores, E, K, body_scale=1.1, **EXACT).double()
+    assert torch.equal(stored, given)
+    # Same rays, a body 10 % larger, so farther away.
+    from vmdm.body_scale import bone_length_sum
+
+    size = bone_length_sum(stored, SMPL22.parents) / bone_length_sum(plain, SMPL22.parents)
+    depth = (stored - centre).norm(dim=-1).mean() / (plain - centre).norm(dim=-1).mean()
+    torch.testing.assert_close(size, torch.full_like(size, 1.1), rtol=1e-3, atol=0)
+    assert depth > 1.05
+    assert reprojection_error(stored, kp, scores, E, K) < 1e-3
+    with pytest.raises(ValueError, match="body_scale"):
+        lift(prior, kp, scores, E, K, body_scale=0.0)
 
 
 def test_last_step_moves_low_confidence_joints_onto_their_rays(loaded_tiny, known_clip):
