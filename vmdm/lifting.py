@@ -54,7 +54,8 @@ from vmdm.data.kinematics import rotation_about_y
 from vmdm.data.representation import canonicalize, decode, encode
 from vmdm.target_smoothing import masked_gaussian_smooth, smooth_corrections
 
-__all__ = ["LiftResult", "lift", "lift_details", "fit_placement", "apply_placement", "reprojection_error"]
+__all__ = ["LIFT_SAMPLE_STEPS", "LiftResult", "lift", "lift_details", "fit_placement", "apply_placement",
+           "reprojection_error"]
 
 # Placement fit: yaw grid of the linear initialisation, Huber threshold (normalised image
 # units, about 20 px at a 1000 px focal length) and the near-plane guard of the projection.
@@ -66,6 +67,10 @@ _Z_MIN = 0.1
 # teacher lifts (2D-supervised, or MDM on the lifts) lift far better when guided late, a
 # prior trained on true 3D far worse.
 _DEFAULT_RAMP = {"2d": 12.0, "teacher": 12.0}
+# DDIM steps of a lift when none are given: the guidance was tuned at 10, and more guided
+# steps lift worse (VideoMDM prior, one draw of 24 CMU windows: 296.5 / 317.0 / 413.4 mm
+# at 10 / 20 / 50 steps, the last with windows thrown off their rays; results/body_size_2026-11-30.md).
+LIFT_SAMPLE_STEPS = 10
 
 
 # --------------------------------------------------------------------------- input checks
@@ -341,7 +346,8 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
     or ``teacher``, 0 for ``3d``. ``body_scale``: the depth is set for a body this much
     larger than the prediction's, correcting the denoiser's shrinkage (``None``: the value
     measured on the training data and stored in the checkpoint, :mod:`vmdm.body_scale`;
-    1 where there is none).
+    1 where there is none). ``sample_steps``: DDIM steps, :data:`LIFT_SAMPLE_STEPS` (10)
+    when ``None``, as measured.
     """
     lm = loaded_model
     sk = lm.skeleton
@@ -357,6 +363,8 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
     if smooth < 0 or outlier < 0:
         raise ValueError(f"smooth, outlier: expected >= 0, got {smooth} and {outlier}")
     ramp = _resolve_ramp(lm, ramp)
+    if sample_steps is None and sampler == "ddim":
+        sample_steps = min(LIFT_SAMPLE_STEPS, lm.diffusion.steps)
     body_scale = lm.body_scale if body_scale is None else float(body_scale)
     if not body_scale > 0:
         raise ValueError(f"body_scale: expected a value > 0, got {body_scale}")

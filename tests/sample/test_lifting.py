@@ -224,6 +224,7 @@ class _OraclePrior:
         self.skeleton = SMPL22
         self.config = {"supervision": "3d"}  # no guidance ramp
         self.body_scale = 1.0
+        self.diffusion = type("D", (), {"steps": 50})()
         self.model = type("M", (), {"cfg": type("C", (), {"max_frames": 196})()})()
         ext = torch.cat((joints, 2 * joints[-1:] - joints[-2:-1])).float()
         self.truth = encode(ext, SMPL22)  # [F, 263]
@@ -304,6 +305,17 @@ def test_guidance_ramp_defaults_by_supervision(loaded_tiny, known_clip):
     assert not torch.allclose(auto.joints, flat.joints)
     # Every ramp still ends on the rays: the last step (t = 0) has the full pull.
     assert max(auto.reprojection_error + flat.reprojection_error) < 1e-3
+
+
+def test_lifts_default_to_the_ddim_steps_they_were_tuned_with(loaded_tiny, known_clip):
+    from vmdm.lifting import LIFT_SAMPLE_STEPS
+
+    joints, E, K, kp = known_clip
+    scores = torch.ones(kp.shape[:2])
+    default = lift(loaded_tiny, kp, scores, E, K, seed=0)
+    assert LIFT_SAMPLE_STEPS == 10 and loaded_tiny.diffusion.steps > 10
+    assert torch.equal(default, lift(loaded_tiny, kp, scores, E, K, seed=0, sample_steps=10))
+    assert not torch.allclose(default, lift(loaded_tiny, kp, scores, E, K, seed=0, sample_steps=loaded_tiny.diffusion.steps))
 
 
 def test_default_ramp_follows_what_the_prior_learnt_from():
