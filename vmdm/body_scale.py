@@ -67,12 +67,12 @@ def measure_body_scale(model, diffusion, normalizer, skeleton, text_encoder, dat
             x_t = diffusion.q_sample(x0, t, noise) * mask[..., None]
             pred = model.guided(x_t, t, text, mask, 1.0).float().cpu()
             m = batch["mask"].float()
-            for x, acc in ((batch["motion"], "given"), (pred, "predicted")):
-                size = (bone_length_sum(decode(x * std + mean, skeleton), skeleton.parents) * m).sum().item()
-                if acc == "given":
-                    given += size
-                else:
-                    predicted += size
+
+            def size(x, m=m):
+                return (bone_length_sum(decode(x * std + mean, skeleton), skeleton.parents) * m).sum().item()
+
+            given += size(batch["motion"])
+            predicted += size(pred)
     finally:
         model.train(was_training)
     if predicted <= 0:
