@@ -22,14 +22,20 @@ import torch
 from vmdm.data.dataset import MotionDataset, collate
 from vmdm.data.representation import decode
 
-__all__ = ["bone_length_sum", "measure_body_scale", "main"]
+__all__ = ["bone_pairs", "bone_length_sum", "measure_body_scale", "main"]
+
+
+def bone_pairs(parents) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(child, parent)`` joint indices of every bone of a skeleton's ``parents`` (root: -1)."""
+    par = torch.as_tensor(parents)
+    child = torch.nonzero(par >= 0)[:, 0]
+    return child, par[child]
 
 
 def bone_length_sum(joints: torch.Tensor, parents) -> torch.Tensor:
     """Sum of bone lengths per frame: ``[..., J, 3]`` -> ``[...]``."""
-    par = torch.as_tensor(parents)
-    child = torch.nonzero(par >= 0)[:, 0]
-    return (joints[..., child, :] - joints[..., par[child], :]).norm(dim=-1).sum(-1)
+    child, par = bone_pairs(parents)
+    return (joints[..., child, :] - joints[..., par, :]).norm(dim=-1).sum(-1)
 
 
 @torch.no_grad()

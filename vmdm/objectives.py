@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 import vmdm_kernels as vk
+from vmdm.body_scale import bone_pairs
 from vmdm.data.representation import Normalizer, channel_groups
 from vmdm.data.skeleton import Skeleton, feature_skeleton
 from vmdm.target_smoothing import smooth_corrections
@@ -178,9 +179,7 @@ class Objective:
         """Bone lengths averaged over each clip's valid frames, ``[B, J-1]``."""
         key = joints.device
         if key not in self._bones:
-            parents = torch.as_tensor(self.skeleton.parents)
-            child = torch.nonzero(parents >= 0)[:, 0]
-            self._bones[key] = (child.to(key), parents[child].to(key))
+            self._bones[key] = tuple(i.to(key) for i in bone_pairs(self.skeleton.parents))
         child, par = self._bones[key]
         length = (joints[:, :, child] - joints[:, :, par]).norm(dim=-1)  # [B, F, J-1]
         m = mask.to(length.dtype)[..., None]
