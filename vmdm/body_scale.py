@@ -104,7 +104,8 @@ def main(argv=None) -> int:
     lm = load_model(a.checkpoint, "cpu")
     ds = MotionDataset(root, "train", mode=cfg["supervision"], max_frames=cfg["max_frames"], seed=0,
                        random_crop=False)
-    scale = measure_body_scale(lm.model, lm.diffusion, lm.normalizer, lm.skeleton, lm.text_encoder, ds, num_windows=a.windows)
+    scale = measure_body_scale(lm.model, lm.diffusion, lm.normalizer, lm.skeleton, lm.text_encoder, ds,
+                               num_windows=a.windows)
     print(f"body scale {scale:.4f} (input / prediction bone lengths, {min(a.windows, len(ds))} windows)")
     if not a.dry_run:
         ck["body_scale"] = scale

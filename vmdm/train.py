@@ -90,8 +90,8 @@ class TrainConfig:
                                      "corrections are smoothed (removes keypoint noise; 0 = per frame; "
                                      "chosen on the val split, results/align_smoothing_2026-11-28)")
     lambda_bone: float = field(0.0, "body-size loss weight (2d mode): relative squared error of each "
-                                    "bone's clip-average length against the teacher lift's (0 = off; measured worse at 30 and "
-                                    "100, results/body_size_2026-11-30)")
+                                    "bone's clip-average length against the teacher lift's (0 = off; "
+                                    "measured worse at 30 and 100, results/body_size_2026-11-30)")
     align_outlier: float = field(0.05, "alignment targets: drop ray corrections farther than this (metres) "
                                        "from their smoothed value, as detector outliers (0 = keep all)")
     lambda_feature: float = field(1.0, "feature MSE weight (3d/teacher modes)")
@@ -135,7 +135,8 @@ class TrainConfig:
         return LossConfig(lambda_feature=self.lambda_feature, lambda_geo_pos=self.lambda_geo_pos,
                           lambda_geo_vel=self.lambda_geo_vel, lambda_geo_foot=self.lambda_geo_foot,
                           lambda_pos=self.lambda_pos, lambda_vel=self.lambda_vel, lambda_align=self.lambda_align,
-                          lambda_bone=self.lambda_bone, align_smooth=self.align_smooth, align_outlier=self.align_outlier,
+                          lambda_bone=self.lambda_bone, align_smooth=self.align_smooth,
+                          align_outlier=self.align_outlier,
                           depth_weight=self.depth_weight, depth_power=self.depth_power, z_min=self.z_min)
 
 
