@@ -102,8 +102,9 @@ def main(argv=None) -> int:
         raise SystemExit(f"{a.checkpoint}: no data folder recorded; pass --data")
     cfg = ck["config"]
     lm = load_model(a.checkpoint, "cpu")
+    # The clips the model was trained on (a --limit-clips run saw only the first N).
     ds = MotionDataset(root, "train", mode=cfg["supervision"], max_frames=cfg["max_frames"], seed=0,
-                       random_crop=False)
+                       random_crop=False).limit_clips(cfg.get("limit_clips"))
     scale = measure_body_scale(lm.model, lm.diffusion, lm.normalizer, lm.skeleton, lm.text_encoder, ds,
                                num_windows=a.windows)
     print(f"body scale {scale:.4f} (input / prediction bone lengths, {min(a.windows, len(ds))} windows)")

@@ -308,11 +308,7 @@ def open_dataset(cfg: TrainConfig, rank: int, world: int) -> tuple[MotionDataset
     # 2D supervision: the dataset is opened in mode "2d", which never loads 3D ground truth.
     ds = MotionDataset(root, "train", mode=cfg.supervision, max_frames=cfg.max_frames, seed=cfg.seed,
                        random_crop=cfg.random_crop)
-    if cfg.limit_clips is not None:
-        if cfg.limit_clips < 1:
-            raise ValueError(f"limit_clips: expected >= 1, got {cfg.limit_clips}")
-        ds._index = ds._index[: cfg.limit_clips]
-    return ds, root
+    return ds.limit_clips(cfg.limit_clips), root
 
 
 # --------------------------------------------------------------------------- training
@@ -389,8 +385,7 @@ def train(cfg: TrainConfig) -> Path:
             return None
         if scale_windows is None:
             scale_windows = MotionDataset(data_root, "train", mode=cfg.supervision, max_frames=cfg.max_frames,
-                                          seed=0, random_crop=False)
-            scale_windows._index = dataset._index
+                                          seed=0, random_crop=False).limit_clips(cfg.limit_clips)
         probe = copy.deepcopy(model)
         probe.load_state_dict(ema_state)
         return measure_body_scale(probe, diffusion, dataset.normalizer, skeleton, text_encoder, scale_windows,

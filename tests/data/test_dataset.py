@@ -134,6 +134,15 @@ def test_seed_makes_items_reproducible(root):
     assert item["length"] == (c._nframes(c._index[0]) // 4) * 4
 
 
+def test_limit_clips_keeps_the_first_n(root):
+    full = MotionDataset(root, "train", mode="2d", seed=0)
+    part = MotionDataset(root, "train", mode="2d", seed=0).limit_clips(3)
+    assert len(part) == 3 and part.ids == full.ids[:3]
+    assert len(MotionDataset(root, "train", mode="2d").limit_clips(None)) == len(full)
+    with pytest.raises(ValueError, match="limit_clips: expected >= 1, got 0"):
+        full.limit_clips(0)
+
+
 def test_per_frame_cameras_collate(corpus, tmp_path):
     out = build_2d(corpus, tmp_path / "pf", Build2DConfig(teacher="noise", camera=CameraConfig(per_frame=True)),
                    progress=False)

@@ -272,6 +272,14 @@ class MotionDataset(Dataset):
     def ids(self) -> list[str]:
         return [self._ids[i] for i in self._index]
 
+    def limit_clips(self, n: int | None) -> "MotionDataset":
+        """Keep only the first ``n`` clips (``None``: all); returns ``self``."""
+        if n is not None:
+            if n < 1:
+                raise ValueError(f"limit_clips: expected >= 1, got {n}")
+            self._index = self._index[:n]
+        return self
+
     def captions(self, clip_id: str) -> list[str]:
         """All captions of a clip (items draw one of them at random)."""
         return list(self._captions[clip_id])
