@@ -54,20 +54,24 @@ class Diffusion:
         var = beta * (1 - ab_prev) / (1 - ab)
         return mean, var
 
+    def timesteps(self, sampler: str = "ddim", sample_steps: int | None = None) -> list[int]:
+        """The diffusion steps :meth:`sample` visits, from the noisiest down to 0: every step for
+        ``ddpm``; ``sample_steps`` (default: all) evenly spread ones for ``ddim``."""
+        if sampler == "ddpm":
+            return list(range(self.steps - 1, -1, -1))
+        if sampler == "ddim":
+            n = self.steps if sample_steps is None else max(1, min(sample_steps, self.steps))
+            return sorted({int(round(v)) for v in torch.linspace(self.steps - 1, 0, n).tolist()}, reverse=True)
+        raise ValueError(f"sampler: expected 'ddpm' or 'ddim', got {sampler!r}")
+
     @torch.no_grad()
     def sample(self, predict_x0: Callable, shape, device, *, sampler: str = "ddim", sample_steps: int | None = None,
                generator: torch.Generator | None = None, mask: torch.Tensor | None = None,
                guide: Callable | None = None, progress: bool = False) -> torch.Tensor:
         """Draw samples. ``predict_x0(x_t, t) -> x0``; ``guide(x0, t) -> x0`` optionally corrects each
         prediction (e.g. ray-projection guidance for lifting). Padded frames (``mask`` False) are zero."""
+        ts = self.timesteps(sampler, sample_steps)
         x = torch.randn(shape, device=device, generator=generator)
-        if sampler == "ddpm":
-            ts = list(range(self.steps - 1, -1, -1))
-        elif sampler == "ddim":
-            n = self.steps if sample_steps is None else max(1, min(sample_steps, self.steps))
-            ts = sorted({int(round(v)) for v in torch.linspace(self.steps - 1, 0, n).tolist()}, reverse=True)
-        else:
-            raise ValueError(f"sampler: expected 'ddpm' or 'ddim', got {sampler!r}")
         it = ts
         if progress:
             from tqdm import tqdm

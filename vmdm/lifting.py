@@ -54,7 +54,7 @@ from vmdm.data.kinematics import rotation_about_y
 from vmdm.data.representation import canonicalize, decode, encode
 from vmdm.target_smoothing import masked_gaussian_smooth, smooth_corrections
 
-__all__ = ["LIFT_SAMPLE_STEPS", "LiftResult", "lift", "lift_details", "fit_placement", "apply_placement",
+__all__ = ["LIFT_SAMPLE_STEPS", "GUIDED_STEPS_REF", "LiftResult", "lift", "lift_details", "fit_placement", "apply_placement",
            "reprojection_error"]
 
 # Placement fit: yaw grid of the linear initialisation, Huber threshold (normalised image
@@ -71,6 +71,12 @@ _DEFAULT_RAMP = {"2d": 12.0, "teacher": 12.0}
 # steps lift worse (VideoMDM prior, one draw of 24 CMU windows: 296.5 / 317.0 / 413.4 mm
 # at 10 / 20 / 50 steps, the last with windows thrown off their rays; results/body_size_2026-11-30.md).
 LIFT_SAMPLE_STEPS = 10
+# The pulls and size corrections are defined per step of a lift with this many steps; with
+# n steps each one is taken to the power (GUIDED_STEPS_REF - 1) / (n - 1), so that a
+# stretch of diffusion time moves a lift by the same total whatever the step count (see
+# lift_details). Uncorrected, 50 steps compounded five times the correction and threw lifts
+# off their rays (results/lifting_steps_2026-11-30.md).
+GUIDED_STEPS_REF = 10
 
 
 # --------------------------------------------------------------------------- input checks
@@ -293,6 +299,13 @@ def _keep_body_size(pred: torch.Tensor, rays: torch.Tensor, bone_w: torch.Tensor
     return torch.where(den > 1e-6, num / den.clamp(min=1e-6), torch.ones_like(num))
 
 
+def _step_rate(n_steps: int) -> float:
+    """Exponent of each guided step's pull and size correction in a lift of ``n_steps``
+    steps: ``n`` steps of ``1 - (1 - w) ** rate`` leave what :data:`GUIDED_STEPS_REF` steps
+    of ``w`` leave, over the same stretch of diffusion time."""
+    return (GUIDED_STEPS_REF - 1) / max(n_steps - 1, 1)
+
+
 def _resolve_ramp(loaded_model, ramp: float | None) -> float:
     """``ramp``, or the default for the checkpoint's supervision mode when ``None``."""
     if ramp is None:
@@ -348,6 +361,12 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
     measured on the training data and stored in the checkpoint, :mod:`vmdm.body_scale`;
     1 where there is none). ``sample_steps``: DDIM steps, :data:`LIFT_SAMPLE_STEPS` (10)
     when ``None``, as measured.
+
+    The pull ``w`` and the size correction ``k`` are those of a step of a
+    :data:`GUIDED_STEPS_REF`-step lift: with ``n`` steps each step applies ``1 - (1 - w) **
+    r`` and ``k ** r``, ``r = (GUIDED_STEPS_REF - 1) / (n - 1)``, so that more steps
+    divide the same correction more finely instead of compounding it (the last step, t = 0,
+    is applied whole).
     """
     lm = loaded_model
     sk = lm.skeleton
@@ -365,6 +384,7 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
     ramp = _resolve_ramp(lm, ramp)
     if sample_steps is None and sampler == "ddim":
         sample_steps = min(LIFT_SAMPLE_STEPS, lm.diffusion.steps)
+    step_rate = _step_rate(len(lm.diffusion.timesteps(sampler, sample_steps)))
     body_scale = lm.body_scale if body_scale is None else float(body_scale)
     if not body_scale > 0:
         raise ValueError(f"body_scale: expected a value > 0, got {body_scale}")
@@ -402,15 +422,20 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
         # Confidence sets how far each step trusts a keypoint; the last step (t = 0) moves
         # every observed joint all the way, so that the lift agrees with the image instead
         # of keeping a confidence-sized share of the prediction's last error.
-        w = full if final_pull and int(t.min()) == 0 else pull
+        last = int(t.min()) == 0
+        w = full if final_pull and last else pull
         if ramp > 0:
             w = w * (1 - int(t.min()) / lm.diffusion.steps) ** ramp
+        # The last step is one final correction, not a share of a rate.
+        rate = 1.0 if last else step_rate
+        if rate != 1.0:
+            w = 1 - (1 - w) ** rate
         moved = joints + w * (targets - joints)  # confidence 0: the prediction stays
         if keep_size:
             centre = camera_center(cam_c).to(moved.dtype)  # [b, 3] or [b, F, 3]
             centre = (centre[:, None] if centre.dim() == 2 else centre)[:, :, None]
             # The ray points' size, not the partly moved joints', says how far off the depth is.
-            k = _keep_body_size(joints, targets, bone_w, par) * body_scale
+            k = (_keep_body_size(joints, targets, bone_w, par) * body_scale) ** rate
             if smooth > 0:
                 k = masked_gaussian_smooth(k.log()[..., None, None], torch.ones(b, F, 1, dtype=torch.bool),
                                            smooth)[..., 0, 0].exp()

@@ -216,27 +216,33 @@ def test_depth_follows_the_clip_average_body_size():
 
 class _OraclePrior:
     """A stand-in for a trained model whose every denoising prediction is the true motion,
-    so that a lift shows what the guidance alone does to it."""
+    so that a lift shows what the guidance alone does to it. ``persistent``: each prediction
+    is instead the previous step's guided one (the first is the truth), so that the
+    guidance's corrections add up over the steps."""
 
-    def __init__(self, joints):
+    def __init__(self, joints, persistent: bool = False):
         from vmdm.data.representation import encode
+        from vmdm.diffusion import Diffusion
 
         self.skeleton = SMPL22
         self.config = {"supervision": "3d"}  # no guidance ramp
         self.body_scale = 1.0
-        self.diffusion = type("D", (), {"steps": 50})()
+        self.diffusion = Diffusion(50)
         self.model = type("M", (), {"cfg": type("C", (), {"max_frames": 196})()})()
         ext = torch.cat((joints, 2 * joints[-1:] - joints[-2:-1])).float()
         self.truth = encode(ext, SMPL22)  # [F, 263]
+        self.persistent = persistent
 
     normalize = denormalize = staticmethod(lambda x: x)
 
-    def generate(self, texts, F, *, guide=None, **kw):
+    def generate(self, texts, F, *, guide=None, sampler="ddim", sample_steps=None, **kw):
         from vmdm.data.representation import decode
 
         n = len(texts)
-        for t in (9, 6, 3, 0):
-            x = guide(self.truth.expand(n, -1, -1).clone(), torch.full((n,), t), slice(0, n))
+        x = self.truth.expand(n, -1, -1).clone()
+        for t in self.diffusion.timesteps(sampler, sample_steps):
+            x = guide(x if self.persistent else self.truth.expand(n, -1, -1).clone(), torch.full((n,), t),
+                      slice(0, n))
         return {"features": x, "joints": decode(x, SMPL22)}
 
 
@@ -328,3 +334,28 @@ def test_default_ramp_follows_what_the_prior_learnt_from():
     assert ramp == {"2d": 12.0, "teacher": 12.0, "3d": 0.0}
     assert _resolve_ramp(SimpleNamespace(config={}), None) == 0.0
     assert _resolve_ramp(SimpleNamespace(config={"supervision": "2d"}), 3) == 3.0
+
+
+def test_more_steps_divide_the_guidance_instead_of_compounding_it(known_clip):
+    from vmdm.lifting import GUIDED_STEPS_REF
+
+    joints, E, K, kp = known_clip
+    # The arms' keypoints 20 px off the truth's projections (a change of pose no placement
+    # can fit): each step pulls a persistent prediction a share of the way onto their rays.
+    shifted = kp.clone()
+    shifted[:, 16:] += 20.0
+    scores = torch.full(kp.shape[:2], 0.2)
+    prior = _OraclePrior(joints, persistent=True)
+
+    def left(steps):
+        out = lift(prior, shifted, scores, E, K, sample_steps=steps, smooth=0.0, keep_size=False,
+                   refine_placement=False, final_pull=False).double()
+        return reprojection_error(out, shifted, scores, E, K)
+
+    start = reprojection_error(joints, shifted, scores, E, K)
+    ref = left(GUIDED_STEPS_REF)
+    assert 0.02 * start < ref < 0.5 * start  # moved most of the way, not all of it
+    # The same share is left whatever the step count (compounded, 50 steps of 0.2 would
+    # leave 0.8 ** 50, about 1e-5 of it, and 4 steps 0.8 ** 4 = 0.41).
+    for steps in (4, 25, 50):
+        assert left(steps) == pytest.approx(ref, rel=0.03)

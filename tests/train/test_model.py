@@ -97,6 +97,25 @@ def test_samplers_recover_a_perfect_prediction_and_are_seeded(sampler, steps):
     assert torch.equal(run(3), run(3))
 
 
+def test_samplers_visit_the_steps_timesteps_lists():
+    d = Diffusion(50)
+    seen = []
+
+    def record(x0, t):
+        seen.append(int(t[0]))
+        return x0
+
+    for sampler, steps in (("ddim", 10), ("ddim", 50), ("ddim", 1), ("ddpm", 7)):
+        seen.clear()
+        d.sample(lambda x, t: torch.zeros_like(x), (1, 3, 2), "cpu", sampler=sampler, sample_steps=steps, guide=record)
+        ts = d.timesteps(sampler, steps)
+        assert seen == ts[:len(seen)] and (seen[-1] == 0 or len(ts) == 1)
+    assert d.timesteps("ddim", 10) == [49, 44, 38, 33, 27, 22, 16, 11, 5, 0]
+    assert d.timesteps("ddpm", 7) == list(range(49, -1, -1))  # every step, whatever is asked
+    with pytest.raises(ValueError, match="sampler"):
+        d.timesteps("euler")
+
+
 def test_sampling_with_the_model_is_deterministic_given_a_seed(model):
     d = Diffusion(50)
     x, t, text, mask = _inputs()
