@@ -116,7 +116,8 @@ def test_kernel(benchmark, device, impl, op, workload, mode):
     _time_and_record_bandwidth(benchmark, run, nbytes, device)
 
 
-FEATURE_IMPLS = ["eager", "compile", "cpp", "cuda"]
+FEATURE_IMPLS = ["eager", "compile", "cpp", "cuda"]  # motion_features has no Triton kernel
+RIC_IMPLS = FEATURE_IMPLS + ["triton"]
 
 
 @pytest.mark.parametrize("workload", WORKLOADS, ids=lambda w: w.name)
@@ -159,7 +160,7 @@ def test_motion_features(benchmark, device, impl, workload):
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("workload", WORKLOADS, ids=lambda w: w.name)
-@pytest.mark.parametrize("impl", FEATURE_IMPLS)
+@pytest.mark.parametrize("impl", RIC_IMPLS)
 def test_recover_from_ric(benchmark, device, impl, workload, mode):
     """The decoder of the 2D objective (features -> joints, denormalisation fused)."""
     reason = _skip_reason(impl, device, workload)

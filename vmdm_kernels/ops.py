@@ -679,7 +679,7 @@ def recover_from_ric(features: Tensor, num_joints: int, *, mean: Tensor | None =
                              f"{mean.device}")
         mean, std = mean.to(features.dtype), std.to(features.dtype)
     stats_grad = torch.is_grad_enabled() and mean is not None and (mean.requires_grad or std.requires_grad)
-    name = "reference" if stats_grad else _no_triton_kernel(_backend_name(features.device.type, backend))
+    name = "reference" if stats_grad else _backend_name(features.device.type, backend)
     if name == "reference":
         return ref.recover_from_ric.recover_from_ric(features, num_joints, mean, std)
     lead, (T, _) = features.shape[:-2], features.shape[-2:]

@@ -3,7 +3,9 @@
 Forward and the features' gradient for one random upstream gradient, with and without
 fused denormalisation, float64 gradcheck, the low-precision rule, awkward shapes (T = 1,
 J = 1, extra channels, leading dims, non-contiguous input), the dispatch rules,
-torch.library registration and bad input. C++ backend on CPU; CUDA where visible.
+torch.library registration and bad input. C++ backend on CPU; CUDA where visible; Triton
+compiled on a GPU, else under the interpreter on CPU (float32/float64; chunks of 32
+frames there, pinned down to 2 where the chunk seams are tested).
 """
 
 import pytest
@@ -12,10 +14,15 @@ import torch
 import vmdm_kernels as vk
 from vmdm_kernels.ref.recover_from_ric import recover_from_ric as reference
 
+_TRITON = vk.backends()["triton"]
+# Triton runs on CUDA tensors, or on CPU ones under the interpreter (tests/conftest.py).
+TRITON_DEVICE = _TRITON.devices[0]
+INTERPRETED = _TRITON.available and TRITON_DEVICE == "cpu"
 KERNELS = [pytest.param("cpp", "cpu", marks=pytest.mark.skipif(not vk.backends()["cpp"].available,
                                                                  reason=str(vk.backends()["cpp"]))),
            pytest.param("cuda", "cuda", marks=pytest.mark.skipif(not vk.backends()["cuda"].available,
-                                                                  reason=str(vk.backends()["cuda"])))]
+                                                                  reason=str(vk.backends()["cuda"]))),
+           pytest.param("triton", TRITON_DEVICE, marks=pytest.mark.skipif(not _TRITON.available, reason=str(_TRITON)))]
 
 
 def features(B=3, T=17, J=22, extra=None, seed=0, dtype=torch.float64):
@@ -72,17 +79,21 @@ def test_float32_matches_reference(backend, device):
     torch.testing.assert_close(grad.double(), want_grad, rtol=0, atol=2e-4 * want_grad.abs().max().item())
 
 
-@pytest.mark.skipif(not vk.backends()["cpp"].available, reason=str(vk.backends()["cpp"]))
+@pytest.mark.parametrize("backend,device", KERNELS)
 @pytest.mark.parametrize("normalised", [False, True], ids=["raw", "normalised"])
-def test_gradcheck_float64(normalised):
-    f = features(2, 5, 3, extra=2).requires_grad_(True)
-    mean, std = stats(f.shape[-1]) if normalised else (None, None)
-    assert torch.autograd.gradcheck(lambda x: vk.recover_from_ric(x, 3, mean=mean, std=std, backend="cpp"), (f,))
+def test_gradcheck_float64(backend, device, normalised):
+    f = features(2, 5, 3, extra=2).to(device).requires_grad_(True)
+    mean, std = (t.to(device) for t in stats(f.shape[-1])) if normalised else (None, None)
+    # The interpreter runs a kernel in ~0.1 s, too slow for one call per input element.
+    assert torch.autograd.gradcheck(lambda x: vk.recover_from_ric(x, 3, mean=mean, std=std, backend=backend), (f,),
+                                    fast_mode=backend == "triton" and INTERPRETED)
 
 
 @pytest.mark.parametrize("backend,device", KERNELS)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_low_precision_within_twice_eager_error(backend, device, dtype):
+    if backend == "triton" and INTERPRETED and dtype == torch.bfloat16:
+        pytest.skip("the Triton interpreter truncates bfloat16 casts; compiled on a GPU it rounds")
     f = features(4, 40, 22, dtype=dtype)
     mean, std = stats(263, dtype=dtype)
     up = torch.randn(4, 40, 22, 3, generator=torch.Generator().manual_seed(9)).to(dtype)
@@ -163,18 +174,35 @@ def test_bad_inputs_name_the_argument(call, match):
         call(features(2, 4, 22, dtype=torch.float32))
 
 
-def test_triton_backend_runs_the_cuda_kernel_or_the_reference():
-    """Neither op has a Triton kernel: asking for ``triton`` runs the CUDA kernel where the
-    extension has one, else the reference (never an error when Triton itself can run)."""
+@pytest.mark.skipif(not _TRITON.available, reason=str(_TRITON))
+@pytest.mark.parametrize("block_t", [2, 4, 32])
+def test_triton_chunk_sizes_agree(block_t):
+    """Any chunk size gives the same joints and gradient: the carries across chunk seams
+    (forward prefix sums, backward suffix sums) are exact."""
+    from vmdm_kernels.triton import recover_from_ric_bwd, recover_from_ric_fwd
+
+    f = features(2, 13, 22).to(TRITON_DEVICE)
+    mean, std = (t.to(TRITON_DEVICE) for t in stats(263))
+    up = torch.randn(2, 13, 22, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    fr = f.detach().cpu().requires_grad_(True)
+    want = reference(fr, 22, mean.cpu(), std.cpu())
+    want.backward(up)
+    out = recover_from_ric_fwd(f, 22, mean, std, block_t=block_t)
+    grad = recover_from_ric_bwd(up.to(TRITON_DEVICE), f, 22, mean, std, block_t=block_t)
+    torch.testing.assert_close(out.cpu(), want.detach(), rtol=0, atol=1e-10)
+    torch.testing.assert_close(grad.cpu(), fr.grad, rtol=0, atol=1e-10)
+    with pytest.raises(ValueError, match="block_t: expected a power of two"):
+        recover_from_ric_fwd(f, 22, mean, std, block_t=3)
+
+
+def test_triton_backend_runs_motion_features_on_the_cuda_kernel_or_the_reference():
+    """motion_features has no Triton kernel: asking for ``triton`` runs the CUDA kernel where
+    the extension has one, else the reference (never an error when Triton itself can run)."""
     from vmdm.data.skeleton import SMPL22, feature_skeleton
 
-    info = vk.backends()["triton"]
-    if not info.available:
-        pytest.skip(str(info))
-    device = info.devices[0]
-    f = features(2, 6, 22).to(device)
-    torch.testing.assert_close(vk.recover_from_ric(f, 22, backend="triton").cpu(), reference(f.cpu(), 22),
-                               rtol=0, atol=1e-10)
+    if not _TRITON.available:
+        pytest.skip(str(_TRITON))
+    f = features(2, 6, 22).to(TRITON_DEVICE)
     joints = vk.recover_from_ric(f, 22, backend="triton")
     fs = feature_skeleton(SMPL22)
     want = vk.motion_features(joints.cpu(), fs, backend="reference")

@@ -1,7 +1,7 @@
 """Compile the Triton kernels for a CUDA target without a GPU and report their resources.
 
 ``python -m vmdm_kernels.triton.aot [--quick] [--arch 90]`` compiles every kernel
-variant (or, with ``--quick``, the largest reprojection variants only) through
+variant (or, with ``--quick``, the largest reprojection and decoder variants only) through
 Triton's full NVIDIA pipeline down to a cubin, and prints registers, spill
 (local memory) and shared memory per kernel, read with the ``cuobjdump`` shipped
 in the triton wheel. It exits non-zero if a kernel fails to compile or spills.
@@ -32,6 +32,7 @@ from triton.compiler import ASTSource  # noqa: E402
 
 from . import _common as cm  # noqa: E402
 from . import ray_targets as rt  # noqa: E402
+from . import recover_from_ric as rr  # noqa: E402
 from . import reproj_vel as rv  # noqa: E402
 from . import velocity3d as v3  # noqa: E402
 
@@ -103,6 +104,14 @@ def variants(quick: bool):
                 yield (rt.ray_targets_bwd_kernel, dict(base, PER_FRAME=per_frame, HAS_INTR=True, NEED_K=True,
                                                        NEED_CAM=True, NEED_INTR=True), dt, c.num_warps,
                        f"{label} per_frame={per_frame}")
+    for bt, warps in rr._GPU_CONFIGS[-1:] if quick else rr._GPU_CONFIGS:
+        for dt in ("fp32",) if quick else ("fp32", "bf16", "fp64"):
+            acc_r = tl.float64 if dt == "fp64" else acc
+            for stats in (True,) if quick else (False, True):
+                consts = dict(HAS_STATS=stats, ACC=acc_r, BLOCK_T=bt, BLOCK_J=32)
+                label = f"BLOCK_T={bt} warps={warps} {dt} stats={stats}"
+                yield rr.recover_from_ric_fwd_kernel, consts, dt, warps, label
+                yield rr.recover_from_ric_bwd_kernel, consts, dt, warps, label
     yield (rv.reproj_vel_finalize_kernel, dict(MODE=1, POW_KIND=3, WITH_POS=True, WITH_VEL=True, ACC=acc,
                                                BLOCK_B=cm.FINALIZE_BLOCK_B), "fp16", 4, "finalize")
     if not quick:
@@ -116,7 +125,7 @@ def variants(quick: bool):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="only the largest reprojection variants")
+    ap.add_argument("--quick", action="store_true", help="only the largest reprojection and decoder variants")
     ap.add_argument("--arch", type=int, default=90, help="SM architecture, e.g. 90 for H100/H200")
     args = ap.parse_args(argv)
     bad = 0
