@@ -67,15 +67,19 @@ _Z_MIN = 0.1
 # teacher lifts (2D-supervised, or MDM on the lifts) lift far better when guided late, a
 # prior trained on true 3D far worse.
 _DEFAULT_RAMP = {"2d": 12.0, "teacher": 12.0}
-# DDIM steps of a lift when none are given: the guidance was tuned at 10, and more guided
-# steps lift worse (VideoMDM prior, one draw of 24 CMU windows: 296.5 / 317.0 / 413.4 mm
-# at 10 / 20 / 50 steps, the last with windows thrown off their rays; results/body_size_2026-11-30.md).
+# DDIM steps of a lift when none are given, by the checkpoint's supervision; LIFT_SAMPLE_STEPS
+# for the others. Measured on 24 CMU windows x 4 camera draws (results/lifting_steps_2026-11-30.md):
+# the 2D-supervised prior lifts better on every measure with 50 steps than with 10 (MPJPE
+# 272.8 vs 301.9 mm, acceleration 22.8 vs 38.6 mm/frame^2; on the val split's keypoints
+# MPJPE and acceleration too), the 3D-supervised one worse (680.9 vs 579.8 mm), MDM on
+# the lifts mixed (MPJPE better, acceleration and reprojection worse).
 LIFT_SAMPLE_STEPS = 10
+_DEFAULT_LIFT_STEPS = {"2d": 50}
 # The pulls and size corrections are defined per step of a lift with this many steps; with
 # n steps each one is taken to the power (GUIDED_STEPS_REF - 1) / (n - 1), so that a
 # stretch of diffusion time moves a lift by the same total whatever the step count (see
-# lift_details). Uncorrected, 50 steps compounded five times the correction and threw lifts
-# off their rays (results/lifting_steps_2026-11-30.md).
+# lift_details). Applied whole at every step, 50 steps compounded the correction and threw
+# lifts off their rays (results/lifting_steps_2026-11-30.md).
 GUIDED_STEPS_REF = 10
 
 
@@ -359,8 +363,9 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
     or ``teacher``, 0 for ``3d``. ``body_scale``: the depth is set for a body this much
     larger than the prediction's, correcting the denoiser's shrinkage (``None``: the value
     measured on the training data and stored in the checkpoint, :mod:`vmdm.body_scale`;
-    1 where there is none). ``sample_steps``: DDIM steps, :data:`LIFT_SAMPLE_STEPS` (10)
-    when ``None``, as measured.
+    1 where there is none). ``sample_steps``: DDIM steps; ``None``: 50 for checkpoints
+    trained with ``--supervision 2d``, :data:`LIFT_SAMPLE_STEPS` (10) for the others, as
+    measured (at most the model's diffusion steps).
 
     The pull ``w`` and the size correction ``k`` are those of a step of a
     :data:`GUIDED_STEPS_REF`-step lift: with ``n`` steps each step applies ``1 - (1 - w) **
@@ -383,7 +388,8 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
         raise ValueError(f"smooth, outlier: expected >= 0, got {smooth} and {outlier}")
     ramp = _resolve_ramp(lm, ramp)
     if sample_steps is None and sampler == "ddim":
-        sample_steps = min(LIFT_SAMPLE_STEPS, lm.diffusion.steps)
+        sample_steps = min(_DEFAULT_LIFT_STEPS.get(lm.config.get("supervision"), LIFT_SAMPLE_STEPS),
+                           lm.diffusion.steps)
     step_rate = _step_rate(len(lm.diffusion.timesteps(sampler, sample_steps)))
     body_scale = lm.body_scale if body_scale is None else float(body_scale)
     if not body_scale > 0:

@@ -313,16 +313,23 @@ def test_guidance_ramp_defaults_by_supervision(loaded_tiny, known_clip):
     assert max(auto.reprojection_error + flat.reprojection_error) < 1e-3
 
 
-def test_lifts_default_to_the_ddim_steps_they_were_tuned_with(loaded_tiny, known_clip):
+def test_lift_steps_default_by_supervision(loaded_tiny, known_clip):
+    import copy
+
     from vmdm.lifting import LIFT_SAMPLE_STEPS
 
     joints, E, K, kp = known_clip
     scores = torch.ones(kp.shape[:2])
+    assert loaded_tiny.config["supervision"] == "2d" and loaded_tiny.diffusion.steps == 50
+    # A 2D-supervised prior lifts with 50 steps, the others with LIFT_SAMPLE_STEPS (10).
     default = lift(loaded_tiny, kp, scores, E, K, seed=0)
-    assert LIFT_SAMPLE_STEPS == 10 and loaded_tiny.diffusion.steps > 10
-    assert torch.equal(default, lift(loaded_tiny, kp, scores, E, K, seed=0, sample_steps=10))
-    every_step = lift(loaded_tiny, kp, scores, E, K, seed=0, sample_steps=loaded_tiny.diffusion.steps)
-    assert not torch.allclose(default, every_step)
+    assert torch.equal(default, lift(loaded_tiny, kp, scores, E, K, seed=0, sample_steps=50))
+    on_3d = copy.copy(loaded_tiny)
+    on_3d.config = {**loaded_tiny.config, "supervision": "3d"}
+    assert LIFT_SAMPLE_STEPS == 10
+    default_3d = lift(on_3d, kp, scores, E, K, seed=0)
+    assert torch.equal(default_3d, lift(on_3d, kp, scores, E, K, seed=0, sample_steps=10))
+    assert not torch.allclose(default_3d, lift(on_3d, kp, scores, E, K, seed=0, sample_steps=50))
 
 
 def test_default_ramp_follows_what_the_prior_learnt_from():
