@@ -366,3 +366,28 @@ def test_more_steps_divide_the_guidance_instead_of_compounding_it(known_clip):
     # leave 0.8 ** 50, about 1e-5 of it, and 4 steps 0.8 ** 4 = 0.41).
     for steps in (4, 25, 50):
         assert left(steps) == pytest.approx(ref, rel=0.03)
+
+
+@pytest.mark.parametrize("per_frame", [False, True])
+def test_ray_points_behind_the_camera_are_brought_in_front(per_frame):
+    from vmdm.data.cameras import project
+    from vmdm.lifting import _in_front_of_camera
+
+    g = torch.Generator().manual_seed(0)
+    F, J = 4, 3
+    R = rotation_about_y(torch.tensor([0.7]))[0]
+    cam = torch.cat((R, torch.tensor([[0.2], [-0.1], [3.0]])), dim=1)  # X_cam = R X + t
+    camera = cam.expand(1, F, 3, 4) if per_frame else cam[None]
+    kp = 0.3 * torch.randn(F, J, 2, generator=g)
+    # Points on the keypoints' lines at depth 2 (in front) and at depth -1 (the line's other half).
+    depth = torch.full((1, F, J, 1), 2.0)
+    depth[0, 1, 2] = depth[0, 3, 0] = -1.0
+    in_cam = depth * torch.cat((kp, torch.ones(F, J, 1)), dim=-1)[None]
+    targets = ((in_cam - cam[:, 3]) @ R)  # back to the camera's world: R^T (X_cam - t)
+    out = _in_front_of_camera(targets, kp, camera, z_min=0.1)
+    behind = depth[..., 0] < 0
+    assert torch.equal(out[~behind], targets[~behind])  # in front: untouched
+    z = (out @ R.T + cam[:, 3])[..., 2]
+    torch.testing.assert_close(z[behind], torch.full_like(z[behind], 0.1))
+    uv, _ = project(out[0].double(), cam.double())
+    torch.testing.assert_close(uv.float(), kp, rtol=0, atol=1e-5)  # still on their keypoints' rays
