@@ -55,8 +55,8 @@ from vmdm.data.kinematics import rotation_about_y
 from vmdm.data.representation import canonicalize, decode, encode
 from vmdm.target_smoothing import masked_gaussian_smooth, smooth_corrections
 
-__all__ = ["LIFT_SAMPLE_STEPS", "GUIDED_STEPS_REF", "LiftResult", "lift", "lift_details", "fit_placement", "apply_placement",
-           "reprojection_error"]
+__all__ = ["LIFT_SAMPLE_STEPS", "GUIDED_STEPS_REF", "LiftResult", "lift", "lift_details", "fit_placement",
+           "apply_placement", "reprojection_error"]
 
 # Placement fit: yaw grid of the linear initialisation, Huber threshold (normalised image
 # units, about 20 px at a 1000 px focal length) and the near-plane guard of the projection.
@@ -72,8 +72,8 @@ _DEFAULT_RAMP = {"2d": 12.0, "teacher": 12.0}
 # for the others. Measured on 24 CMU windows x 4 camera draws (results/lifting_steps_2026-11-30.md):
 # the 2D-supervised prior lifts better on every measure with 50 steps than with 10 (MPJPE
 # 272.8 vs 301.9 mm, acceleration 22.8 vs 38.6 mm/frame^2; on the val split's keypoints
-# MPJPE and acceleration too), the 3D-supervised one worse (680.9 vs 579.8 mm), MDM on
-# the lifts mixed (MPJPE better, acceleration and reprojection worse).
+# PA-MPJPE and acceleration too, not MPJPE), the 3D-supervised one worse (680.9 vs
+# 579.8 mm), MDM on the lifts mixed (MPJPE better, acceleration and reprojection worse).
 LIFT_SAMPLE_STEPS = 10
 _DEFAULT_LIFT_STEPS = {"2d": 50}
 # The pulls and size corrections are defined per step of a lift with this many steps; with
@@ -312,10 +312,11 @@ def _step_rate(n_steps: int) -> float:
 
 
 def _in_front_of_camera(targets: torch.Tensor, keypoints: torch.Tensor, camera: torch.Tensor,
-                        z_min: float = _Z_MIN) -> torch.Tensor:
+                        z_min: float = _Z_MIN) -> tuple[torch.Tensor, torch.Tensor]:
     """``targets [b, F, J, 3]`` (in the frame of ``camera [b, 3, 4]`` or ``[b, F, 3, 4]``)
     whose camera depth is below ``z_min`` moved to the point of their keypoint's ray
-    (``keypoints [F, J, 2]``, normalised) at depth ``z_min``.
+    (``keypoints [F, J, 2]``, normalised) at depth ``z_min``; returns them and which were
+    moved (``[b, F, J]``).
 
     A ray starts at the camera, but the closest point of its line to a joint far off it can
     lie behind the camera; a joint pulled there projects to the mirror image of its
@@ -328,10 +329,10 @@ def _in_front_of_camera(targets: torch.Tensor, keypoints: torch.Tensor, camera: 
     cam = (R @ targets[..., None])[..., 0] + t
     near = cam[..., 2:] < z_min
     if not bool(near.any()):
-        return targets
+        return targets, near[..., 0]
     on_ray = z_min * torch.cat((keypoints, torch.ones_like(keypoints[..., :1])), dim=-1).to(targets.dtype)
     back = (R.transpose(-1, -2) @ (on_ray - t)[..., None])[..., 0]
-    return torch.where(near, back, targets)
+    return torch.where(near, back, targets), near[..., 0]
 
 
 def _resolve_ramp(loaded_model, ramp: float | None) -> float:
@@ -449,7 +450,7 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
         targets = vk.ray_targets(joints, kp32.expand(b, F, -1, -1).contiguous(), cam_c.contiguous())
         if smooth > 0:
             targets = smooth_corrections(joints, targets, observed.expand(b, F, -1), smooth, outlier)
-        targets = _in_front_of_camera(targets, kp32, cam_c)
+        targets, moved_in = _in_front_of_camera(targets, kp32, cam_c)
         # Confidence sets how far each step trusts a keypoint; the last step (t = 0) moves
         # every observed joint all the way, so that the lift agrees with the image instead
         # of keeping a confidence-sized share of the prediction's last error.
@@ -466,7 +467,9 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
             centre = camera_center(cam_c).to(moved.dtype)  # [b, 3] or [b, F, 3]
             centre = (centre[:, None] if centre.dim() == 2 else centre)[:, :, None]
             # The ray points' size, not the partly moved joints', says how far off the depth is.
-            k = (_keep_body_size(joints, targets, bone_w, par) * body_scale) ** rate
+            # A ray point moved in front of the camera says nothing about the body's size.
+            bw = bone_w * ~(moved_in | moved_in[..., par]) if bool(moved_in.any()) else bone_w
+            k = (_keep_body_size(joints, targets, bw, par) * body_scale) ** rate
             if smooth > 0:
                 k = masked_gaussian_smooth(k.log()[..., None, None], torch.ones(b, F, 1, dtype=torch.bool),
                                            smooth)[..., 0, 0].exp()

@@ -12,7 +12,8 @@ from vmdm.experiments.compare import FULL, QUICK, VARIANTS, Budget, format_table
 TINY = Budget("test", True, dict(model="tiny", steps=3, batch_size=4, max_frames=40, warmup=1, text_encoder="bow",
                                  ckpt_every=3, log_every=3),
               dict(steps=2, time_budget=None, batch_size=8), True)
-SMALL_EVAL = dict(repeats=2, mm_prompts=2, mm_generations=2, sample_steps=2, lifting_cases=1, diversity_pairs=20)
+SMALL_EVAL = dict(repeats=2, mm_prompts=2, mm_generations=2, sample_steps=2, lift_steps=2, lifting_cases=1,
+                  diversity_pairs=20)
 
 
 def test_comparison_table_and_reuse(quick_data, cache_dir, tiny_evaluator, tmp_path, monkeypatch):

@@ -374,20 +374,27 @@ def test_ray_points_behind_the_camera_are_brought_in_front(per_frame):
     from vmdm.lifting import _in_front_of_camera
 
     g = torch.Generator().manual_seed(0)
-    F, J = 4, 3
-    R = rotation_about_y(torch.tensor([0.7]))[0]
-    cam = torch.cat((R, torch.tensor([[0.2], [-0.1], [3.0]])), dim=1)  # X_cam = R X + t
-    camera = cam.expand(1, F, 3, 4) if per_frame else cam[None]
+    b, F, J = 2, 4, 3
+    # A different camera for every motion (and frame): X_cam = R X + t.
+    yaw = torch.rand(b, F if per_frame else 1, generator=g) * 6.0
+    R = rotation_about_y(yaw.reshape(-1)).reshape(b, -1, 3, 3)
+    t = torch.randn(b, R.shape[1], 3, generator=g) * 0.3 + torch.tensor([0.0, 0.0, 3.0])
+    camera = torch.cat((R, t[..., None]), dim=-1)  # [b, F or 1, 3, 4]
+    camera = camera if per_frame else camera[:, 0]
     kp = 0.3 * torch.randn(F, J, 2, generator=g)
     # Points on the keypoints' lines at depth 2 (in front) and at depth -1 (the line's other half).
-    depth = torch.full((1, F, J, 1), 2.0)
-    depth[0, 1, 2] = depth[0, 3, 0] = -1.0
+    depth = torch.full((b, F, J, 1), 2.0)
+    depth[0, 1, 2] = depth[1, 3, 0] = depth[1, 0, 1] = -1.0
     in_cam = depth * torch.cat((kp, torch.ones(F, J, 1)), dim=-1)[None]
-    targets = ((in_cam - cam[:, 3]) @ R)  # back to the camera's world: R^T (X_cam - t)
-    out = _in_front_of_camera(targets, kp, camera, z_min=0.1)
+    Rf, tf = (R, t) if per_frame else (R.expand(b, F, 3, 3), t.expand(b, F, 3))
+    targets = ((in_cam - tf[:, :, None])[..., None, :] @ Rf[:, :, None])[..., 0, :]  # R^T (X_cam - t)
+    out, moved = _in_front_of_camera(targets, kp, camera, z_min=0.1)
     behind = depth[..., 0] < 0
+    assert torch.equal(moved, behind)
     assert torch.equal(out[~behind], targets[~behind])  # in front: untouched
-    z = (out @ R.T + cam[:, 3])[..., 2]
+    z = ((Rf[:, :, None] @ out[..., None])[..., 0] + tf[:, :, None])[..., 2]
     torch.testing.assert_close(z[behind], torch.full_like(z[behind], 0.1))
-    uv, _ = project(out[0].double(), cam.double())
-    torch.testing.assert_close(uv.float(), kp, rtol=0, atol=1e-5)  # still on their keypoints' rays
+    for i in range(b):  # still on their keypoints' rays, seen by their own cameras
+        cam_i = torch.cat((Rf[i], tf[i][..., None]), dim=-1)
+        uv, _ = project(out[i].double(), cam_i.double())
+        torch.testing.assert_close(uv.float(), kp, rtol=0, atol=1e-5)

@@ -210,7 +210,8 @@ def _launch(kernel, B: int, args: tuple, consts: dict, block_t: int | None, wrap
         k = kernel.fn if hasattr(kernel, "configs") else kernel
         consts = dict(consts, BLOCK_T=block_t or _INTERPRET_BLOCK_T)
         if not INTERPRET:
-            consts["num_warps"] = 4
+            # About 4 elements of a [BLOCK_T, 32] tile per thread, as the autotuned configs.
+            consts["num_warps"] = min(16, max(1, block_t // 4))
     else:
         k = kernel
     if wrap:
