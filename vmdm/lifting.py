@@ -394,9 +394,9 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
 
     The pull ``w`` and the size correction ``k`` are those of a step of a
     :data:`GUIDED_STEPS_REF`-step lift: with ``n`` steps each step applies ``1 - (1 - w) **
-    r`` and ``k ** r``, ``r = (GUIDED_STEPS_REF - 1) / (n - 1)``, so that more steps
-    divide the same correction more finely instead of compounding it (the last step, t = 0,
-    is applied whole).
+    r`` and ``k ** min(r, 1)``, ``r = (GUIDED_STEPS_REF - 1) / (n - 1)``, so that more
+    steps divide the same correction more finely instead of compounding it (the last step,
+    t = 0, is applied whole).
     """
     lm = loaded_model
     sk = lm.skeleton
@@ -469,7 +469,9 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
             # The ray points' size, not the partly moved joints', says how far off the depth is.
             # A ray point moved in front of the camera says nothing about the body's size.
             bw = bone_w * ~(moved_in | moved_in[..., par]) if bool(moved_in.any()) else bone_w
-            k = (_keep_body_size(joints, targets, bw, par) * body_scale) ** rate
+            # k is a whole correction, not a share: fewer steps than the reference apply it
+            # whole (a power above 1 would overshoot), more steps divide it.
+            k = (_keep_body_size(joints, targets, bw, par) * body_scale) ** min(rate, 1.0)
             if smooth > 0:
                 k = masked_gaussian_smooth(k.log()[..., None, None], torch.ones(b, F, 1, dtype=torch.bool),
                                            smooth)[..., 0, 0].exp()

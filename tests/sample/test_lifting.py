@@ -398,3 +398,26 @@ def test_ray_points_behind_the_camera_are_brought_in_front(per_frame):
         cam_i = torch.cat((Rf[i], tf[i][..., None]), dim=-1)
         uv, _ = project(out[i].double(), cam_i.double())
         torch.testing.assert_close(uv.float(), kp, rtol=0, atol=1e-5)
+
+
+def test_size_corrections_are_divided_by_more_steps_never_multiplied(known_clip, monkeypatch):
+    import vmdm.lifting as lifting
+    from vmdm.data.cameras import camera_center
+
+    joints, E, K, kp = known_clip
+    scores = torch.ones(kp.shape[:2])
+    # Every step asks for a body 1.2x larger, i.e. 1.2x farther along the rays.
+    monkeypatch.setattr(lifting, "_keep_body_size", lambda pred, rays, w, par: torch.full(pred.shape[:2], 1.2))
+    centre = camera_center(E.double())
+    prior = _OraclePrior(joints, persistent=True)
+
+    def farther(steps):
+        out = lift(prior, kp, scores, E, K, sample_steps=steps, smooth=0.0, refine_placement=False).double()
+        return float((out - centre).norm(dim=-1).mean() / (joints - centre).norm(dim=-1).mean())
+
+    # 10 reference steps compound 1.2 ten times; 25 and 50 steps divide the same total.
+    assert farther(10) == pytest.approx(1.2**10, rel=1e-3)
+    assert farther(25) == pytest.approx(1.2**10, rel=1e-3)
+    assert farther(50) == pytest.approx(1.2**10, rel=1e-3)
+    # 4 steps apply each whole correction once (a power above 1 would overshoot to 1.2 ** 10).
+    assert farther(4) == pytest.approx(1.2**4, rel=1e-3)
