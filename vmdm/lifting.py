@@ -14,9 +14,10 @@ it agrees with the observed keypoints, MDM-inpainting style:
    confidence (joints with confidence 0 keep the prediction); the corrections are
    averaged over frames first (``smooth``, with an ``outlier`` gate, as for the training
    targets in :mod:`vmdm.target_smoothing`), because white keypoint noise would
-   otherwise become 3D jitter; the last step (t = 0) moves every observed joint the whole
-   way (``final_pull``); ray points that would lie behind the camera (possible for a
-   joint far off its ray: the closest point of the ray's *line*) are moved in front of it;
+   otherwise become 3D jitter; the last step (t = 0, or a one-step lift's only step)
+   moves every observed joint the whole way (``final_pull``); ray points that would lie
+   behind the camera (possible for a joint far off its ray: the closest point of the
+   ray's *line*) are moved in front of it;
 4. scale each frame about the camera centre so that the bones of its ray points match the
    prediction's bone lengths averaged over the clip (a person's bones do not change
    length): projections do not change, and the body's apparent size, not a possibly
@@ -415,7 +416,8 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
     if sample_steps is None and sampler == "ddim":
         sample_steps = min(_DEFAULT_LIFT_STEPS.get(lm.config.get("supervision"), LIFT_SAMPLE_STEPS),
                            lm.diffusion.steps)
-    step_rate = _step_rate(len(lm.diffusion.timesteps(sampler, sample_steps)))
+    visited = lm.diffusion.timesteps(sampler, sample_steps)
+    step_rate, last_t = _step_rate(len(visited)), visited[-1]  # last_t: 0, unless one step
     body_scale = lm.body_scale if body_scale is None else float(body_scale)
     if not body_scale > 0:
         raise ValueError(f"body_scale: expected a value > 0, got {body_scale}")
@@ -454,9 +456,9 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
         # Confidence sets how far each step trusts a keypoint; the last step (t = 0) moves
         # every observed joint all the way, so that the lift agrees with the image instead
         # of keeping a confidence-sized share of the prediction's last error.
-        last = int(t.min()) == 0
+        last = int(t.min()) == last_t
         w = full if final_pull and last else pull
-        if ramp > 0:
+        if ramp > 0 and not last:
             w = w * (1 - int(t.min()) / lm.diffusion.steps) ** ramp
         # The last step is one final correction, not a share of a rate.
         rate = 1.0 if last else step_rate

@@ -298,6 +298,16 @@ def test_last_step_moves_low_confidence_joints_onto_their_rays(loaded_tiny, know
     assert partial.reprojection_error[0] > 100 * full.reprojection_error[0]
 
 
+def test_a_one_step_lift_ends_on_the_rays(loaded_tiny, known_clip):
+    # One DDIM step visits only the noisiest diffusion step, never t = 0: that step is the
+    # last one, so it gets the final pull (and no ramp, which would all but cancel it).
+    joints, E, K, kp = known_clip
+    scores = torch.full(kp.shape[:2], 0.5)
+    assert loaded_tiny.diffusion.timesteps("ddim", 1) == [loaded_tiny.diffusion.steps - 1]
+    res = lift_details(loaded_tiny, kp, scores, E, K, sample_steps=1, seed=0, **EXACT)
+    assert res.reprojection_error[0] < 1e-4
+
+
 def test_guidance_ramp_defaults_by_supervision(loaded_tiny, known_clip):
     joints, E, K, kp = known_clip
     scores = torch.ones(kp.shape[:2])
