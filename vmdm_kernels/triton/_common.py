@@ -141,22 +141,28 @@ class Launcher:
     """One kernel with its GPU autotuner, or a pinned config.
 
     ``@triton.autotune`` is applied only when not interpreting (the interpreter
-    fails with more than one config). The autotuner is keyed on ``(B, T, J)``.
-    ``halo`` is the number of overlapping rows between consecutive tiles, which
-    fixes the grid: ``B * cdiv(T, BLOCK_T - halo)`` programs.
+    fails with more than one config). The autotuner is keyed on whichever of
+    ``(B, T, J)`` the kernel takes. ``halo`` is the number of overlapping rows
+    between consecutive tiles, which fixes the grid: ``B * cdiv(T, BLOCK_T - halo)``
+    programs; ``per_clip`` kernels instead run one program per sample (grid ``B``)
+    and walk its frames in chunks of ``BLOCK_T``. ``configs`` / ``interpret_config``
+    replace the shared candidates for kernels whose tiles cost differently.
     """
 
-    def __init__(self, kernel, halo: int, min_block_t: int):
+    def __init__(self, kernel, halo: int, min_block_t: int, *, per_clip: bool = False,
+                 configs: tuple[TileConfig, ...] | None = None, interpret_config: TileConfig | None = None):
         self.kernel = kernel
         self.halo = halo
         self.min_block_t = min_block_t
-        self.configs = tuple(c for c in GPU_CONFIGS if c.block_t >= min_block_t)
+        self.per_clip = per_clip
+        self.configs = tuple(c for c in (configs or GPU_CONFIGS) if c.block_t >= min_block_t)
+        self.interpret_config = interpret_config or INTERPRET_CONFIG
         if INTERPRET:
             self.tuned = None
         else:
             self.tuned = triton.autotune(
                 configs=[triton.Config({"BLOCK_T": c.block_t}, num_warps=c.num_warps) for c in self.configs],
-                key=["B", "T", "J"],
+                key=[k for k in ("B", "T", "J") if k in kernel.arg_names],
             )(kernel)
 
     def _pinned(self, block_t: int | None) -> TileConfig | None:
@@ -167,7 +173,7 @@ class Launcher:
                 )
             return TileConfig(block_t, _WARPS_FOR_BLOCK_T.get(block_t, 4))
         if self.tuned is None:
-            return INTERPRET_CONFIG
+            return self.interpret_config
         return None
 
     def max_tiles(self, T: int, block_t: int | None) -> int:
@@ -179,15 +185,19 @@ class Launcher:
     def __call__(self, B: int, T: int, args: tuple, consts: dict, block_t: int | None = None, wrap: bool = False):
         pinned = self._pinned(block_t)
         halo = self.halo
+
+        def programs(bt: int) -> int:
+            return B if self.per_clip else B * triton.cdiv(T, bt - halo)
+
         if pinned is not None:
             kernel = self.kernel
-            grid = (B * triton.cdiv(T, pinned.block_t - halo),)
+            grid = (programs(pinned.block_t),)
             kwargs = dict(consts, BLOCK_T=pinned.block_t, num_warps=pinned.num_warps)
         else:
             kernel = self.tuned
 
             def grid(meta):
-                return (B * triton.cdiv(T, meta["BLOCK_T"] - halo),)
+                return (programs(meta["BLOCK_T"]),)
 
             kwargs = dict(consts)
         if wrap:

@@ -104,7 +104,7 @@ def variants(quick: bool):
                 yield (rt.ray_targets_bwd_kernel, dict(base, PER_FRAME=per_frame, HAS_INTR=True, NEED_K=True,
                                                        NEED_CAM=True, NEED_INTR=True), dt, c.num_warps,
                        f"{label} per_frame={per_frame}")
-    for bt, warps in rr._GPU_CONFIGS[-1:] if quick else rr._GPU_CONFIGS:
+    for bt, warps in ((c.block_t, c.num_warps) for c in (rr._GPU_CONFIGS[-1:] if quick else rr._GPU_CONFIGS)):
         for dt in ("fp32",) if quick else ("fp32", "bf16", "fp64"):
             acc_r = tl.float64 if dt == "fp64" else acc
             for stats in (True,) if quick else (False, True):

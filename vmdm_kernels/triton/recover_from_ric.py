@@ -26,7 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import INTERPRET, acc_tl_dtype, block_j, check_device
+from ._common import Launcher, TileConfig, acc_tl_dtype, block_j, check_device
 
 __all__ = ["recover_from_ric_fwd", "recover_from_ric_bwd", "recover_from_ric_fwd_kernel",
            "recover_from_ric_bwd_kernel"]
@@ -186,39 +186,13 @@ def recover_from_ric_bwd_kernel(
 
 # One program per clip, so BLOCK_T trades registers (the backward keeps ~10 [BLOCK_T,
 # BLOCK_J] tiles live) against the number of chunk iterations; the autotuner picks per (T, J).
-_GPU_CONFIGS = ((16, 4), (32, 4), (32, 8), (64, 8))
+_GPU_CONFIGS = (TileConfig(16, 4), TileConfig(32, 4), TileConfig(32, 8), TileConfig(64, 8))
 # The interpreter runs one chunk size, small enough that a 197-frame test clip spans
 # several chunks (tests pin smaller ones to cross many seams in short clips).
-_INTERPRET_BLOCK_T = 32
-
-
-def _kernel(kernel):
-    if INTERPRET:
-        return kernel
-    return triton.autotune(configs=[triton.Config({"BLOCK_T": bt}, num_warps=w) for bt, w in _GPU_CONFIGS],
-                           key=["T", "J"])(kernel)
-
-
-_fwd_kernel = _kernel(recover_from_ric_fwd_kernel)
-_bwd_kernel = _kernel(recover_from_ric_bwd_kernel)
-
-
-def _launch(kernel, B: int, args: tuple, consts: dict, block_t: int | None, wrap: bool):
-    if block_t is not None and (block_t < 2 or block_t & (block_t - 1)):
-        raise ValueError(f"block_t: expected a power of two >= 2, got {block_t}")
-    if INTERPRET or block_t is not None:
-        k = kernel.fn if hasattr(kernel, "configs") else kernel
-        consts = dict(consts, BLOCK_T=block_t or _INTERPRET_BLOCK_T)
-        if not INTERPRET:
-            # About 4 elements of a [BLOCK_T, 32] tile per thread, as the autotuned configs.
-            consts["num_warps"] = min(16, max(1, block_t // 4))
-    else:
-        k = kernel
-    if wrap:
-        from torch.library import wrap_triton
-
-        k = wrap_triton(k)
-    k[(B,)](*args, **consts)
+_fwd = Launcher(recover_from_ric_fwd_kernel, halo=0, min_block_t=2, per_clip=True, configs=_GPU_CONFIGS,
+                interpret_config=TileConfig(32, 4))
+_bwd = Launcher(recover_from_ric_bwd_kernel, halo=0, min_block_t=2, per_clip=True, configs=_GPU_CONFIGS,
+                interpret_config=TileConfig(32, 4))
 
 
 def _check(op: str, features: torch.Tensor, J: int, mean, std):
@@ -250,8 +224,8 @@ def recover_from_ric_fwd(features, num_joints: int, mean=None, std=None, *, bloc
         return out
     has = mean is not None
     m, s = (mean.contiguous(), std.contiguous()) if has else (features, features)
-    _launch(_fwd_kernel, B, (features, m, s, out, T, D, J),
-            dict(HAS_STATS=has, ACC=acc_tl_dtype(features.dtype), BLOCK_J=block_j(J)), block_t, _wrap)
+    _fwd(B, T, (features, m, s, out, T, D, J),
+         dict(HAS_STATS=has, ACC=acc_tl_dtype(features.dtype), BLOCK_J=block_j(J)), block_t=block_t, wrap=_wrap)
     return out
 
 
@@ -270,6 +244,6 @@ def recover_from_ric_bwd(grad, features, num_joints: int, mean=None, std=None, *
         return gfeat
     has = mean is not None
     m, s = (mean.contiguous(), std.contiguous()) if has else (features, features)
-    _launch(_bwd_kernel, B, (grad, features, m, s, gfeat, T, D, J),
-            dict(HAS_STATS=has, ACC=acc_tl_dtype(features.dtype), BLOCK_J=block_j(J)), block_t, _wrap)
+    _bwd(B, T, (grad, features, m, s, gfeat, T, D, J),
+         dict(HAS_STATS=has, ACC=acc_tl_dtype(features.dtype), BLOCK_J=block_j(J)), block_t=block_t, wrap=_wrap)
     return gfeat
