@@ -89,3 +89,33 @@ def test_reuse_compares_every_resolved_option_of_the_mode():
     assert "align_smooth" in _training_differences({k: v for k, v in saved(supervision="2d").items()
                                                     if k != "align_smooth"}, video)
     assert "supervision" in _training_differences(saved(supervision="2d"), mdm)
+
+
+def test_parallel_variants_match_one_at_a_time(quick_data, cache_dir, tiny_evaluator, tmp_path):
+    """``jobs=2`` trains and evaluates the variants in two worker processes: the same models
+    and the same table rows, in the order asked for."""
+    names = ["videomdm", "mdm_3d"]
+    rows = {}
+    for jobs in (1, 2):
+        work = tmp_path / f"work{jobs}"
+        work.mkdir()
+        shutil.copy(tiny_evaluator, work / "evaluator.pt")
+        s = run_comparison(TINY, work=work, out=tmp_path / f"t{jobs}", cache_dir=str(cache_dir), variants=names,
+                           progress=False, cmu=False, eval_overrides=SMALL_EVAL, threads=1, jobs=jobs)
+        assert list(s["rows"]) == names and s["timings"]["jobs"] == jobs
+        assert s["n_test"] > 0 and s["timings"]["total_cpu_s"] > 0
+        rows[jobs] = s["rows"]
+    assert "2 variants at a time" in (tmp_path / "t2.md").read_text()
+    import torch
+
+    from vmdm.checkpoint import load_checkpoint
+
+    for n in names:
+        a, b = (load_checkpoint(tmp_path / f"work{j}" / n / "checkpoint.pt") for j in (1, 2))
+        assert a["config"]["supervision"] == b["config"]["supervision"]
+        for k, v in a["model"].items():
+            torch.testing.assert_close(b["model"][k], v, rtol=1e-4, atol=1e-5, msg=f"{n}: {k}")
+        fa, fb = (rows[j][n]["results"]["generation"]["model"]["fid"]["mean"] for j in (1, 2))
+        assert fb == pytest.approx(fa, rel=1e-3)
+    with pytest.raises(ValueError, match="jobs"):
+        run_comparison(TINY, work=tmp_path, out=None, variants=names, progress=False, jobs=0)

@@ -582,16 +582,67 @@ def test_low_precision_within_twice_eager_error(dtype, depth_weight, per_frame):
                                   run("reference", pref, grad_dtype=dtype, **kw), rel_floor=1e-3)
 
 
+def test_launcher_reuses_a_tuned_config_within_a_size_bucket(monkeypatch):
+    """Eager launches tune once per (power-of-two B and T bucket, constants, dtypes) and
+    run the chosen config pinned for every other size in that bucket."""
+    import triton
+
+    from vmdm_kernels.triton import _common
+
+    launches = []
+
+    class FakeKernel:  # stands in for the jitted kernel and for its autotuner
+        arg_names = ["X_ptr", "B", "T", "J"]
+
+        def __init__(self, name):
+            self.name, self.best_config = name, None
+
+        def __getitem__(self, grid):
+            def launch(*args, **kw):
+                if self.name == "tuned":
+                    self.best_config = triton.Config({"BLOCK_T": 16}, num_warps=8)
+                    launches.append(("tuned", grid(dict(BLOCK_T=16))[0]))
+                else:
+                    launches.append(("pinned", grid[0], kw["BLOCK_T"], kw["num_warps"]))
+            return launch
+
+    monkeypatch.setattr(_common, "INTERPRET", True)  # build without triton.autotune, then swap in the fakes
+    launcher = _common.Launcher(FakeKernel("raw"), halo=1, min_block_t=2)
+    launcher.kernel, launcher.tuned = FakeKernel("raw"), FakeKernel("tuned")
+    x32, x64 = torch.zeros(1), torch.zeros(1, dtype=torch.float64)
+
+    def call(B, T, x=x32, block_j=32, block_t=None):
+        launches.clear()
+        launcher(B, T, (x, B, T, 22), dict(BLOCK_J=block_j), block_t=block_t)
+        return launches[0]
+
+    assert call(8, 100) == ("tuned", 8 * 7)  # cdiv(100, 16 - 1)
+    assert call(8, 120) == ("pinned", 8 * 8, 16, 8)  # same buckets (8, 128): no new tuning
+    assert call(7, 65) == ("pinned", 7 * 5, 16, 8)
+    assert call(8, 130)[0] == "tuned"  # T bucket 256
+    assert call(9, 120)[0] == "tuned"  # B bucket 16
+    assert call(8, 120, block_j=64)[0] == "tuned"  # other compile-time constants
+    assert call(8, 120, x=x64)[0] == "tuned"  # other dtypes
+    assert call(8, 120, block_t=4) == ("pinned", 8 * 40, 4, 1)  # an explicit block_t wins
+    assert len(launcher.chosen) == 5
+    assert [_common.size_bucket(n) for n in (0, 1, 2, 3, 196, 1024)] == [1, 1, 2, 4, 256, 1024]
+
+
 @gpu_only
 @pytest.mark.parametrize("dtype", [torch.float32] + LOW, ids=str)
 def test_autotuned_kernels_match_reference(dtype):
-    # No pinned block_t: the autotuner picks among the GPU configs for the training shape.
-    p = on_device(make_problem(8, 196, 22, seed=21), dtype)
+    # No pinned block_t: the autotuner picks among the GPU configs for the training shape;
+    # the second length falls in the same size bucket and runs the chosen config pinned.
     tol = {torch.float32: 1e-4, torch.float16: 5e-3, torch.bfloat16: 3e-2}[dtype]
-    assert_all_close(kernel_reproj(p, "sample"), reference_reproj(p, "sample"), tol, REPROJ_NAMES)
-    got, target = kernel_velocity3d(p)
-    assert_all_close(got, reference_velocity3d(p, target), tol, V3_NAMES)
-    assert_all_close(kernel_ray(p), reference_ray(p), tol, RAY_NAMES)
+    for T in (196, 180):
+        p = on_device(make_problem(8, T, 22, seed=21), dtype)
+        assert_all_close(kernel_reproj(p, "sample"), reference_reproj(p, "sample"), tol, REPROJ_NAMES)
+        got, target = kernel_velocity3d(p)
+        assert_all_close(got, reference_velocity3d(p, target), tol, V3_NAMES)
+        assert_all_close(kernel_ray(p), reference_ray(p), tol, RAY_NAMES)
+    from vmdm_kernels.triton import reproj_vel
+
+    assert reproj_vel._fwd.chosen and reproj_vel._bwd.chosen
 
 
 @gpu_only

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["VARIANTS", "Budget", "QUICK", "FULL", "run_comparison", "format_table", "main"]
+__all__ = ["VARIANTS", "Budget", "QUICK", "FULL", "run_comparison", "default_jobs", "format_table", "main"]
 
 log = logging.getLogger("vmdm.experiments.compare")
 
@@ -122,22 +122,108 @@ def _train_variant(name: str, overrides: dict, budget: Budget, work: Path, cache
     return path, time.time() - t0
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """Everything a variant's training and evaluation needs, picklable for worker processes."""
+    budget: Budget
+    work: Path
+    cache_dir: str | None
+    seed: int
+    steps: int | None
+    progress: bool
+    ecfg: object  # vmdm.eval.run.EvalConfig
+    data_root: str
+    ev_path: Path
+    split: str
+    cmu: bool
+
+
+def _load_inputs(plan: _Plan) -> dict:
+    """The evaluation inputs every variant shares: evaluator, test set, lifting cases."""
+    from vmdm.eval.evaluator import load_evaluator
+    from vmdm.eval.lifting_eval import cmu_cases, split_cases
+    from vmdm.eval.run import Settings, load_test_set
+
+    evaluator, ev_meta = load_evaluator(plan.ev_path)
+    ev_meta["path"] = str(plan.ev_path)
+    s = Settings.from_config(plan.ecfg)
+    ccases = None
+    if plan.cmu:
+        try:
+            ccases = cmu_cases(None, window=s.cmu_window, max_windows_per_clip=s.cmu_windows_per_clip,
+                               views=s.cmu_views, seed=plan.seed)
+        except FileNotFoundError as e:
+            log.warning("CMU clips unavailable (%s): CMU lifting skipped", e)
+    return {"evaluator": evaluator, "ev_meta": ev_meta, "test": load_test_set(plan.data_root, plan.split),
+            "tcases": split_cases(plan.data_root, max_frames=196, limit=s.lifting_cases, split=plan.split),
+            "ccases": ccases}
+
+
+def _run_variant(plan: _Plan, inputs: dict, name: str, label: str, overrides: dict) -> dict:
+    """Train (or reuse) one variant and evaluate it: its table row."""
+    from vmdm.eval.run import evaluate
+
+    c0 = time.process_time()
+    ckpt, train_s = _train_variant(name, overrides, plan.budget, plan.work, plan.cache_dir, plan.seed, plan.steps,
+                                   plan.progress)
+    t0, c1 = time.time(), time.process_time()
+    res = evaluate(dataclasses.replace(plan.ecfg, checkpoint=str(ckpt), cmu=inputs["ccases"] is not None),
+                   evaluator=inputs["evaluator"], evaluator_meta=inputs["ev_meta"], test=inputs["test"],
+                   test_cases=inputs["tcases"], cmu_cases=inputs["ccases"])
+    return {"label": label, "checkpoint": str(ckpt), "train_s": round(train_s, 1),
+            "train_cpu_s": round(c1 - c0, 1), "eval_s": round(time.time() - t0, 1),
+            "eval_cpu_s": round(time.process_time() - c1, 1), "results": res}
+
+
+# One worker process's shared inputs, loaded once by its initializer.
+_WORKER_INPUTS: dict = {}
+
+
+def _worker_init(plan: _Plan, threads: int, log_level: int) -> None:
+    logging.basicConfig(level=log_level, format=f"%(levelname)s [worker {os.getpid()}] %(name)s: %(message)s")
+    torch.set_num_threads(threads)
+    _WORKER_INPUTS.update(_load_inputs(plan))
+
+
+def _worker_run(plan: _Plan, name: str, label: str, overrides: dict) -> dict:
+    return _run_variant(plan, _WORKER_INPUTS, name, label, overrides)
+
+
+def _children_cpu_s() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def default_jobs(budget: Budget, n_variants: int) -> int:
+    """Variants run at once: on a CPU every core takes one (a tiny-model run keeps one thread
+    busy far better than it splits over several); a GPU budget runs one at a time (one device)."""
+    if budget.name == "full" or torch.cuda.is_available():
+        return 1
+    return max(1, min(n_variants, os.cpu_count() or 1))
+
+
 def run_comparison(budget: Budget, *, work: Path, out: Path | None, cache_dir: str | None = None, seed: int = 0,
                    steps: int | None = None, variants: list[str] | dict | None = None, progress: bool = True,
                    threads: int | None = None, eval_overrides: dict | None = None, split: str = "test",
-                   cmu: bool = True, title: str = "VideoMDM comparison") -> dict:
+                   cmu: bool = True, title: str = "VideoMDM comparison", jobs: int = 1) -> dict:
     """Train each variant (a list of :data:`VARIANTS` names, or ``{name: (label, TrainConfig
     overrides)}``) with ``budget`` and one seed, evaluate all on ``split`` with one evaluator
-    trained on the train split, and write the table to ``out`` (.md/.json)."""
+    trained on the train split, and write the table to ``out`` (.md/.json).
+
+    ``jobs`` > 1 trains and evaluates that many variants at once in worker processes of
+    ``threads`` threads each (default: the cores shared out); the table is the same, in the
+    order of ``variants``."""
     from vmdm.data.prepare import ensure_default_data
-    from vmdm.eval.evaluator import load_evaluator
-    from vmdm.eval.lifting_eval import cmu_cases, split_cases
-    from vmdm.eval.run import EvalConfig, Settings, evaluate, load_test_set, machine_description
+    from vmdm.eval.run import EvalConfig, machine_description
     from vmdm.eval.train_evaluator import EvaluatorTrainConfig, train_evaluator
 
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
     if threads:
         torch.set_num_threads(threads)
-    t_all, c_all = time.time(), time.process_time()
+    t_all, c_all, cc_all = time.time(), time.process_time(), _children_cpu_s()
     load_start = os.getloadavg()
     if not isinstance(variants, dict):
         names = variants or list(VARIANTS)
@@ -145,6 +231,7 @@ def run_comparison(budget: Budget, *, work: Path, out: Path | None, cache_dir: s
         if unknown:
             raise ValueError(f"unknown variants {unknown}; expected some of {list(VARIANTS)}")
         variants = {v: VARIANTS[v] for v in names}
+    jobs = min(jobs, max(1, len(variants)))
     work.mkdir(parents=True, exist_ok=True)
     paths = ensure_default_data(cache_dir, progress=progress, quick=budget.quick_data)
     data_root = str(paths.dataset_2d)
@@ -155,39 +242,48 @@ def run_comparison(budget: Budget, *, work: Path, out: Path | None, cache_dir: s
     if not ev_path.is_file():
         train_evaluator(EvaluatorTrainConfig(data=data_root, out=str(ev_path), seed=seed, progress=progress,
                                              **budget.evaluator))
-    evaluator, ev_meta = load_evaluator(ev_path)
-    ev_meta["path"] = str(ev_path)
     timings = {"evaluator_s": round(time.time() - t0, 1), "evaluator_cpu_s": round(time.process_time() - c0, 1)}
 
-    # Shared evaluation inputs, loaded once.
-    ecfg = EvalConfig(checkpoint="-", quick=budget.eval_quick, seed=seed, progress=progress, out="", split=split,
-                      **(eval_overrides or {}))
-    s = Settings.from_config(ecfg)
-    test = load_test_set(data_root, split)
-    tcases = split_cases(data_root, max_frames=196, limit=s.lifting_cases, split=split)
-    ccases = None
-    if cmu:
-        try:
-            ccases = cmu_cases(None, window=s.cmu_window, max_windows_per_clip=s.cmu_windows_per_clip,
-                               views=s.cmu_views, seed=seed)
-        except FileNotFoundError as e:
-            log.warning("CMU clips unavailable (%s): CMU lifting skipped", e)
+    ecfg = EvalConfig(checkpoint="-", quick=budget.eval_quick, seed=seed, progress=progress and jobs == 1, out="",
+                      split=split, **(eval_overrides or {}))
+    # Progress bars of several processes would overwrite each other: workers log instead.
+    plan = _Plan(budget, work, cache_dir, seed, steps, progress and jobs == 1, ecfg, data_root, ev_path, split, cmu)
+    rows: dict = {}
+    if jobs == 1:
+        inputs = _load_inputs(plan)
+        for name, (label, overrides) in variants.items():
+            rows[name] = _run_variant(plan, inputs, name, label, overrides)
+            log.info("%s: FID %.3f", name, rows[name]["results"]["generation"]["model"]["fid"]["mean"])
+        ev_meta = inputs["ev_meta"]
+    else:
+        import concurrent.futures as cf
+        import multiprocessing as mp
 
-    rows = {}
-    for name, (label, overrides) in variants.items():
-        c0 = time.process_time()
-        ckpt, train_s = _train_variant(name, overrides, budget, work, cache_dir, seed, steps, progress)
-        t0, c1 = time.time(), time.process_time()
-        res = evaluate(dataclasses.replace(ecfg, checkpoint=str(ckpt), cmu=ccases is not None),
-                       evaluator=evaluator, evaluator_meta=ev_meta, test=test, test_cases=tcases, cmu_cases=ccases)
-        rows[name] = {"label": label, "checkpoint": str(ckpt), "train_s": round(train_s, 1),
-                      "train_cpu_s": round(c1 - c0, 1), "eval_s": round(time.time() - t0, 1),
-                      "eval_cpu_s": round(time.process_time() - c1, 1), "results": res}
-        log.info("%s: FID %.3f", name, res["generation"]["model"]["fid"]["mean"])
+        per_job = threads or max(1, (os.cpu_count() or 1) // jobs)
+        log.info("%d variants, %d at a time, %d thread(s) each", len(variants), jobs, per_job)
+        with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                                    initargs=(plan, per_job, logging.getLogger().level)) as pool:
+            futures = {pool.submit(_worker_run, plan, name, label, overrides): name
+                       for name, (label, overrides) in variants.items()}
+            done = {}
+            for f in cf.as_completed(futures):
+                name = futures[f]
+                done[name] = f.result()
+                log.info("%s: FID %.3f (%d/%d done)", name, done[name]["results"]["generation"]["model"]["fid"]["mean"],
+                         len(done), len(variants))
+        rows = {name: done[name] for name in variants}
+        from vmdm.eval.evaluator import load_evaluator
+
+        ev_meta = load_evaluator(ev_path)[1]
+    timings["jobs"] = jobs
+    machine = machine_description()
+    if jobs > 1:
+        machine = f"{machine.rsplit(',', 1)[0]}, {jobs} variants at a time with {per_job} torch thread(s) each"
     timings["total_s"] = round(time.time() - t_all, 1)
-    # CPU seconds of this process (all threads): comparable across runs on a shared machine,
-    # where wall time mostly measures the other users' load (given here as load averages).
-    timings["total_cpu_s"] = round(time.process_time() - c_all, 1)
+    # CPU seconds of this process and its workers (all threads): comparable across runs on a
+    # shared machine, where wall time mostly measures the other users' load (given here as
+    # load averages).
+    timings["total_cpu_s"] = round(time.process_time() - c_all + _children_cpu_s() - cc_all, 1)
     timings["load_avg_start"] = [round(v, 1) for v in load_start]
     timings["load_avg_end"] = [round(v, 1) for v in os.getloadavg()]
     summary = {
@@ -195,7 +291,7 @@ def run_comparison(budget: Budget, *, work: Path, out: Path | None, cache_dir: s
         "budget": budget.name,
         "split": split,
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": machine_description(),
+        "machine": machine,
         "data_root": data_root,
         "seed": seed,
         "train": {**budget.train, **({"steps": steps} if steps is not None else {})},
@@ -203,7 +299,7 @@ def run_comparison(budget: Budget, *, work: Path, out: Path | None, cache_dir: s
         "evaluator": {"path": str(ev_path), "hash": ev_meta["train_split"]["hash"],
                       "heldout": ev_meta["metrics"]["heldout"], "train": ev_meta["metrics"].get("steps"),
                       "n_train_clips": ev_meta["train_split"]["n_clips"]},
-        "n_test": len(test),
+        "n_test": next(iter(rows.values()))["results"]["generation"]["n_test"] if rows else 0,
         "timings": timings,
         "rows": rows,
     }
@@ -302,7 +398,9 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, help="override the training steps of every model")
     p.add_argument("--variants", help=f"comma-separated subset of {','.join(VARIANTS)}")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--threads", type=int, help="torch CPU threads (per variant when several run at once)")
+    p.add_argument("--jobs", type=int, help="variants trained and evaluated at once, each in its own process "
+                   "(default: one per CPU core on a CPU, 1 on a GPU or with --full)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -312,9 +410,10 @@ def main(argv=None) -> int:
     if out.suffix in (".md", ".json"):
         out = out.with_suffix("")
     work = Path(a.work_dir) if a.work_dir else Path("runs") / f"compare_{budget.name}"
+    names = a.variants.split(",") if a.variants else None
+    jobs = a.jobs if a.jobs is not None else default_jobs(budget, len(names or VARIANTS))
     summary = run_comparison(budget, work=work, out=out, cache_dir=a.cache_dir, seed=a.seed, steps=a.steps,
-                             variants=a.variants.split(",") if a.variants else None, progress=not a.no_progress,
-                             threads=a.threads)
+                             variants=names, progress=not a.no_progress, threads=a.threads, jobs=jobs)
     print(format_table(summary))
     print(f"wrote {out}.md and {out}.json")
     return 0

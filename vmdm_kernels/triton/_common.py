@@ -137,12 +137,25 @@ def check_joints(op: str, joints: torch.Tensor) -> tuple[int, int, int]:
     return B, T, J
 
 
+def size_bucket(n: int) -> int:
+    """Autotuning bucket of a size: the next power of two (0 and 1 share bucket 1)."""
+    return triton.next_power_of_2(max(int(n), 1))
+
+
 class Launcher:
     """One kernel with its GPU autotuner, or a pinned config.
 
     ``@triton.autotune`` is applied only when not interpreting (the interpreter
     fails with more than one config). The autotuner is keyed on whichever of
-    ``(B, T, J)`` the kernel takes. ``halo`` is the number of overlapping rows
+    ``(B, T, J)`` the kernel takes, exactly; in eager calls the launcher adds a
+    coarser cache on top: the config tuned for one call is reused, pinned, for every
+    later call whose ``B`` and ``T`` fall in the same power-of-two buckets with the
+    same compile-time constants (``BLOCK_J`` buckets ``J``) and dtypes. Clip lengths
+    vary from batch to batch (padding goes to the batch's longest clip) and lifting
+    or evaluation meets a new ``T`` per clip; without the buckets each new size
+    benchmarks every candidate config again (~0.1 s each), which costs more than the
+    kernels themselves in short runs. Traced calls (``wrap``) always hand the
+    autotuner to ``torch.compile``, which tunes at compile time. ``halo`` is the number of overlapping rows
     between consecutive tiles, which fixes the grid: ``B * cdiv(T, BLOCK_T - halo)``
     programs; ``per_clip`` kernels instead run one program per sample (grid ``B``)
     and walk its frames in chunks of ``BLOCK_T``. ``configs`` / ``interpret_config``
@@ -157,6 +170,8 @@ class Launcher:
         self.per_clip = per_clip
         self.configs = tuple(c for c in (configs or GPU_CONFIGS) if c.block_t >= min_block_t)
         self.interpret_config = interpret_config or INTERPRET_CONFIG
+        # (bucketed sizes, constants, dtypes) -> the config the autotuner chose there.
+        self.chosen: dict[tuple, TileConfig] = {}
         if INTERPRET:
             self.tuned = None
         else:
@@ -182,9 +197,18 @@ class Launcher:
         smallest = pinned.block_t if pinned is not None else min(c.block_t for c in self.configs)
         return triton.cdiv(T, smallest - self.halo)
 
+    def tune_key(self, B: int, T: int, args: tuple, consts: dict) -> tuple:
+        """The bucket a call's autotuned config is shared within (see the class doc)."""
+        dtypes = tuple(str(a.dtype) for a in args if isinstance(a, torch.Tensor))
+        return (size_bucket(B), size_bucket(T), tuple(sorted((k, repr(v)) for k, v in consts.items())), dtypes)
+
     def __call__(self, B: int, T: int, args: tuple, consts: dict, block_t: int | None = None, wrap: bool = False):
         pinned = self._pinned(block_t)
         halo = self.halo
+        bucket = None
+        if pinned is None and not wrap:
+            bucket = self.tune_key(B, T, args, consts)
+            pinned = self.chosen.get(bucket)
 
         def programs(bt: int) -> int:
             return B if self.per_clip else B * triton.cdiv(T, bt - halo)
@@ -205,6 +229,9 @@ class Launcher:
 
             kernel = wrap_triton(kernel)
         kernel[grid](*args, **kwargs)
+        if bucket is not None and bucket not in self.chosen:
+            best = self.tuned.best_config
+            self.chosen[bucket] = TileConfig(best.kwargs["BLOCK_T"], best.num_warps)
 
 
 def launch_simple(kernel, grid, args: tuple, consts: dict, wrap: bool = False):
