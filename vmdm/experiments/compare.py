@@ -201,7 +201,16 @@ def default_jobs(budget: Budget, n_variants: int) -> int:
     busy far better than it splits over several); a GPU budget runs one at a time (one device)."""
     if budget.name == "full" or torch.cuda.is_available():
         return 1
-    return max(1, min(n_variants, os.cpu_count() or 1))
+    return max(1, min(n_variants, _cores()))
+
+
+def _cores() -> int:
+    """CPU cores this process may run on (affinity / cgroup-restricted machines report fewer
+    than ``os.cpu_count()``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def run_comparison(budget: Budget, *, work: Path, out: Path | None, cache_dir: str | None = None, seed: int = 0,
@@ -259,7 +268,7 @@ def run_comparison(budget: Budget, *, work: Path, out: Path | None, cache_dir: s
         import concurrent.futures as cf
         import multiprocessing as mp
 
-        per_job = threads or max(1, (os.cpu_count() or 1) // jobs)
+        per_job = threads or max(1, _cores() // jobs)
         log.info("%d variants, %d at a time, %d thread(s) each", len(variants), jobs, per_job)
         with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
                                     initargs=(plan, per_job, logging.getLogger().level)) as pool:
@@ -268,7 +277,15 @@ def run_comparison(budget: Budget, *, work: Path, out: Path | None, cache_dir: s
             done = {}
             for f in cf.as_completed(futures):
                 name = futures[f]
-                done[name] = f.result()
+                try:
+                    done[name] = f.result()
+                except BaseException:
+                    # Stop at the first failure as the sequential run does; finished variants
+                    # keep their checkpoints, which a rerun reuses.
+                    log.error("%s failed; cancelling the variants not yet started (finished: %s)", name,
+                              ", ".join(done) or "none")
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
                 log.info("%s: FID %.3f (%d/%d done)", name, done[name]["results"]["generation"]["model"]["fid"]["mean"],
                          len(done), len(variants))
         rows = {name: done[name] for name in variants}

@@ -20,8 +20,9 @@ Reductions are deterministic: each program reduces its tile with ``tl.sum``
 (sample, tile); a small finalisation kernel adds the partials of each sample
 in tile order. No atomics are used anywhere, so two calls with the same inputs
 and the same config give bit-identical results. (The autotuner may pick a
-different ``BLOCK_T`` in a different process, which changes the summation tree
-and therefore the last bits.)
+different ``BLOCK_T`` in a different process, or for a size whose bucket was
+first tuned at another size (see :class:`Launcher`), which changes the summation
+tree and therefore the last bits.)
 
 The partial buffers are allocated before the autotuner has chosen ``BLOCK_T``,
 so they are sized for the smallest candidate (``NT_MAX`` tiles per sample) and
@@ -37,6 +38,7 @@ are cast to the input dtype on store, ``stats`` stay in the accumulation dtype.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -154,8 +156,10 @@ class Launcher:
     vary from batch to batch (padding goes to the batch's longest clip) and lifting
     or evaluation meets a new ``T`` per clip; without the buckets each new size
     benchmarks every candidate config again (~0.1 s each), which costs more than the
-    kernels themselves in short runs. Traced calls (``wrap``) always hand the
-    autotuner to ``torch.compile``, which tunes at compile time. ``halo`` is the number of overlapping rows
+    kernels themselves in short runs. Launches being traced by ``torch.compile``
+    hand it the autotuner, which it tunes at compile time. (So on a GPU the tile size,
+    and with it the last bits of a reduction, can depend on which size of a bucket
+    came first in the process; pin ``block_t`` for bit-exact comparisons.) ``halo`` is the number of overlapping rows
     between consecutive tiles, which fixes the grid: ``B * cdiv(T, BLOCK_T - halo)``
     programs; ``per_clip`` kernels instead run one program per sample (grid ``B``)
     and walk its frames in chunks of ``BLOCK_T``. ``configs`` / ``interpret_config``
@@ -172,6 +176,7 @@ class Launcher:
         self.interpret_config = interpret_config or INTERPRET_CONFIG
         # (bucketed sizes, constants, dtypes) -> the config the autotuner chose there.
         self.chosen: dict[tuple, TileConfig] = {}
+        self._tuning = threading.Lock()
         if INTERPRET:
             self.tuned = None
         else:
@@ -206,7 +211,7 @@ class Launcher:
         pinned = self._pinned(block_t)
         halo = self.halo
         bucket = None
-        if pinned is None and not wrap:
+        if pinned is None and not (wrap and _tracing_triton()):
             bucket = self.tune_key(B, T, args, consts)
             pinned = self.chosen.get(bucket)
 
@@ -228,10 +233,25 @@ class Launcher:
             from torch.library import wrap_triton
 
             kernel = wrap_triton(kernel)
-        kernel[grid](*args, **kwargs)
-        if bucket is not None and bucket not in self.chosen:
+        if bucket is None or pinned is not None:
+            kernel[grid](*args, **kwargs)
+            return
+        # The autotuner leaves its choice in an attribute shared by every caller: read it
+        # before another thread's launch of this kernel can replace it.
+        with self._tuning:
+            kernel[grid](*args, **kwargs)
             best = self.tuned.best_config
-            self.chosen[bucket] = TileConfig(best.kwargs["BLOCK_T"], best.num_warps)
+        self.chosen[bucket] = TileConfig(best.kwargs["BLOCK_T"], best.num_warps)
+
+
+def _tracing_triton() -> bool:
+    """Whether a ``wrap_triton`` launch is being traced (``torch.compile``, ``make_fx``)
+    rather than run: then the autotuner is handed to the compiler and never runs here."""
+    try:
+        from torch._library.triton import is_wrap_triton_enabled
+    except ImportError:  # older torch: assume tracing, i.e. leave tuning to the autotuner
+        return True
+    return is_wrap_triton_enabled()
 
 
 def launch_simple(kernel, grid, args: tuple, consts: dict, wrap: bool = False):
