@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from vmdm.experiments.compare import QUICK, format_table, run_comparison
+from vmdm.experiments.compare import QUICK, default_jobs, format_table, run_comparison
 
 __all__ = ["SWEEP_BUDGET", "main"]
 
@@ -35,7 +35,9 @@ def main(argv=None) -> int:
     p.add_argument("--work-dir", help="checkpoints and the evaluator (default runs/lambda_align)")
     p.add_argument("--cache-dir", help="built-in data cache")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int)
+    p.add_argument("--threads", type=int, help="torch CPU threads (per value when several run at once)")
+    p.add_argument("--jobs", type=int, help="values trained and evaluated at once, each in its own process "
+                   "(default: one per CPU core on a CPU, 1 on a GPU)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -47,9 +49,10 @@ def main(argv=None) -> int:
     if out.suffix in (".md", ".json"):
         out = out.with_suffix("")
     work = Path(a.work_dir) if a.work_dir else Path("runs") / "lambda_align"
+    jobs = a.jobs if a.jobs is not None else default_jobs(budget, len(variants))
     summary = run_comparison(budget, work=work, out=out, cache_dir=a.cache_dir, seed=a.seed, steps=a.steps,
                              variants=variants, progress=not a.no_progress, threads=a.threads, split="val",
-                             cmu=False, title="lambda_align sweep on the validation split")
+                             cmu=False, title="lambda_align sweep on the validation split", jobs=jobs)
     print(format_table(summary))
     print(f"wrote {out}.md and {out}.json")
     return 0
