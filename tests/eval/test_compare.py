@@ -107,7 +107,7 @@ def test_parallel_variants_match_one_at_a_time(quick_data, cache_dir, tiny_evalu
         # The workers' CPU time is counted in the total.
         assert s["timings"]["total_cpu_s"] >= sum(r["train_cpu_s"] + r["eval_cpu_s"] for r in s["rows"].values())
         rows[jobs] = s["rows"]
-    assert "2 variants at a time" in (tmp_path / "t2.md").read_text()
+    assert "2 runs at a time" in (tmp_path / "t2.md").read_text()
     import torch
 
     from vmdm.checkpoint import load_checkpoint
@@ -126,3 +126,42 @@ def test_parallel_variants_match_one_at_a_time(quick_data, cache_dir, tiny_evalu
     with pytest.raises(ValueError, match="max_frames"):
         run_comparison(TINY, work=tmp_path / "work2", out=None, cache_dir=str(cache_dir), variants=bad,
                        progress=False, cmu=False, eval_overrides=SMALL_EVAL, threads=1, jobs=2)
+
+
+def test_several_training_seeds(quick_data, cache_dir, tiny_evaluator, tmp_path):
+    """``seeds`` trains every variant once per seed (seed 0 in the variant's own folder, so
+    older runs stay reusable); the row is the mean over seeds with a t-interval, and each
+    seed's run is kept."""
+    from scipy.stats import t as student_t
+
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(tiny_evaluator, work / "evaluator.pt")
+    names = ["mdm_3d", "videomdm"]
+    s = run_comparison(TINY, work=work, out=tmp_path / "t", cache_dir=str(cache_dir), variants=names, progress=False,
+                       cmu=False, eval_overrides=SMALL_EVAL, seeds=[0, 1])
+    assert s["seeds"] == [0, 1] and list(s["rows"]) == names
+    for n in names:
+        assert (work / n / "checkpoint.pt").is_file() and (work / f"{n}_seed1" / "checkpoint.pt").is_file()
+        row = s["rows"][n]
+        assert row["seeds"] == [0, 1] and set(row["runs"]) == {"0", "1"}
+        per_seed = [row["runs"][k]["results"]["generation"]["model"]["fid"]["mean"] for k in ("0", "1")]
+        assert per_seed[0] != per_seed[1]  # two different models
+        fid = row["results"]["generation"]["model"]["fid"]
+        assert fid["n"] == 2 and fid["mean"] == pytest.approx(sum(per_seed) / 2)
+        assert fid["ci95"] == pytest.approx(student_t.ppf(0.975, 1) * abs(per_seed[0] - per_seed[1]) / 2)
+        assert row["train_s"] == pytest.approx(sum(row["runs"][k]["train_s"] for k in ("0", "1")))
+        lift = [row["runs"][k]["results"]["lifting_test"]["prior"]["mpjpe_mm"] for k in ("0", "1")]
+        assert row["results"]["lifting_test"]["prior"]["mpjpe_mm"] == pytest.approx(sum(lift) / 2)
+        from vmdm.checkpoint import load_checkpoint
+
+        assert load_checkpoint(work / f"{n}_seed1" / "checkpoint.pt")["config"]["seed"] == 1
+    r = s["ratios"]
+    assert set(r["per_seed"]) == {"0", "1"}
+    assert r["fid_c_over_a"] == pytest.approx(s["rows"]["videomdm"]["results"]["generation"]["model"]["fid"]["mean"]
+                                              / s["rows"]["mdm_3d"]["results"]["generation"]["model"]["fid"]["mean"])
+    md = (tmp_path / "t.md").read_text()
+    assert "training seeds 0, 1" in md and "Student-t" in md and "per seed: 0:" in md
+    assert md == format_table(json.loads((tmp_path / "t.json").read_text()))
+    with pytest.raises(ValueError, match="seeds"):
+        run_comparison(TINY, work=tmp_path, out=None, variants=names, progress=False, seeds=[1, 1])

@@ -1,5 +1,7 @@
 """Generation metrics against values computed by hand or in closed form."""
 
+import math
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -144,3 +146,18 @@ def test_mean_ci_by_hand():
     assert ci.n == 3
     assert f"{ci:.2f}" == "2.00 ± 0.92"
     assert mean_ci([np.nan, 4.0]).mean == 4.0
+
+
+def test_mean_ci_t_over_a_few_runs():
+    from scipy.stats import t as student_t
+
+    from vmdm.eval.metrics import mean_ci_t
+
+    m = mean_ci_t([1.0, 3.0])
+    assert m.mean == 2.0 and m.n == 2
+    assert m.ci95 == pytest.approx(student_t.ppf(0.975, 1) * math.sqrt(2) / math.sqrt(2))  # 12.71
+    m = mean_ci_t([0.2, 0.3, float("nan"), 0.4])
+    assert m.n == 3 and m.mean == pytest.approx(0.3) and m.ci95 == pytest.approx(4.303 * 0.1 / math.sqrt(3), rel=1e-3)
+    one = mean_ci_t([0.5])
+    assert one.mean == 0.5 and one.n == 1 and math.isnan(one.ci95)
+    assert mean_ci_t([]).n == 0

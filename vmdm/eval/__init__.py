@@ -20,6 +20,7 @@ from vmdm.eval.metrics import (
     frechet_distance,
     matching_distance,
     mean_ci,
+    mean_ci_t,
     multimodality,
     r_precision,
 )
@@ -28,6 +29,6 @@ __all__ = [
     "Evaluator", "EvaluatorConfig", "load_evaluator", "save_evaluator",
     "accel_error_per_frame", "floor_penetration", "foot_skating_ratio", "geometric_metrics", "jitter",
     "mpjpe_per_frame", "pa_mpjpe_per_frame", "procrustes_align", "reprojection_error_per_frame",
-    "diversity", "euclidean_distance_matrix", "fid", "frechet_distance", "matching_distance", "mean_ci",
+    "diversity", "euclidean_distance_matrix", "fid", "frechet_distance", "matching_distance", "mean_ci", "mean_ci_t",
     "multimodality", "r_precision",
 ]

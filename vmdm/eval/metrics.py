@@ -219,3 +219,19 @@ def mean_ci(values) -> MeanCI:
     if v.size == 0:
         return MeanCI(float("nan"), float("nan"), 0)
     return MeanCI(float(v.mean()), float(1.96 * v.std() / math.sqrt(v.size)), int(v.size))
+
+
+def mean_ci_t(values) -> MeanCI:
+    """Mean and 95% Student-t interval half-width ``t(0.975, n-1) * s / sqrt(n)`` (``s`` with
+    ``ddof=1``): for a few independent runs, e.g. training seeds, where the normal
+    approximation of :func:`mean_ci` would be far too narrow. One value has no interval (NaN)."""
+    from scipy.stats import t as student_t
+
+    v = np.asarray([float(x) for x in values], dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return MeanCI(float("nan"), float("nan"), 0)
+    if v.size == 1:
+        return MeanCI(float(v[0]), float("nan"), 1)
+    half = student_t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size)
+    return MeanCI(float(v.mean()), float(half), int(v.size))

@@ -25,6 +25,7 @@ protocol (20 repeats); for a GPU, one variant at a time.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import datetime
 import json
@@ -98,11 +99,17 @@ def _training_differences(saved: dict, cfg) -> dict:
             if k not in _BOOKKEEPING and k not in unused and saved.get(k) != v}
 
 
+def run_dir_name(name: str, seed: int) -> str:
+    """A variant's folder in the work directory: ``name`` for seed 0 (as before there were
+    several seeds, so finished runs stay reusable), ``name_seed<k>`` for the others."""
+    return name if seed == 0 else f"{name}_seed{seed}"
+
+
 def _train_variant(name: str, overrides: dict, budget: Budget, work: Path, cache_dir: str | None, seed: int,
                    steps: int | None, progress: bool) -> tuple[Path, float]:
     from vmdm.train import TrainConfig, train
 
-    out = work / name
+    out = work / run_dir_name(name, seed)
     ckpt = out / "checkpoint.pt"
     want = {**budget.train, **overrides, "seed": seed}
     if steps is not None:
@@ -160,15 +167,17 @@ def _load_inputs(plan: _Plan) -> dict:
             "ccases": ccases}
 
 
-def _run_variant(plan: _Plan, inputs: dict, name: str, label: str, overrides: dict) -> dict:
-    """Train (or reuse) one variant and evaluate it: its table row."""
+def _run_variant(plan: _Plan, inputs: dict, name: str, label: str, overrides: dict, seed: int) -> dict:
+    """Train (or reuse) one variant with one training seed and evaluate it: its table row.
+    The evaluation's sampling is seeded with the same seed; the lifting cases (cameras)
+    are the same for every seed."""
     from vmdm.eval.run import evaluate
 
     c0 = time.process_time()
-    ckpt, train_s = _train_variant(name, overrides, plan.budget, plan.work, plan.cache_dir, plan.seed, plan.steps,
+    ckpt, train_s = _train_variant(name, overrides, plan.budget, plan.work, plan.cache_dir, seed, plan.steps,
                                    plan.progress)
     t0, c1 = time.time(), time.process_time()
-    res = evaluate(dataclasses.replace(plan.ecfg, checkpoint=str(ckpt), cmu=inputs["ccases"] is not None),
+    res = evaluate(dataclasses.replace(plan.ecfg, checkpoint=str(ckpt), cmu=inputs["ccases"] is not None, seed=seed),
                    evaluator=inputs["evaluator"], evaluator_meta=inputs["ev_meta"], test=inputs["test"],
                    test_cases=inputs["tcases"], cmu_cases=inputs["ccases"])
     return {"label": label, "checkpoint": str(ckpt), "train_s": round(train_s, 1),
@@ -186,8 +195,8 @@ def _worker_init(plan: _Plan, threads: int, log_level: int) -> None:
     _WORKER_INPUTS.update(_load_inputs(plan))
 
 
-def _worker_run(plan: _Plan, name: str, label: str, overrides: dict) -> dict:
-    return _run_variant(plan, _WORKER_INPUTS, name, label, overrides)
+def _worker_run(plan: _Plan, name: str, label: str, overrides: dict, seed: int) -> dict:
+    return _run_variant(plan, _WORKER_INPUTS, name, label, overrides, seed)
 
 
 def _children_cpu_s() -> float:
@@ -217,12 +226,19 @@ def _cores() -> int:
 def run_comparison(budget: Budget, *, work: Path, out: Path | None, cache_dir: str | None = None, seed: int = 0,
                    steps: int | None = None, variants: list[str] | dict | None = None, progress: bool = True,
                    threads: int | None = None, eval_overrides: dict | None = None, split: str = "test",
-                   cmu: bool = True, title: str = "VideoMDM comparison", jobs: int = 1) -> dict:
+                   cmu: bool = True, title: str = "VideoMDM comparison", jobs: int = 1,
+                   seeds: list[int] | None = None) -> dict:
     """Train each variant (a list of :data:`VARIANTS` names, or ``{name: (label, TrainConfig
     overrides)}``) with ``budget`` and one seed, evaluate all on ``split`` with one evaluator
     trained on the train split, and write the table to ``out`` (.md/.json).
 
-    ``jobs`` > 1 trains and evaluates that many variants at once in worker processes of
+    ``seeds`` (default ``[seed]``) trains every variant once per training seed; the table
+    then gives each metric's mean over the seeds with a 95 % Student-t interval (the
+    spread of training, which one run's interval over evaluation repeats does not show),
+    and each seed's run is kept in the row's ``runs``. The evaluator and the lifting
+    cameras come from the first seed.
+
+    ``jobs`` > 1 trains and evaluates that many runs at once in worker processes of
     ``threads`` threads each (default: the cores shared out); the table is the same, in the
     order of ``variants``."""
     from vmdm.data.prepare import ensure_default_data
@@ -231,6 +247,10 @@ def run_comparison(budget: Budget, *, work: Path, out: Path | None, cache_dir: s
 
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
+    seeds = [seed] if seeds is None else [int(v) for v in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds: expected distinct training seeds, got {seeds}")
+    seed = seeds[0]
     if threads:
         torch.set_num_threads(threads)
     t_all, c_all, cc_all = time.time(), time.process_time(), _children_cpu_s()
@@ -241,7 +261,8 @@ def run_comparison(budget: Budget, *, work: Path, out: Path | None, cache_dir: s
         if unknown:
             raise ValueError(f"unknown variants {unknown}; expected some of {list(VARIANTS)}")
         variants = {v: VARIANTS[v] for v in names}
-    jobs = min(jobs, max(1, len(variants)))
+    tasks = [(name, s) for name in variants for s in seeds]
+    jobs = min(jobs, len(tasks))
     work.mkdir(parents=True, exist_ok=True)
     paths = ensure_default_data(cache_dir, progress=progress, quick=budget.quick_data)
     data_root = str(paths.dataset_2d)
@@ -258,45 +279,45 @@ def run_comparison(budget: Budget, *, work: Path, out: Path | None, cache_dir: s
                       split=split, **(eval_overrides or {}))
     # Progress bars of several processes would overwrite each other: workers log instead.
     plan = _Plan(budget, work, cache_dir, seed, steps, progress and jobs == 1, ecfg, data_root, ev_path, split, cmu)
-    rows: dict = {}
+    done: dict = {}
     if jobs == 1:
         inputs = _load_inputs(plan)
-        for name, (label, overrides) in variants.items():
-            rows[name] = _run_variant(plan, inputs, name, label, overrides)
-            log.info("%s: FID %.3f", name, rows[name]["results"]["generation"]["model"]["fid"]["mean"])
+        for name, s in tasks:
+            label, overrides = variants[name]
+            done[name, s] = _run_variant(plan, inputs, name, label, overrides, s)
+            log.info("%s (seed %d): FID %.3f", name, s, done[name, s]["results"]["generation"]["model"]["fid"]["mean"])
         ev_meta = inputs["ev_meta"]
     else:
         import concurrent.futures as cf
         import multiprocessing as mp
 
         per_job = threads or max(1, _cores() // jobs)
-        log.info("%d variants, %d at a time, %d thread(s) each", len(variants), jobs, per_job)
+        log.info("%d runs, %d at a time, %d thread(s) each", len(tasks), jobs, per_job)
         with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
                                     initargs=(plan, per_job, logging.getLogger().level)) as pool:
-            futures = {pool.submit(_worker_run, plan, name, label, overrides): name
-                       for name, (label, overrides) in variants.items()}
-            done = {}
+            futures = {pool.submit(_worker_run, plan, name, *variants[name], s): (name, s) for name, s in tasks}
             for f in cf.as_completed(futures):
-                name = futures[f]
+                name, s = futures[f]
                 try:
-                    done[name] = f.result()
+                    done[name, s] = f.result()
                 except BaseException:
-                    # Stop at the first failure as the sequential run does; finished variants
+                    # Stop at the first failure as the sequential run does; finished runs
                     # keep their checkpoints, which a rerun reuses.
-                    log.error("%s failed; cancelling the variants not yet started (finished: %s)", name,
-                              ", ".join(done) or "none")
+                    log.error("%s (seed %d) failed; cancelling the runs not yet started (finished: %s)", name, s,
+                              ", ".join(f"{n}/{k}" for n, k in done) or "none")
                     pool.shutdown(wait=True, cancel_futures=True)
                     raise
-                log.info("%s: FID %.3f (%d/%d done)", name, done[name]["results"]["generation"]["model"]["fid"]["mean"],
-                         len(done), len(variants))
-        rows = {name: done[name] for name in variants}
+                log.info("%s (seed %d): FID %.3f (%d/%d done)", name, s,
+                         done[name, s]["results"]["generation"]["model"]["fid"]["mean"], len(done), len(tasks))
         from vmdm.eval.evaluator import load_evaluator
 
         ev_meta = load_evaluator(ev_path)[1]
+    rows = {name: done[name, seeds[0]] if len(seeds) == 1 else _across_seeds({s: done[name, s] for s in seeds})
+            for name in variants}
     timings["jobs"] = jobs
     machine = machine_description()
     if jobs > 1:
-        machine = f"{machine.rsplit(',', 1)[0]}, {jobs} variants at a time with {per_job} torch thread(s) each"
+        machine = f"{machine.rsplit(',', 1)[0]}, {jobs} runs at a time with {per_job} torch thread(s) each"
     timings["total_s"] = round(time.time() - t_all, 1)
     # CPU seconds of this process and its workers (all threads): comparable across runs on a
     # shared machine, where wall time mostly measures the other users' load (given here as
@@ -312,6 +333,7 @@ def run_comparison(budget: Budget, *, work: Path, out: Path | None, cache_dir: s
         "machine": machine,
         "data_root": data_root,
         "seed": seed,
+        "seeds": seeds,
         "train": {**budget.train, **({"steps": steps} if steps is not None else {})},
         "settings": next(iter(rows.values()))["results"]["settings"] if rows else None,
         "evaluator": {"path": str(ev_path), "hash": ev_meta["train_split"]["hash"],
@@ -322,6 +344,9 @@ def run_comparison(budget: Budget, *, work: Path, out: Path | None, cache_dir: s
         "rows": rows,
     }
     summary["ratios"] = _ratios(rows)
+    if len(seeds) > 1:
+        summary["ratios"]["per_seed"] = {
+            str(s): _ratios({n: r["runs"][str(s)] for n, r in rows.items()}) for s in seeds}
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         from vmdm.eval.run import _jsonable
@@ -329,6 +354,38 @@ def run_comparison(budget: Budget, *, work: Path, out: Path | None, cache_dir: s
         out.with_suffix(".json").write_text(json.dumps(_jsonable(summary), indent=1) + "\n")
         out.with_suffix(".md").write_text(format_table(summary))
     return summary
+
+
+# Table metrics of one run that are means over evaluation repeats ({"mean", "ci95", "n"}).
+_GEN_METRICS = ("fid", "top1", "top2", "top3", "mm_dist", "diversity", "multimodality", "foot_skating",
+                "penetration_cm", "jitter")
+
+
+def _across_seeds(runs: dict[int, dict]) -> dict:
+    """One row for a variant trained with several seeds: each generation metric's mean over
+    the seeds' values with a 95 % Student-t interval, lifting errors averaged over seeds,
+    times summed; every seed's own row under ``runs``."""
+    from vmdm.eval.metrics import mean_ci_t
+
+    first = next(iter(runs.values()))
+    res = copy.deepcopy(first["results"])
+    model = res["generation"]["model"]
+    for m in _GEN_METRICS:
+        if isinstance(model.get(m), dict):
+            model[m] = mean_ci_t(r["results"]["generation"]["model"][m]["mean"] for r in runs.values()).as_dict()
+    for part in ("lifting_test", "lifting_cmu"):
+        prior = res.get(part, {}).get("prior")
+        if prior:
+            for k, v in prior.items():
+                if k.endswith(("_mm", "_px")) and isinstance(v, (int, float)):
+                    prior[k] = sum(r["results"][part]["prior"][k] for r in runs.values()) / len(runs)
+    res.pop("per_repeat", None)
+    res["generation"].pop("per_repeat", None)
+    total = lambda k: sum(r[k] for r in runs.values())  # noqa: E731
+    return {"label": first["label"], "checkpoint": [r["checkpoint"] for r in runs.values()],
+            "train_s": total("train_s"), "train_cpu_s": total("train_cpu_s"), "eval_s": total("eval_s"),
+            "eval_cpu_s": total("eval_cpu_s"), "results": res, "seeds": list(runs),
+            "runs": {str(s): r for s, r in runs.items()}}
 
 
 def _fid(rows, name):
@@ -354,8 +411,20 @@ def _num(v, fmt: str) -> str:
     return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:{fmt}}"
 
 
+def _seeds_text(seeds: list) -> str:
+    return f"seed {seeds[0]}" if len(seeds) == 1 else f"training seeds {', '.join(map(str, seeds))}"
+
+
+def _spread_text(seeds: list, repeats) -> str:
+    if len(seeds) == 1:
+        return f"{repeats} repeats, mean ± 95% CI"
+    return (f"mean ± 95% Student-t interval over the {len(seeds)} training seeds (each seed's value the mean of "
+            f"{repeats} evaluation repeats); lifting: mean over seeds; times: summed")
+
+
 def format_table(summary: dict) -> str:
     rows = summary["rows"]
+    seeds = summary.get("seeds") or [summary["seed"]]
     st = summary["settings"] or {}
     ev = summary["evaluator"]
     h = ev["heldout"] or {}
@@ -365,8 +434,8 @@ def format_table(summary: dict) -> str:
         f"- machine: {summary['machine']}",
         f"- data: `{summary['data_root']}`, evaluated on the {summary.get('split', 'test')} split "
         f"({summary['n_test']} clips)",
-        f"- training (every model): {json.dumps(summary['train'], sort_keys=True)}, seed {summary['seed']}",
-        f"- metrics: {st.get('repeats')} repeats, mean ± 95% CI; R-precision batches of "
+        f"- training (every model): {json.dumps(summary['train'], sort_keys=True)}, {_seeds_text(seeds)}",
+        f"- metrics: {_spread_text(seeds, st.get('repeats'))}; R-precision batches of "
         f"{next(iter(rows.values()))['results']['generation']['rprecision_batch'] if rows else '—'}; "
         f"sampler {st.get('sampler')} with {st.get('sample_steps') or 'all'} steps, guidance {st.get('guidance')}",
         f"- evaluator: trained on {ev['n_train_clips']} train-split clips ({ev['train']} steps), hash "
@@ -401,6 +470,10 @@ def format_table(summary: dict) -> str:
     if ra["fid_c_over_a"] is not None or ra["fid_c_over_b"] is not None:
         lines += ["", f"FID(c)/FID(a) = {_num(ra['fid_c_over_a'], '.2f')}; FID(c)/FID(b) = {_num(ra['fid_c_over_b'], '.2f')} "
                   "(the paper, HumanML3D: 0.88/0.54 = 1.63 for c/a, and c < b)."]
+        if ra.get("per_seed"):
+            lines[-1] = lines[-1][:-1] + "; per seed: " + ", ".join(
+                f"{s}: {_num(r['fid_c_over_a'], '.2f')} / {_num(r['fid_c_over_b'], '.2f')}"
+                for s, r in ra["per_seed"].items()) + "."
     lines += ["", f"Timings: {json.dumps(summary['timings'])}.", ""]
     return "\n".join(lines)
 
@@ -413,11 +486,13 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="result file stem (writes .md and .json; default results/compare_<budget>_<date>)")
     p.add_argument("--work-dir", help="checkpoints and the evaluator (default runs/compare_<budget>)")
     p.add_argument("--cache-dir", help="built-in data cache (default $VMDM_CACHE or ~/.cache/vmdm)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="training seed (and the evaluator's)")
+    p.add_argument("--seeds", help="comma-separated training seeds: every variant is trained once per seed and "
+                   "the table gives the mean over seeds with a 95%% t-interval (overrides --seed)")
     p.add_argument("--steps", type=int, help="override the training steps of every model")
     p.add_argument("--variants", help=f"comma-separated subset of {','.join(VARIANTS)}")
-    p.add_argument("--threads", type=int, help="torch CPU threads (per variant when several run at once)")
-    p.add_argument("--jobs", type=int, help="variants trained and evaluated at once, each in its own process "
+    p.add_argument("--threads", type=int, help="torch CPU threads (per run when several run at once)")
+    p.add_argument("--jobs", type=int, help="runs (variant x seed) trained and evaluated at once, each in its own process "
                    "(default: one per CPU core on a CPU, 1 on a GPU or with --full)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
@@ -429,9 +504,10 @@ def main(argv=None) -> int:
         out = out.with_suffix("")
     work = Path(a.work_dir) if a.work_dir else Path("runs") / f"compare_{budget.name}"
     names = a.variants.split(",") if a.variants else None
-    jobs = a.jobs if a.jobs is not None else default_jobs(budget, len(names or VARIANTS))
+    seeds = [int(v) for v in a.seeds.split(",")] if a.seeds else [a.seed]
+    jobs = a.jobs if a.jobs is not None else default_jobs(budget, len(names or VARIANTS) * len(seeds))
     summary = run_comparison(budget, work=work, out=out, cache_dir=a.cache_dir, seed=a.seed, steps=a.steps,
-                             variants=names, progress=not a.no_progress, threads=a.threads, jobs=jobs)
+                             variants=names, progress=not a.no_progress, threads=a.threads, jobs=jobs, seeds=seeds)
     print(format_table(summary))
     print(f"wrote {out}.md and {out}.json")
     return 0
