@@ -165,3 +165,35 @@ def test_several_training_seeds(quick_data, cache_dir, tiny_evaluator, tmp_path)
     assert md == format_table(json.loads((tmp_path / "t.json").read_text()))
     with pytest.raises(ValueError, match="seeds"):
         run_comparison(TINY, work=tmp_path, out=None, variants=names, progress=False, seeds=[1, 1])
+
+
+def test_rows_across_seeds_with_a_reused_run():
+    """Means over seeds with t-intervals for every per-run metric, lifting errors averaged
+    (counts left alone), times over the runs trained here, reused runs counted."""
+    from scipy.stats import t as student_t
+
+    from vmdm.experiments.compare import _across_seeds, _ci
+
+    def run(fid, jitter, mpjpe, train_s):
+        return {"label": "x", "checkpoint": "c", "train_s": train_s, "train_cpu_s": 0.0 if math.isnan(train_s) else 9.0,
+                "eval_s": 5.0, "eval_cpu_s": 4.0,
+                "results": {"generation": {"model": {"fid": {"mean": fid, "ci95": 0.01, "n": 3},
+                                                     "jitter": {"mean": jitter, "ci95": 0.1, "n": 3}},
+                                           "per_repeat": [1]},
+                            "lifting_test": {"prior": {"mpjpe_mm": mpjpe, "n_cases": 6},
+                                             "teacher": {"mpjpe_mm": 200.0}}}}
+
+    row = _across_seeds({0: run(1.0, 4.0, 100.0, float("nan")), 3: run(2.0, 6.0, 300.0, 10.0)})
+    g = row["results"]["generation"]["model"]
+    assert g["fid"]["mean"] == 1.5 and g["fid"]["n"] == 2
+    assert g["fid"]["ci95"] == pytest.approx(student_t.ppf(0.975, 1) * 0.5)
+    assert g["jitter"]["mean"] == 5.0
+    prior = row["results"]["lifting_test"]["prior"]
+    assert prior == {"mpjpe_mm": 200.0, "n_cases": 6}
+    assert row["results"]["lifting_test"]["teacher"]["mpjpe_mm"] == 200.0
+    assert row["train_s"] == 10.0 and row["train_cpu_s"] == 9.0 and row["reused"] == 1
+    assert row["eval_s"] == 10.0 and row["seeds"] == [0, 3] and set(row["runs"]) == {"0", "3"}
+    assert "per_repeat" not in row["results"]["generation"]
+    # One finite value has no interval; saved to JSON it is null: rendered without one.
+    assert _ci({"mean": 0.5, "ci95": None, "n": 1}, ".3f") == "0.500 (n=1)"
+    assert _ci({"mean": 0.5, "ci95": float("nan"), "n": 1}, ".3f") == "0.500 (n=1)"

@@ -123,7 +123,7 @@ def _train_variant(name: str, overrides: dict, budget: Budget, work: Path, cache
 
         ck = load_checkpoint(ckpt)
         if ck["step"] >= ck["config"]["steps"] and not _training_differences(ck["config"], cfg):
-            log.info("%s: reusing %s", name, ckpt)
+            log.info("%s (seed %d): reusing %s", name, seed, ckpt)
             return ckpt, float("nan")
     t0 = time.time()
     path = train(cfg)
@@ -356,22 +356,18 @@ def run_comparison(budget: Budget, *, work: Path, out: Path | None, cache_dir: s
     return summary
 
 
-# Table metrics of one run that are means over evaluation repeats ({"mean", "ci95", "n"}).
-_GEN_METRICS = ("fid", "top1", "top2", "top3", "mm_dist", "diversity", "multimodality", "foot_skating",
-                "penetration_cm", "jitter")
-
-
 def _across_seeds(runs: dict[int, dict]) -> dict:
     """One row for a variant trained with several seeds: each generation metric's mean over
     the seeds' values with a 95 % Student-t interval, lifting errors averaged over seeds,
-    times summed; every seed's own row under ``runs``."""
+    times summed over the runs trained here (``reused`` counts the finished runs that were
+    reused, whose times are unknown); every seed's own row under ``runs``."""
     from vmdm.eval.metrics import mean_ci_t
 
     first = next(iter(runs.values()))
     res = copy.deepcopy(first["results"])
     model = res["generation"]["model"]
-    for m in _GEN_METRICS:
-        if isinstance(model.get(m), dict):
+    for m, v in model.items():
+        if isinstance(v, dict) and "mean" in v:  # every per-run metric of the form {mean, ci95, n}
             model[m] = mean_ci_t(r["results"]["generation"]["model"][m]["mean"] for r in runs.values()).as_dict()
     for part in ("lifting_test", "lifting_cmu"):
         prior = res.get(part, {}).get("prior")
@@ -381,10 +377,15 @@ def _across_seeds(runs: dict[int, dict]) -> dict:
                     prior[k] = sum(r["results"][part]["prior"][k] for r in runs.values()) / len(runs)
     res.pop("per_repeat", None)
     res["generation"].pop("per_repeat", None)
-    total = lambda k: sum(r[k] for r in runs.values())  # noqa: E731
+    trained = [r for r in runs.values() if math.isfinite(r["train_s"])]
+
+    def total(rs, k):
+        return round(sum(r[k] for r in rs), 1) if rs else float("nan")
+
     return {"label": first["label"], "checkpoint": [r["checkpoint"] for r in runs.values()],
-            "train_s": total("train_s"), "train_cpu_s": total("train_cpu_s"), "eval_s": total("eval_s"),
-            "eval_cpu_s": total("eval_cpu_s"), "results": res, "seeds": list(runs),
+            "train_s": total(trained, "train_s"), "train_cpu_s": total(trained, "train_cpu_s"),
+            "eval_s": total(list(runs.values()), "eval_s"), "eval_cpu_s": total(list(runs.values()), "eval_cpu_s"),
+            "reused": len(runs) - len(trained), "results": res, "seeds": list(runs),
             "runs": {str(s): r for s, r in runs.items()}}
 
 
@@ -404,6 +405,8 @@ def _ratios(rows: dict) -> dict:
 def _ci(d: dict | None, fmt: str) -> str:
     if not d or d.get("mean") is None or not math.isfinite(d["mean"]):
         return "—"
+    if d.get("ci95") is None or not math.isfinite(d["ci95"]):  # one value: no interval (NaN, null in JSON)
+        return f"{d['mean']:{fmt}} (n={d.get('n')})"
     return f"{d['mean']:{fmt}} ± {d['ci95']:{fmt}}"
 
 
@@ -462,9 +465,11 @@ def format_table(summary: dict) -> str:
         g = r["generation"]["model"]
         lt = r.get("lifting_test", {}).get("prior", {})
         lc = r.get("lifting_cmu", {}).get("prior", {})
+        reused = f", {row['reused']} reused" if row.get("reused") else ""
         lines.append(f"| {row['label']} | {_ci(g['fid'], '.3f')} | {_ci(g['top3'], '.3f')} | {_ci(g['mm_dist'], '.3f')} | "
                      f"{_ci(g['diversity'], '.3f')} | {_ci(g['foot_skating'], '.3f')} | {_num(lt.get('mpjpe_mm'), '.0f')} | "
-                     f"{_num(lc.get('mpjpe_mm'), '.0f')} | {_num(row['train_s'], '.0f')} ({_num(row.get('train_cpu_s'), '.0f')}) | "
+                     f"{_num(lc.get('mpjpe_mm'), '.0f')} | {_num(row['train_s'], '.0f')} ({_num(row.get('train_cpu_s'), '.0f')})"
+                     f"{reused} | "
                      f"{_num(row['eval_s'], '.0f')} ({_num(row.get('eval_cpu_s'), '.0f')}) |")
     ra = summary["ratios"]
     if ra["fid_c_over_a"] is not None or ra["fid_c_over_b"] is not None:
