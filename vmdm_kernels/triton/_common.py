@@ -148,22 +148,24 @@ class Launcher:
     """One kernel with its GPU autotuner, or a pinned config.
 
     ``@triton.autotune`` is applied only when not interpreting (the interpreter
-    fails with more than one config). The autotuner is keyed on whichever of
-    ``(B, T, J)`` the kernel takes, exactly; in eager calls the launcher adds a
-    coarser cache on top: the config tuned for one call is reused, pinned, for every
-    later call whose ``B`` and ``T`` fall in the same power-of-two buckets with the
-    same compile-time constants (``BLOCK_J`` buckets ``J``) and dtypes. Clip lengths
-    vary from batch to batch (padding goes to the batch's longest clip) and lifting
-    or evaluation meets a new ``T`` per clip; without the buckets each new size
-    benchmarks every candidate config again (~0.1 s each), which costs more than the
-    kernels themselves in short runs. Launches being traced by ``torch.compile``
-    hand it the autotuner, which it tunes at compile time. (So on a GPU the tile size,
-    and with it the last bits of a reduction, can depend on which size of a bucket
-    came first in the process; pin ``block_t`` for bit-exact comparisons.) ``halo`` is the number of overlapping rows
+    fails with more than one config). ``halo`` is the number of overlapping rows
     between consecutive tiles, which fixes the grid: ``B * cdiv(T, BLOCK_T - halo)``
     programs; ``per_clip`` kernels instead run one program per sample (grid ``B``)
     and walk its frames in chunks of ``BLOCK_T``. ``configs`` / ``interpret_config``
     replace the shared candidates for kernels whose tiles cost differently.
+
+    The autotuner is keyed on whichever of ``(B, T, J)`` the kernel takes, exactly;
+    in eager calls the launcher adds a coarser cache on top: the config tuned for one
+    call is reused, pinned, for every later call whose ``B`` and ``T`` fall in the
+    same power-of-two buckets with the same compile-time constants (``BLOCK_J``
+    buckets ``J``) and dtypes. Clip lengths vary from batch to batch (padding goes to
+    the batch's longest clip) and lifting or evaluation meets a new ``T`` per clip;
+    without the buckets each new size compiles and times every candidate again
+    (Triton's default benchmark: ~0.1 s per candidate). Launches being traced by
+    ``torch.compile`` hand it the autotuner, which it tunes at compile time. (So on a
+    GPU the tile size, and with it the last bits of a reduction, can depend on which
+    size of a bucket came first in the process; pin ``block_t`` for bit-exact
+    comparisons.)
     """
 
     def __init__(self, kernel, halo: int, min_block_t: int, *, per_clip: bool = False,
