@@ -61,6 +61,10 @@ def test_budgets_and_bad_variants(tmp_path):
     assert FULL.train["recipe"] == "paper" and not FULL.eval_quick
     with pytest.raises(ValueError, match="unknown variants"):
         run_comparison(TINY, work=tmp_path, out=None, variants=["mdm_4d"], progress=False)
+    # Custom names become folder names; "x_seed1" would be variant x's seed-1 run.
+    for bad in ("x_seed1", "../x", "", "a b"):
+        with pytest.raises(ValueError, match="cannot name run folders"):
+            run_comparison(TINY, work=tmp_path, out=None, variants={bad: ("label", {})}, progress=False)
     with pytest.raises(SystemExit):
         main(["--quick", "--full"])
 
@@ -104,8 +108,9 @@ def test_parallel_variants_match_one_at_a_time(quick_data, cache_dir, tiny_evalu
                            progress=False, cmu=False, eval_overrides=SMALL_EVAL, threads=1, jobs=jobs)
         assert list(s["rows"]) == names and s["timings"]["jobs"] == jobs
         assert s["n_test"] > 0
-        # The workers' CPU time is counted in the total.
-        assert s["timings"]["total_cpu_s"] >= sum(r["train_cpu_s"] + r["eval_cpu_s"] for r in s["rows"].values())
+        # The workers' CPU time is counted in the total (each figure rounded to 0.1 s).
+        parts = [r[k] for r in s["rows"].values() for k in ("train_cpu_s", "eval_cpu_s")]
+        assert s["timings"]["total_cpu_s"] >= sum(parts) - 0.05 * (len(parts) + 1)
         rows[jobs] = s["rows"]
     assert "2 runs at a time" in (tmp_path / "t2.md").read_text()
     import torch
@@ -118,6 +123,22 @@ def test_parallel_variants_match_one_at_a_time(quick_data, cache_dir, tiny_evalu
         for k, v in a["model"].items():
             torch.testing.assert_close(b["model"][k], v, rtol=1e-4, atol=1e-5, msg=f"{n}: {k}")
         fa, fb = (rows[j][n]["results"]["generation"]["model"]["fid"]["mean"] for j in (1, 2))
+        assert fb == pytest.approx(fa, rel=1e-3)
+    # With no evaluator yet, a worker trains it beside the models (here reused from work2)
+    # and the runs are evaluated once it is ready: the same evaluator as a sequential run's.
+    ev = {}
+    for jobs in (1, 2):
+        work = tmp_path / f"fresh{jobs}"
+        shutil.copytree(tmp_path / "work2", work, ignore=shutil.ignore_patterns("evaluator.pt"))
+        s = run_comparison(TINY, work=work, out=None, cache_dir=str(cache_dir), variants=names, progress=False,
+                           cmu=False, eval_overrides=SMALL_EVAL, threads=1, jobs=jobs)
+        assert (work / "evaluator.pt").is_file() and s["timings"]["evaluator_s"] > 0
+        assert s["timings"]["jobs"] == jobs and all(math.isnan(r["train_s"]) for r in s["rows"].values())
+        ev[jobs] = (torch.load(work / "evaluator.pt", weights_only=False), s["rows"])
+    for k, v in ev[1][0]["state_dict"].items():
+        torch.testing.assert_close(ev[2][0]["state_dict"][k], v, msg=f"evaluator: {k}")
+    for n in names:
+        fa, fb = (ev[j][1][n]["results"]["generation"]["model"]["fid"]["mean"] for j in (1, 2))
         assert fb == pytest.approx(fa, rel=1e-3)
     with pytest.raises(ValueError, match="jobs"):
         run_comparison(TINY, work=tmp_path, out=None, variants=names, progress=False, jobs=0)

@@ -32,6 +32,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -97,6 +98,20 @@ def _training_differences(saved: dict, cfg) -> dict:
     unused = _ONLY_3D if want["supervision"] == "2d" else _ONLY_2D
     return {k: (saved.get(k), v) for k, v in want.items()
             if k not in _BOOKKEEPING and k not in unused and saved.get(k) != v}
+
+
+# A variant's name is its folder's name (``name_seed<k>`` for seed k), so it must be a plain
+# file name that cannot be read as another variant's run of another seed.
+_VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_SEED_SUFFIX = re.compile(r"_seed\d+$")
+
+
+def _check_variant_names(names) -> None:
+    bad = [n for n in names if not isinstance(n, str) or not _VARIANT_NAME.fullmatch(n) or _SEED_SUFFIX.search(n)
+           or n == "evaluator.pt"]
+    if bad:
+        raise ValueError(f"variants: names {bad} cannot name run folders; expected letters, digits, '_', '.' or '-' "
+                         "(not starting with a symbol) and no '_seed<k>' ending, which is reserved for seed k's runs")
 
 
 def run_dir_name(name: str, seed: int) -> str:
@@ -167,36 +182,104 @@ def _load_inputs(plan: _Plan) -> dict:
             "ccases": ccases}
 
 
-def _run_variant(plan: _Plan, inputs: dict, name: str, label: str, overrides: dict, seed: int) -> dict:
-    """Train (or reuse) one variant with one training seed and evaluate it: its table row.
-    The evaluation's sampling is seeded with the same seed; the lifting cases (cameras)
-    are the same for every seed."""
-    from vmdm.eval.run import evaluate
-
+def _train_run(plan: _Plan, name: str, overrides: dict, seed: int) -> dict:
+    """Train (or reuse) one variant with one training seed."""
     c0 = time.process_time()
     ckpt, train_s = _train_variant(name, overrides, plan.budget, plan.work, plan.cache_dir, seed, plan.steps,
                                    plan.progress)
-    t0, c1 = time.time(), time.process_time()
+    return {"checkpoint": ckpt, "train_s": train_s, "train_cpu_s": time.process_time() - c0}
+
+
+def _eval_run(plan: _Plan, inputs: dict, label: str, trained: dict, seed: int) -> dict:
+    """Evaluate one trained run: its table row. The evaluation's sampling is seeded with the
+    run's training seed; the lifting cases (cameras) are the same for every seed."""
+    from vmdm.eval.run import evaluate
+
+    t0, c0 = time.time(), time.process_time()
+    ckpt = trained["checkpoint"]
     res = evaluate(dataclasses.replace(plan.ecfg, checkpoint=str(ckpt), cmu=inputs["ccases"] is not None, seed=seed),
                    evaluator=inputs["evaluator"], evaluator_meta=inputs["ev_meta"], test=inputs["test"],
                    test_cases=inputs["tcases"], cmu_cases=inputs["ccases"])
-    return {"label": label, "checkpoint": str(ckpt), "train_s": round(train_s, 1),
-            "train_cpu_s": round(c1 - c0, 1), "eval_s": round(time.time() - t0, 1),
-            "eval_cpu_s": round(time.process_time() - c1, 1), "results": res}
+    return {"label": label, "checkpoint": str(ckpt), "train_s": round(trained["train_s"], 1),
+            "train_cpu_s": round(trained["train_cpu_s"], 1), "eval_s": round(time.time() - t0, 1),
+            "eval_cpu_s": round(time.process_time() - c0, 1), "results": res}
 
 
-# One worker process's shared inputs, loaded once by its initializer.
+def _train_evaluator(plan: _Plan) -> dict:
+    """The comparison's evaluator, trained on the train split (once; an existing one is kept)."""
+    from vmdm.eval.train_evaluator import EvaluatorTrainConfig, train_evaluator
+
+    t0, c0 = time.time(), time.process_time()
+    if not plan.ev_path.is_file():
+        train_evaluator(EvaluatorTrainConfig(data=plan.data_root, out=str(plan.ev_path), seed=plan.seed,
+                                             progress=plan.progress, **plan.budget.evaluator))
+    return {"evaluator_s": round(time.time() - t0, 1), "evaluator_cpu_s": round(time.process_time() - c0, 1)}
+
+
+# One worker process's evaluation inputs, loaded by its first evaluation.
 _WORKER_INPUTS: dict = {}
 
 
-def _worker_init(plan: _Plan, threads: int, log_level: int) -> None:
+def _worker_init(threads: int, log_level: int) -> None:
     logging.basicConfig(level=log_level, format=f"%(levelname)s [worker {os.getpid()}] %(name)s: %(message)s")
     torch.set_num_threads(threads)
-    _WORKER_INPUTS.update(_load_inputs(plan))
 
 
-def _worker_run(plan: _Plan, name: str, label: str, overrides: dict, seed: int) -> dict:
-    return _run_variant(plan, _WORKER_INPUTS, name, label, overrides, seed)
+def _worker_eval(plan: _Plan, label: str, trained: dict, seed: int) -> dict:
+    if not _WORKER_INPUTS:
+        _WORKER_INPUTS.update(_load_inputs(plan))
+    return _eval_run(plan, _WORKER_INPUTS, label, trained, seed)
+
+
+def _run_parallel(plan: _Plan, variants: dict, tasks: list, jobs: int, per_job: int) -> tuple[dict, dict]:
+    """Train the evaluator and every run's model in ``jobs`` worker processes at once, and
+    evaluate each run as soon as both its model and the evaluator are ready: the evaluator
+    (the longest single job) trains beside the variants instead of before them. Returns the
+    rows by ``(name, seed)`` and the evaluator's timings."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    done: dict = {}
+    trained: dict = {}
+    ev_timings = None
+    log.info("%d runs, %d at a time, %d thread(s) each", len(tasks), jobs, per_job)
+    with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                                initargs=(per_job, logging.getLogger().level)) as pool:
+        # Submitted first, so it starts first: the queue is served in order.
+        pending = {pool.submit(_train_evaluator, plan): ("evaluator", None, None)}
+        pending.update({pool.submit(_train_run, plan, name, variants[name][1], s): ("train", name, s)
+                        for name, s in tasks})
+
+        def evaluate_later(name, s):
+            pending[pool.submit(_worker_eval, plan, variants[name][0], trained[name, s], s)] = ("eval", name, s)
+
+        while pending:
+            finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            for f in finished:
+                kind, name, s = pending.pop(f)
+                try:
+                    result = f.result()
+                except BaseException:
+                    # Stop at the first failure as the sequential run does; finished runs
+                    # keep their checkpoints, which a rerun reuses.
+                    what = "the evaluator" if kind == "evaluator" else f"{name} (seed {s})"
+                    log.error("%s failed; cancelling the jobs not yet started (evaluated: %s)", what,
+                              ", ".join(f"{n}/{k}" for n, k in done) or "none")
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
+                if kind == "evaluator":
+                    ev_timings = result
+                    for key in trained:
+                        evaluate_later(*key)
+                elif kind == "train":
+                    trained[name, s] = result
+                    if ev_timings is not None:
+                        evaluate_later(name, s)
+                else:
+                    done[name, s] = result
+                    log.info("%s (seed %d): FID %.3f (%d/%d done)", name, s,
+                             result["results"]["generation"]["model"]["fid"]["mean"], len(done), len(tasks))
+    return done, ev_timings
 
 
 def _children_cpu_s() -> float:
@@ -238,12 +321,12 @@ def run_comparison(budget: Budget, *, work: Path, out: Path | None, cache_dir: s
     and each seed's run is kept in the row's ``runs``. The evaluator and the lifting
     cameras come from the first seed.
 
-    ``jobs`` > 1 trains and evaluates that many runs at once in worker processes of
-    ``threads`` threads each (default: the cores shared out); the table is the same, in the
-    order of ``variants``."""
+    ``jobs`` > 1 runs that many jobs at once in worker processes of ``threads`` threads each
+    (default: the cores shared out): the evaluator's training, each run's training, and
+    each run's evaluation once its model and the evaluator are both ready. The table is
+    the same, in the order of ``variants``."""
     from vmdm.data.prepare import ensure_default_data
     from vmdm.eval.run import EvalConfig, machine_description
-    from vmdm.eval.train_evaluator import EvaluatorTrainConfig, train_evaluator
 
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
@@ -261,54 +344,32 @@ def run_comparison(budget: Budget, *, work: Path, out: Path | None, cache_dir: s
         if unknown:
             raise ValueError(f"unknown variants {unknown}; expected some of {list(VARIANTS)}")
         variants = {v: VARIANTS[v] for v in names}
+    _check_variant_names(variants)
     tasks = [(name, s) for name in variants for s in seeds]
-    jobs = min(jobs, len(tasks))
+    # The evaluator, when it has to be trained, is one more job.
+    jobs = min(jobs, len(tasks) + (not (work / "evaluator.pt").is_file()))
     work.mkdir(parents=True, exist_ok=True)
     paths = ensure_default_data(cache_dir, progress=progress, quick=budget.quick_data)
     data_root = str(paths.dataset_2d)
 
     # One evaluator for every model, trained on the train split only.
-    t0, c0 = time.time(), time.process_time()
     ev_path = work / "evaluator.pt"
-    if not ev_path.is_file():
-        train_evaluator(EvaluatorTrainConfig(data=data_root, out=str(ev_path), seed=seed, progress=progress,
-                                             **budget.evaluator))
-    timings = {"evaluator_s": round(time.time() - t0, 1), "evaluator_cpu_s": round(time.process_time() - c0, 1)}
-
     ecfg = EvalConfig(checkpoint="-", quick=budget.eval_quick, seed=seed, progress=progress and jobs == 1, out="",
                       split=split, **(eval_overrides or {}))
     # Progress bars of several processes would overwrite each other: workers log instead.
     plan = _Plan(budget, work, cache_dir, seed, steps, progress and jobs == 1, ecfg, data_root, ev_path, split, cmu)
-    done: dict = {}
     if jobs == 1:
+        timings = _train_evaluator(plan)
         inputs = _load_inputs(plan)
+        done: dict = {}
         for name, s in tasks:
             label, overrides = variants[name]
-            done[name, s] = _run_variant(plan, inputs, name, label, overrides, s)
+            done[name, s] = _eval_run(plan, inputs, label, _train_run(plan, name, overrides, s), s)
             log.info("%s (seed %d): FID %.3f", name, s, done[name, s]["results"]["generation"]["model"]["fid"]["mean"])
         ev_meta = inputs["ev_meta"]
     else:
-        import concurrent.futures as cf
-        import multiprocessing as mp
-
         per_job = threads or max(1, _cores() // jobs)
-        log.info("%d runs, %d at a time, %d thread(s) each", len(tasks), jobs, per_job)
-        with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-                                    initargs=(plan, per_job, logging.getLogger().level)) as pool:
-            futures = {pool.submit(_worker_run, plan, name, *variants[name], s): (name, s) for name, s in tasks}
-            for f in cf.as_completed(futures):
-                name, s = futures[f]
-                try:
-                    done[name, s] = f.result()
-                except BaseException:
-                    # Stop at the first failure as the sequential run does; finished runs
-                    # keep their checkpoints, which a rerun reuses.
-                    log.error("%s (seed %d) failed; cancelling the runs not yet started (finished: %s)", name, s,
-                              ", ".join(f"{n}/{k}" for n, k in done) or "none")
-                    pool.shutdown(wait=True, cancel_futures=True)
-                    raise
-                log.info("%s (seed %d): FID %.3f (%d/%d done)", name, s,
-                         done[name, s]["results"]["generation"]["model"]["fid"]["mean"], len(done), len(tasks))
+        done, timings = _run_parallel(plan, variants, tasks, jobs, per_job)
         from vmdm.eval.evaluator import load_evaluator
 
         ev_meta = load_evaluator(ev_path)[1]
