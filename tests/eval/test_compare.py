@@ -183,6 +183,17 @@ def test_several_training_seeds(quick_data, cache_dir, tiny_evaluator, tmp_path)
                                               / s["rows"]["mdm_3d"]["results"]["generation"]["model"]["fid"]["mean"])
     md = (tmp_path / "t.md").read_text()
     assert "training seeds 0, 1" in md and "Student-t" in md and "per seed: 0:" in md
+    # Several seeds in worker processes: each (variant, seed) run is its own job, the rows
+    # are those of the sequential run (the models here are reused, the evaluations redone).
+    par = run_comparison(TINY, work=work, out=None, cache_dir=str(cache_dir), variants=names, progress=False,
+                         cmu=False, eval_overrides=SMALL_EVAL, seeds=[0, 1], jobs=2)
+    assert par["timings"]["jobs"] == 2 and list(par["rows"]) == names
+    for n in names:
+        for k in ("0", "1"):
+            a, b = (x["rows"][n]["runs"][k] for x in (s, par))
+            assert b["checkpoint"] == a["checkpoint"]
+            assert (b["results"]["generation"]["model"]["fid"]["mean"]
+                    == pytest.approx(a["results"]["generation"]["model"]["fid"]["mean"], rel=1e-3))
     assert md == format_table(json.loads((tmp_path / "t.json").read_text()))
     with pytest.raises(ValueError, match="seeds"):
         run_comparison(TINY, work=tmp_path, out=None, variants=names, progress=False, seeds=[1, 1])
