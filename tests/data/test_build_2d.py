@@ -168,3 +168,27 @@ def test_prepare_quick_builds_once_and_survives_failures(tmp_path_factory, monke
     monkeypatch.setattr("vmdm.data.prepare.build_2d", build_2d)
     again = ensure_default_data(other, quick=True, progress=False)
     assert (again.dataset_2d / "vmdm_2d.json").is_file()
+
+
+def test_default_teacher_does_not_depend_on_the_thread_count(quick_data, tmp_path):
+    """The default recipe trains the lifter with one thread whatever the caller's setting
+    or the machine's load, so every machine builds the same teacher."""
+    import torch
+
+    from vmdm.data.prepare import QUICK, _ensure_lifter
+
+    before = torch.get_num_threads()
+    states = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            target = tmp_path / f"lifter{threads}.pt"
+            assert _ensure_lifter(target, quick_data.corpus, QUICK, progress=False)
+            ck = torch.load(target, weights_only=False)
+            assert ck["metrics"]["threads"] == 1
+            states.append(ck["state_dict"])
+    finally:
+        torch.set_num_threads(before)
+    assert states[0].keys() == states[1].keys()
+    for k in states[0]:
+        assert torch.equal(states[0][k], states[1][k]), k

@@ -159,9 +159,9 @@ def test_train_lifter_cli_uses_held_out_families(tmp_path, capsys):
     corpus = generate_corpus(tmp_path / "corpus", num_clips=40, seed=5, workers=1, progress=False)
     out = tmp_path / "lifter.pt"
     assert cli.main(["--corpus", str(corpus), "--out", str(out), "--steps", "3", "--batch-size", "4",
-                     "--channels", "16", "--no-progress"]) == 0
+                     "--channels", "16", "--threads", "1", "--no-progress"]) == 0
     metrics = json.loads(capsys.readouterr().out)
-    assert metrics["steps"] == 3 and {"val", "main"} <= set(metrics)
+    assert metrics["steps"] == 3 and metrics["threads"] == 1 and {"val", "main"} <= set(metrics)
     assert metrics["main"]["mpjpe_mm"] > 0 and metrics["val"]["mpjpe_mm"] > 0
     fams = load_lifter(out).extra["lifter_families"]
     all_fams = {f for fs in corpus_families(corpus).values() for f in fs}

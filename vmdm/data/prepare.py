@@ -98,8 +98,13 @@ def _ensure_lifter(target: Path, corpus: Path, recipe: _Recipe, progress: bool) 
             target.unlink()
     from .train_lifter import train_lifter_on_corpus
 
+    # One thread, not the faster of one and all (the lifter's own default, timed at run
+    # time): float sums split over another number of threads round differently, and over
+    # thousands of steps that makes another teacher. The default teacher is part of every
+    # experiment, so it must be the same on every machine, however loaded.
     cfg = LifterTrainConfig(
-        steps=recipe.lifter_steps, time_budget_s=recipe.lifter_time_s, views_per_clip=recipe.views_per_clip
+        steps=recipe.lifter_steps, time_budget_s=recipe.lifter_time_s, views_per_clip=recipe.views_per_clip,
+        threads=1,
     )
     train_lifter_on_corpus(corpus, target, cfg, LifterConfig(channels=recipe.lifter_channels), progress=progress)
     return True

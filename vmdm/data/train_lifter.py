@@ -60,10 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--channels", type=int, default=LifterConfig.channels)
     p.add_argument("--lifter-families", help="comma-separated families to train on (default: every third)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="torch CPU threads; a fixed count makes the lifter reproducible "
+                   "(default: the faster of all and one, timed on a few steps)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     cfg = LifterTrainConfig(
-        steps=a.steps, time_budget_s=a.time_budget or None, batch_size=a.batch_size, seed=a.seed
+        steps=a.steps, time_budget_s=a.time_budget or None, batch_size=a.batch_size, seed=a.seed, threads=a.threads
     )
     metrics = train_lifter_on_corpus(
         a.corpus, a.out, cfg, LifterConfig(channels=a.channels),
