@@ -75,8 +75,9 @@ _DEFAULT_RAMP = {"2d": 12.0, "teacher": 12.0}
 # 272.8 vs 301.9 mm, acceleration 22.8 vs 38.6 mm/frame^2; on the val split's keypoints
 # PA-MPJPE and acceleration too, not MPJPE), the 3D-supervised one worse (680.9 vs
 # 579.8 mm), MDM on the lifts mixed (MPJPE better, acceleration and reprojection worse).
-# A second training seed (results/seeds_6000_2026-11-30.md) confirms the MPJPE gain
-# (309.2 vs 340.7 mm) but not the smoothness (acceleration 50.2 vs 45.5).
+# Two more training seeds (results/seeds_6000_2026-11-30.md, seeds_6000_2026-12-02.md)
+# confirm the MPJPE gain (309.2 vs 340.7, 338.4 vs 350.3 mm); the smoothness holds with
+# one of them (acceleration 24.8 vs 33.1), not the other (50.2 vs 45.5).
 LIFT_SAMPLE_STEPS = 10
 _DEFAULT_LIFT_STEPS = {"2d": 50}
 # The pulls and size corrections are defined per step of a lift with this many steps; with
