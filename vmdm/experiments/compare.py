@@ -16,8 +16,8 @@ timings.
 
 ``--quick``: the built-in dataset (its learned teacher; the small test dataset's teacher is
 too weak to compare against), the tiny denoiser at the demo recipe's 600 steps, a
-1200-step evaluator, 3 metric repeats — finishes on a 2-core CPU in under half an hour
-(variants run one per core, ``--jobs``) and exercises the whole pipeline, not meant to
+1200-step evaluator, 3 metric repeats — finishes on a 2-core CPU in about 20 minutes
+(the evaluator and the variants one per core, ``--jobs``) and exercises the whole pipeline, not meant to
 reproduce the paper's numbers. ``--full``: the built-in dataset, the paper recipe and
 protocol (20 repeats); for a GPU, one variant at a time.
 """
