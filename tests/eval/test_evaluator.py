@@ -90,6 +90,27 @@ def test_checkpoint_is_versioned_and_reproducible(tiny_evaluator, quick_data, tm
         load_evaluator(bad)
 
 
+def test_evaluator_is_the_same_whatever_the_callers_threads(quick_data, tmp_path):
+    """The evaluator is the measuring instrument: by default it trains on one thread, so the
+    same data give the same evaluator on any machine; the caller's thread count is restored."""
+    kw = {k: v for k, v in TINY_EVALUATOR.items() if k != "threads"}
+    before = torch.get_num_threads()
+    states = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            cfg = EvaluatorTrainConfig(data=str(quick_data.dataset_2d), out=str(tmp_path / f"{threads}.pt"), **kw)
+            out = train_evaluator(cfg)
+            assert torch.get_num_threads() == threads
+            ck = load_checkpoint(out)
+            assert ck["train_config"]["cpu_threads"] == 1
+            states.append(ck["state_dict"])
+    finally:
+        torch.set_num_threads(before)
+    for k, v in states[0].items():
+        assert torch.equal(states[1][k], v), k
+
+
 def test_split_hash_changes_with_the_data():
     f = [np.zeros((5, 263), np.float32), np.ones((6, 263), np.float32)]
     h = split_hash(["a", "b"], f)

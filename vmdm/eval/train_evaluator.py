@@ -69,7 +69,8 @@ class EvaluatorTrainConfig:
     max_frames: int = field(196, "longest motion crop in frames (HumanML3D's 196)")
     heldout_frac: float = field(0.1, "fraction of TRAIN clips held out to measure retrieval (never val/test)")
     seed: int = field(0, "random seed")
-    threads: int | None = field(None, "torch CPU threads (default: torch's choice)")
+    threads: int | None = field(1, "torch CPU threads; a fixed count makes the evaluator the same on every machine "
+                                   "(float sums split over other thread counts round differently); 0: torch's choice")
     progress: bool = field(True, "show a progress bar")
 
 
@@ -179,9 +180,17 @@ def _resolve_data(cfg: EvaluatorTrainConfig) -> str:
 
 def train_evaluator(cfg: EvaluatorTrainConfig, *, gt_store: GTStore | None = None) -> Path:
     """Train on the TRAIN split of ``cfg.data`` and save; returns the checkpoint path."""
-    t0 = time.time()
+    previous_threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    try:
+        return _train(cfg, gt_store)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(cfg: EvaluatorTrainConfig, gt_store: GTStore | None) -> Path:
+    t0 = time.time()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     root = _resolve_data(cfg)
