@@ -49,16 +49,31 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         raise RuntimeError(f"checkpoint {path} is unreadable ({type(e).__name__}: {e})") from e
 
 
-def rng_state() -> dict:
+def rng_state(device: torch.device | str | None = None) -> dict:
+    """The CPU generators' state, and the CUDA generator of ``device`` when it is a GPU.
+
+    Only the training device's CUDA generator is kept: a process draws from no other, and
+    the list of every visible GPU's state would not restore on a machine with fewer GPUs.
+    """
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    device = torch.device(device) if device is not None else None
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict, device: torch.device | str | None = None) -> None:
+    """Restore :func:`rng_state`; its CUDA state goes to ``device`` when that is a GPU."""
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    device = torch.device(device) if device is not None else None
+    cuda = state.get("cuda")
+    if cuda is None or device is None or device.type != "cuda":
+        return
+    if isinstance(cuda, (list, tuple)):  # checkpoints that saved every visible GPU's state
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        if index >= len(cuda):
+            return
+        cuda = cuda[index]
+    torch.cuda.set_rng_state(cuda, device)

@@ -30,24 +30,32 @@ class Diffusion:
         ab = cosine_alpha_bar(steps)
         self.alpha_bar = ab.float()
         self.alpha_bar_prev = torch.cat((torch.ones(1, dtype=torch.float64), ab[:-1])).float()
+        self._on_device: dict[tuple[str, torch.device], torch.Tensor] = {}
 
-    def _at(self, table: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return table.to(like.device)[t].to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+    def table(self, name: str, device) -> torch.Tensor:
+        """``alpha_bar`` or ``alpha_bar_prev`` on ``device``, copied there once (not every step)."""
+        key = (name, torch.device(device))
+        if key not in self._on_device:
+            self._on_device[key] = getattr(self, name).to(device)
+        return self._on_device[key]
+
+    def _at(self, table: str, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return self.table(table, like.device)[t].to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
 
     def sample_timesteps(self, batch: int, device, generator=None) -> torch.Tensor:
         return torch.randint(0, self.steps, (batch,), device=device, generator=generator)
 
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        ab = self._at(self.alpha_bar, t, x0)
+        ab = self._at("alpha_bar", t, x0)
         return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
 
     def eps_from_x0(self, x_t, t, x0):
-        ab = self._at(self.alpha_bar, t, x_t)
+        ab = self._at("alpha_bar", t, x_t)
         return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
 
     def posterior(self, x_t, t, x0):
         """Mean and variance of q(x_{t-1} | x_t, x0)."""
-        ab, ab_prev = self._at(self.alpha_bar, t, x_t), self._at(self.alpha_bar_prev, t, x_t)
+        ab, ab_prev = self._at("alpha_bar", t, x_t), self._at("alpha_bar_prev", t, x_t)
         alpha = ab / ab_prev
         beta = 1 - alpha
         mean = (ab_prev.sqrt() * beta / (1 - ab)) * x0 + (alpha.sqrt() * (1 - ab_prev) / (1 - ab)) * x_t
@@ -93,7 +101,7 @@ class Diffusion:
             else:
                 nxt = ts[i + 1] if i + 1 < len(ts) else -1
                 eps = self.eps_from_x0(x, t, x0)
-                ab_next = self.alpha_bar.to(device)[nxt] if nxt >= 0 else torch.ones((), device=device)
+                ab_next = self.table("alpha_bar", device)[nxt] if nxt >= 0 else torch.ones((), device=device)
                 x = ab_next.sqrt() * x0 + (1 - ab_next).sqrt() * eps
                 if nxt < 0:
                     break

@@ -101,8 +101,11 @@ class MotionDenoiser(nn.Module):
         out = self.output(h[:, 1:])
         if not self.cfg.skip_steps:
             return out
-        ab = self.alpha_bar[t].to(out.dtype)[:, None, None]
-        return ab.sqrt() * x_t + (1 - ab).sqrt() * out
+        # The blend runs in (at least) float32: under bf16 autocast alpha_bar near t = 0 rounds
+        # to 1, which would return x_t unchanged and cut the network out of those steps.
+        dt = torch.promote_types(out.dtype, torch.float32)
+        ab = self.alpha_bar[t].to(dt)[:, None, None]
+        return ab.sqrt() * x_t.to(dt) + (1 - ab).sqrt() * out.to(dt)
 
     def guided(self, x_t, t, text_emb, mask, scale: float) -> torch.Tensor:
         """Classifier-free guidance: ``uncond + scale * (cond - uncond)`` from one doubled batch."""

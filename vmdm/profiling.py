@@ -45,14 +45,26 @@ class nvtx_range(contextlib.ContextDecorator):
         return False
 
 
-def cuda_profiler_start() -> bool:
-    """Start the CUDA profiler capture range (``nsys --capture-range=cudaProfilerApi``)."""
-    if not torch.cuda.is_available():
+def cuda_profiler_start(device: torch.device | str | None = None) -> bool:
+    """Start the CUDA profiler capture range (``nsys --capture-range=cudaProfilerApi``).
+
+    A no-op (returns False) unless ``device`` is a GPU (default: any GPU is visible). The
+    queued work is finished first so the capture holds only the steps after the call.
+    """
+    if not _is_gpu(device):
         return False
-    torch.cuda.cudart().cudaProfilerStart()
+    torch.cuda.synchronize(device)
+    torch.cuda.profiler.start()
     return True
 
 
-def cuda_profiler_stop() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.cudart().cudaProfilerStop()
+def cuda_profiler_stop(device: torch.device | str | None = None) -> None:
+    if _is_gpu(device):
+        torch.cuda.synchronize(device)
+        torch.cuda.profiler.stop()
+
+
+def _is_gpu(device) -> bool:
+    if device is None:
+        return torch.cuda.is_available()
+    return torch.device(device).type == "cuda" and torch.cuda.is_available()

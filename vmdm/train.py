@@ -14,6 +14,7 @@ import csv
 import dataclasses
 import logging
 import os
+import random
 import sys
 import time
 from dataclasses import dataclass
@@ -60,7 +61,8 @@ class TrainConfig:
     quick_data: bool = field(False, "use the small built-in dataset (a few hundred clips) — for tests")
     limit_clips: int | None = field(None, "train on the first N clips only (e.g. to check that a model can overfit)")
     out: str | None = field(None, "output directory for checkpoints, config and logs (default runs/<supervision>)")
-    resume: bool = field(False, "continue from <out>/checkpoint.pt (bit-for-bit in the loss curve)")
+    resume: bool = field(False, "continue from <out>/checkpoint.pt (bit-for-bit in the loss curve on CPU; on a "
+                                "GPU with --deterministic)")
     model: str | None = field(None, f"denoiser preset: {', '.join(sorted(PRESETS))}")
     text_encoder: str = field("minilm", "sentence encoder: minilm (offline all-MiniLM-L6-v2), clip (needs CLIP "
                                         "installed), bow (hashed words, for tests)", choices=list(ENCODERS))
@@ -103,6 +105,9 @@ class TrainConfig:
     kernels: str = field("fused", "loss kernels: fused (compiled backends) or reference (pure PyTorch)",
                          choices=["fused", "reference"])
     compile: bool = field(False, "torch.compile the denoiser")
+    deterministic: bool = field(False, "deterministic GPU kernels (torch.use_deterministic_algorithms, fixed "
+                                       "Triton tiles): two runs, or a run and its resumption, agree bit for bit "
+                                       "on a GPU too, at some cost in speed (CPU training is deterministic anyway)")
     amp: bool | None = field(None, "bf16 autocast (default: on for CUDA)")
     device: str | None = field(None, "device (default: cuda if available)")
     workers: int = field(0, "DataLoader worker processes")
@@ -215,19 +220,70 @@ class EMA:
             p.copy_(sd[n])
 
 
+def resolve_device(device_arg: str | None, world: int, local_rank: int, cuda_available: bool) -> torch.device:
+    """The training device: ``cuda:LOCAL_RANK`` under torchrun, else what ``--device`` says.
+
+    Under torchrun each rank owns one GPU, so ``--device cuda`` means the rank's own GPU and
+    an explicit other index (which would put several ranks on one GPU) is refused.
+    """
+    if device_arg is None:
+        return torch.device(f"cuda:{local_rank}" if cuda_available else "cpu")
+    device = torch.device(device_arg)
+    if device.type != "cuda":
+        return device
+    if world > 1:
+        if device.index is not None and device.index != local_rank:
+            raise ValueError(f"--device: expected 'cuda' or 'cuda:{local_rank}' under torchrun (LOCAL_RANK "
+                             f"{local_rank}; one GPU per rank), got {device_arg!r}")
+        return torch.device(f"cuda:{local_rank}")
+    return device if device.index is not None else torch.device("cuda:0")
+
+
 def _setup_distributed(device_arg: str | None):
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    if device_arg is None:
-        device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(device_arg)
+    device = resolve_device(device_arg, world, local, torch.cuda.is_available())
+    if device.type == "cuda":
+        # Kernels launched on the current device (Triton's, cuBLAS handles) must run on this one.
+        torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return rank, world, device
+
+
+def timestep_weighted_mean(losses: torch.Tensor, weights: torch.Tensor, world: int) -> torch.Tensor:
+    """sum(w * loss) / sum(w) over the global batch.
+
+    DDP averages the ranks' gradients, so with several ranks each one's weighted sum is
+    divided by the global weight sum and scaled by the rank count; dividing by its own sum
+    would make the gradient depend on how the batch is split.
+    """
+    den = weights.sum().detach()
+    if world > 1:
+        den = den.clone()
+        dist.all_reduce(den)
+        return (losses * weights).sum() * world / den
+    return (losses * weights).sum() / den
+
+
+def resume_rng(saved: list, rank: int, world: int) -> dict | None:
+    """The random state rank ``rank`` resumes with, or None when it must be reseeded.
+
+    With as many ranks as were saved each rank continues its own streams; with another
+    count, handing saved streams round would give two ranks the same noise, so every rank
+    is reseeded from (seed, step, rank) instead.
+    """
+    if len(saved) == world:
+        return saved[rank]
+    return None
+
+
+def _reseed(seed: int, step: int, rank: int) -> None:
+    value = (seed * 1_000_003 + step) * 4_099 + rank
+    random.seed(value)
+    np.random.seed(value % 2**32)
+    torch.manual_seed(value)
 
 
 def _to_device(batch: dict, device) -> dict:
@@ -317,6 +373,19 @@ def open_dataset(cfg: TrainConfig, rank: int, world: int) -> tuple[MotionDataset
 def train(cfg: TrainConfig) -> Path:
     """Run training; returns the checkpoint path."""
     cfg = cfg.resolved()
+    if not cfg.deterministic:
+        return _train(cfg)
+    # cuBLAS reads this when its first handle is made; harmless if already set by the user.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        return _train(cfg)
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+
+
+def _train(cfg: TrainConfig) -> Path:
     rank, world, device = _setup_distributed(cfg.device)
     main = rank == 0
     out = Path(cfg.out)
@@ -352,15 +421,23 @@ def train(cfg: TrainConfig) -> Path:
         opt.load_state_dict(ck["optim"])
         sched.load_state_dict(ck["sched"])
         step, data_pos, bad_total = ck["step"], tuple(ck["data_pos"]), ck.get("bad_steps_total", 0)
-        set_rng_state(ck["rng"][rank % len(ck["rng"])])
+        saved = resume_rng(ck["rng"], rank, world)
+        if saved is not None:
+            set_rng_state(saved, device)
+        else:
+            _reseed(cfg.seed, step, rank)
+            if main:
+                log.warning("resuming %d saved rank(s) on %d: every rank's random streams are reseeded from "
+                            "(seed, step, rank), so the run does not continue bit-for-bit", len(ck["rng"]), world)
         resumed = step
         if main:
             log.info("resumed from %s at step %d", ckpt_path, step)
 
     net = model
     if world > 1:
+        # The model's buffers (positions, alpha_bar) are constants: no broadcast each forward.
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
-                                                        else None)
+                                                        else None, broadcast_buffers=False)
     forward = torch.compile(net) if cfg.compile else net
 
     sampler = EpochBatches(len(dataset), cfg.batch_size, cfg.seed, rank, world, start=data_pos)
@@ -393,7 +470,7 @@ def train(cfg: TrainConfig) -> Path:
 
     def save(step_now: int, consumed: int):
         states = [None] * world
-        local = rng_state()
+        local = rng_state(device)
         if world > 1:
             dist.all_gather_object(states, local)
         else:
@@ -425,13 +502,13 @@ def train(cfg: TrainConfig) -> Path:
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.supervision}", disable=not (main and cfg.progress),
                dynamic_ncols=True)
     consumed, bad_run = 0, 0
-    window: dict[str, list[float]] = {}
+    window: list[torch.Tensor] = []
     t_last, steps_since = time.perf_counter(), 0
     profiling = False
     model.train()
     while step < cfg.steps:
         if cfg.profile and not profiling and step == (resumed or 0) + cfg.profile_warmup:
-            profiling = cuda_profiler_start()
+            profiling = cuda_profiler_start(device)
         with nvtx_range("step"):
             with nvtx_range("data"):
                 batch = _to_device(next(batches), device)
@@ -451,25 +528,25 @@ def train(cfg: TrainConfig) -> Path:
             with nvtx_range("loss"):
                 terms = objective(pred.float(), batch)
                 if cfg.timestep_weight > 0:
-                    ab = diffusion.alpha_bar.to(device)[t]
+                    ab = diffusion.table("alpha_bar", device)[t]
                     tw = (1 / (1 - ab)).clamp(max=cfg.timestep_weight)
-                    loss = (terms["loss"] * tw).sum() / tw.sum()
+                    loss = timestep_weighted_mean(terms["loss"], tw, world)
                 else:
                     loss = terms["loss"].mean()
+            # One host sync per step: the loss's finiteness (agreed over ranks) is folded into
+            # the gradient-norm check, which has to reach the host anyway.
             finite = torch.isfinite(loss.detach()).float()
             if world > 1:
                 dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-            ok = bool(finite.item())
-            if ok:
-                with nvtx_range("backward"):
-                    loss.backward()
-                with nvtx_range("optim"):
-                    gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                    ok = bool(torch.isfinite(gnorm))
-                    if ok:
-                        opt.step()
-                        sched.step()
-                        ema.update(model)
+            with nvtx_range("backward"):
+                loss.backward()
+            with nvtx_range("optim"):
+                gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                ok = bool((torch.isfinite(gnorm) & (finite > 0)).item())
+                if ok:
+                    opt.step()
+                    sched.step()
+                    ema.update(model)
             opt.zero_grad(set_to_none=True)
         step += 1
         if ok:
@@ -484,30 +561,30 @@ def train(cfg: TrainConfig) -> Path:
                     f"training diverged: {bad_run} consecutive steps with a non-finite loss or gradient "
                     f"(last at step {step}); lower --lr, raise --grad-clip, or check the data. "
                     f"The last good checkpoint is {ckpt_path}")
-        means = {k: v.detach().float().mean() for k, v in terms.items()}
-        if world > 1:
-            keys = sorted(means)
-            vec = torch.stack([means[k] for k in keys])
-            dist.all_reduce(vec)
-            means = dict(zip(keys, vec / world))
-        for k, v in means.items():
-            window.setdefault(k, []).append(float(v))
+        # Loss terms stay on the device until a log step (no per-step copies or collectives).
+        keys = sorted(terms)
+        window.append(torch.stack([terms[k].detach().float().mean() for k in keys]))
         steps_since += 1
         bar.update(1)
         if step % cfg.log_every == 0 or step == cfg.steps:
+            means = torch.stack(window)
+            if world > 1:
+                dist.all_reduce(means)
+                means = means / world
             now = time.perf_counter()
             rate = steps_since / max(now - t_last, 1e-9)
             t_last, steps_since = now, 0
-            row = {"step": step, **{k: float(np.mean(v)) for k, v in window.items()},
+            per_term = means.double().cpu().numpy()
+            row = {"step": step, **{k: float(np.mean(per_term[:, i])) for i, k in enumerate(keys)},
                    "lr": opt.param_groups[0]["lr"], "steps_per_s": rate, "bad_steps": bad_total}
-            window = {}
+            window = []
             if main:
                 metrics.write(row)
                 bar.set_postfix(loss=f"{row['loss']:.4f}", it_s=f"{rate:.1f}")
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             save(step, consumed)
         if profiling and step >= (resumed or 0) + cfg.profile_warmup + cfg.profile_steps:
-            cuda_profiler_stop()
+            cuda_profiler_stop(device)
             profiling = False
     bar.close()
     if main:

@@ -119,3 +119,24 @@ def test_split_hash_changes_with_the_data():
     g = [f[0], f[1].copy()]
     g[1][3, 7] = 2.0
     assert h != split_hash(["a", "b"], g)
+
+
+def test_embeddings_are_computed_without_tf32_and_the_callers_flags_come_back(monkeypatch):
+    from vmdm.eval.evaluator import full_float32
+
+    seen = []
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        with full_float32():
+            seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+        assert seen == [(False, False)]
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def test_machine_description_names_the_device_that_ran():
+    from vmdm.eval.run import machine_description
+
+    assert ": CPU, " in machine_description("cpu")

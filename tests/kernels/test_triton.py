@@ -130,8 +130,8 @@ def kernel_reproj(p, depth_weight, *, power=None, z_min=0.5, with_pos=True, with
     args = (p["joints"], p["keypoints"], p["camera"], p["weights"], p["intrinsics"])
     B = p["joints"].shape[0]
     lp, lv, st = vt.reproj_vel_fwd(*args, mode, power, z_min, with_pos, with_vel, block_t=block_t)
-    gp = upstream(B, seed).to(DEVICE, lp.dtype)
-    gv = upstream(B, seed + 1).to(DEVICE, lv.dtype)
+    gp = upstream(B, seed).to(lp)
+    gv = upstream(B, seed + 1).to(lv)
     has_intr = p["intrinsics"] is not None
     grads = vt.reproj_vel_bwd(gp, gv, *args, st, mode, power, z_min, with_pos, with_vel, True, True, has_intr,
                               block_t=block_t)
@@ -201,6 +201,15 @@ def test_reproj_vel_general_depth_power(depth_weight, power):
     p = on_device(make_problem(2, 6, 4, seed=11), torch.float32)
     assert_all_close(kernel_reproj(p, depth_weight, power=power), reference_reproj(p, depth_weight, power=power),
                      RTOL[torch.float32], REPROJ_NAMES)
+
+
+@pytest.mark.parametrize("depth_weight", ["sample", "point"])
+def test_reproj_vel_float64_scalars_keep_double_precision(depth_weight):
+    # p = 1.3 and z_min = 0.1 are not float32 numbers: compiled Triton passes a plain Python
+    # float as float32, so these reach the kernels as float64 (7.5e-8 relative error before).
+    p = on_device(make_problem(2, 6, 4, seed=13), torch.float64)
+    assert_all_close(kernel_reproj(p, depth_weight, power=1.3, z_min=0.1),
+                     reference_reproj(p, depth_weight, power=1.3, z_min=0.1), RTOL[torch.float64], REPROJ_NAMES)
 
 
 AWKWARD = [(1, 1, 1), (2, 1, 22), (3, 7, 1), (1, 197, 3), (2, 17, 22)]
@@ -552,6 +561,53 @@ def test_kernels_compile_for_sm90_without_spills():
     assert res.stdout.count("recover_from_ric_") == 2, res.stdout
 
 
+def test_spill_check_catches_an_oversized_tile():
+    """The spill count the check above relies on is real: a 16 x 128 backward tile on 4 warps
+    (a wide skeleton on a 32-joint config) spills, and the check reports it."""
+    import subprocess
+    import sys
+
+    import triton
+
+    if not os.path.exists(os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")):
+        pytest.skip("triton's NVIDIA backend tools (ptxas/cuobjdump) are not installed")
+    code = (
+        "import triton.language as tl\n"
+        "from vmdm_kernels.triton import aot, reproj_vel as rv\n"
+        "c = dict(ACC=tl.float32, BLOCK_T=16, BLOCK_J=128, PER_FRAME=True, HAS_INTR=True, MODE=2, POW_KIND=3,\n"
+        "         WITH_POS=True, WITH_VEL=True, NEED_K=True, NEED_CAM=True, NEED_INTR=True)\n"
+        "r = aot.compile_kernel(rv.reproj_vel_bwd_kernel, c, 'fp32', 4)\n"
+        "print(r['spill'], aot.SPILL_BUDGET)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    spill, budget = map(int, res.stdout.split()[-2:])
+    assert spill > budget
+
+
+def test_wide_skeletons_get_tiles_within_the_register_budget():
+    from vmdm_kernels.triton import _common, ray_targets, recover_from_ric, reproj_vel, velocity3d
+
+    def per_thread(c, bj):
+        return c.block_t * bj / (32 * c.num_warps)
+
+    for launcher in (reproj_vel._fwd, reproj_vel._bwd, velocity3d._fwd, velocity3d._bwd, ray_targets._fwd,
+                     ray_targets._bwd, recover_from_ric._fwd, recover_from_ric._bwd):
+        assert launcher.configs_for(32) == launcher.configs_for(16) == launcher.configs
+        most = max(per_thread(c, 32) for c in launcher.configs)
+        for bj in (64, 128):
+            wide = launcher.configs_for(bj)
+            assert wide, bj
+            for c in wide:
+                # No more work per thread than the 32-joint candidates, and <= 8 warps (with 16,
+                # the register file allows only 128 registers per thread).
+                assert per_thread(c, bj) <= most and c.num_warps <= 8, (bj, c)
+                assert c.block_t >= launcher.min_block_t
+            assert launcher.deterministic_config(bj) in wide
+    assert _common.GPU_CONFIGS == reproj_vel._fwd.configs
+
+
 # --------------------------------------------------------------------------- GPU only
 
 
@@ -595,11 +651,14 @@ def test_launcher_reuses_a_tuned_config_within_a_size_bucket(monkeypatch):
         arg_names = ["X_ptr", "B", "T", "J"]
 
         def __init__(self, name):
-            self.name, self.best_config = name, None
+            self.name, self.best_config, self.cache = name, None, {}
 
         def __getitem__(self, grid):
             def launch(*args, **kw):
                 if self.name == "tuned":
+                    # Triton's own cache (exact sizes, no constants) never carries over to a new bucket.
+                    assert not self.cache
+                    self.cache[args[1:]] = "config"
                     self.best_config = triton.Config({"BLOCK_T": 16}, num_warps=8)
                     launches.append(("tuned", grid(dict(BLOCK_T=16))[0]))
                 else:
@@ -608,7 +667,8 @@ def test_launcher_reuses_a_tuned_config_within_a_size_bucket(monkeypatch):
 
     monkeypatch.setattr(_common, "INTERPRET", True)  # build without triton.autotune, then swap in the fakes
     launcher = _common.Launcher(FakeKernel("raw"), halo=1, min_block_t=2)
-    launcher.kernel, launcher.tuned = FakeKernel("raw"), FakeKernel("tuned")
+    launcher.kernel, tuned = FakeKernel("raw"), FakeKernel("tuned")
+    launcher.autotune, launcher.tuner = True, lambda block_j: tuned
     x32, x64 = torch.zeros(1), torch.zeros(1, dtype=torch.float64)
 
     def call(B, T, x=x32, block_j=32, block_t=None):
@@ -627,6 +687,18 @@ def test_launcher_reuses_a_tuned_config_within_a_size_bucket(monkeypatch):
     assert len(launcher.chosen) == 5
     assert [_common.size_bucket(n) for n in (0, 1, 2, 3, 196, 1024)] == [1, 1, 2, 4, 256, 1024]
 
+    # Deterministic algorithms: nothing is timed, every size runs one fixed tile.
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        fixed = launcher.deterministic_config()
+        assert fixed.block_t == 16
+        assert call(8, 500) == ("pinned", 8 * math.ceil(500 / 15), 16, fixed.num_warps)  # a bucket never tuned
+        assert call(8, 100) == ("pinned", 8 * 7, 16, fixed.num_warps)  # not the bucket's tuned (16, 8)
+    finally:
+        torch.use_deterministic_algorithms(before)
+    assert len(launcher.chosen) == 5
+
 
 @gpu_only
 @pytest.mark.parametrize("dtype", [torch.float32] + LOW, ids=str)
@@ -643,6 +715,20 @@ def test_autotuned_kernels_match_reference(dtype):
     from vmdm_kernels.triton import reproj_vel
 
     assert reproj_vel._fwd.chosen and reproj_vel._bwd.chosen
+
+
+@pytest.mark.skipif(not ON_GPU or torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_second_device_while_another_is_current():
+    # Triton launches on the current device; the launcher must switch to the tensors' GPU.
+    p = on_device(make_problem(2, 40, 22, seed=18), torch.float32)
+    p = {k: (None if v is None else v.to("cuda:1")) for k, v in p.items()}
+    with torch.cuda.device(0):
+        got = kernel_reproj(p, "point")
+        rays = kernel_ray(p)
+        torch.cuda.synchronize(1)
+    assert all(x.device == torch.device("cuda:1") for x in got + rays)
+    assert_all_close(got, reference_reproj(p, "point"), RTOL[torch.float32], REPROJ_NAMES)
+    assert_all_close(rays, reference_ray(p), RTOL[torch.float32], RAY_NAMES)
 
 
 @gpu_only

@@ -142,3 +142,20 @@ def test_skip_preconditioning_passes_the_noisy_input_through_at_low_noise():
             t = torch.full((3,), step)
             expected = ab[step].sqrt() * x + (1 - ab[step]).sqrt()
             torch.testing.assert_close(m(x, t, text, mask), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_skip_blend_stays_float32_under_bf16_autocast():
+    # alpha_bar at t = 0 rounds to exactly 1 in bfloat16, which would return x_t unchanged
+    # and give the network no gradient from those samples.
+    torch.manual_seed(0)
+    m = MotionDenoiser.from_preset("tiny", feature_dim=263, text_dim=16, dropout=0.0, skip_steps=50)
+    x, _, text, mask = _inputs()
+    t = torch.zeros(3, dtype=torch.long)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(x, t, text, mask)
+    assert out.dtype == torch.float32
+    assert (out - x).abs().max() > 1e-3  # the network's correction survives
+    out.square().mean().backward()
+    assert m.output.weight.grad.abs().max() > 0
+    ab = Diffusion(50).alpha_bar[0]
+    assert ab.to(torch.bfloat16) == 1.0  # what the old bfloat16 blend used

@@ -222,3 +222,67 @@ def test_checkpoints_record_text_normalisation_and_older_ones_load_without_it(qu
     old = tmp_path / "old.pt"
     atomic_save(ck, old)
     assert isinstance(load_model(old, device="cpu").model.text_norm, torch.nn.Identity)
+
+
+def test_device_resolution_gives_each_torchrun_rank_its_own_gpu():
+    from vmdm.train import resolve_device
+
+    assert resolve_device(None, 1, 0, False) == torch.device("cpu")
+    assert resolve_device(None, 4, 3, True) == torch.device("cuda:3")
+    assert resolve_device("cuda", 4, 2, True) == torch.device("cuda:2")
+    assert resolve_device("cuda:2", 4, 2, True) == torch.device("cuda:2")
+    assert resolve_device("cuda", 1, 0, True) == torch.device("cuda:0")
+    assert resolve_device("cuda:1", 1, 0, True) == torch.device("cuda:1")
+    assert resolve_device("cpu", 4, 1, True) == torch.device("cpu")
+    with pytest.raises(ValueError, match=r"--device: expected 'cuda' or 'cuda:1' under torchrun.*got 'cuda:0'"):
+        resolve_device("cuda:0", 4, 1, True)
+
+
+def test_resume_with_another_rank_count_reseeds_instead_of_sharing_streams():
+    from vmdm.train import resume_rng
+
+    saved = [{"rank": r} for r in range(4)]
+    assert [resume_rng(saved, r, 4) for r in range(4)] == saved
+    assert all(resume_rng(saved, r, 8) is None for r in range(8))
+    assert resume_rng(saved, 0, 2) is None
+
+
+def test_timestep_weighted_mean_is_the_global_mean_whatever_the_rank_count(monkeypatch):
+    from vmdm.train import timestep_weighted_mean
+
+    g = torch.Generator().manual_seed(0)
+    losses, weights = torch.rand(8, generator=g), torch.rand(8, generator=g) * 5
+    want = (losses * weights).sum() / weights.sum()
+    torch.testing.assert_close(timestep_weighted_mean(losses, weights, 1), want)
+    # Two ranks with half the batch each; DDP averages what the ranks compute.
+    total = weights.sum()
+
+    def all_reduce(t, *a, **k):
+        t.copy_(total)
+
+    monkeypatch.setattr(train_mod.dist, "all_reduce", all_reduce)
+    halves = [timestep_weighted_mean(losses[i * 4:(i + 1) * 4], weights[i * 4:(i + 1) * 4], 2) for i in (0, 1)]
+    torch.testing.assert_close((halves[0] + halves[1]) / 2, want)
+
+
+def test_checkpoints_keep_only_the_training_devices_cuda_state():
+    from vmdm.checkpoint import rng_state, set_rng_state
+
+    state = rng_state("cpu")
+    assert set(state) == {"torch", "numpy", "python"}
+    before = torch.rand(3)
+    set_rng_state(state, "cpu")
+    assert torch.equal(torch.rand(3), before)
+    # A CUDA state (e.g. a GPU run's, every visible GPU in older checkpoints) is not applied to a CPU run.
+    set_rng_state(dict(state, cuda=[torch.zeros(16, dtype=torch.uint8)] * 8), "cpu")
+    assert torch.equal(torch.rand(3), before)
+
+
+def test_deterministic_option_trains_and_restores_the_global_setting(quick_data, tmp_path):
+    assert not torch.are_deterministic_algorithms_enabled()
+    a = train(_cfg(quick_data, tmp_path / "a", steps=3, deterministic=True))
+    assert not torch.are_deterministic_algorithms_enabled()
+    train(_cfg(quick_data, tmp_path / "b", steps=3))
+    ra, rb = _rows(tmp_path / "a"), _rows(tmp_path / "b")
+    assert [r["loss"] for r in ra] == [r["loss"] for r in rb]  # the CPU path was deterministic already
+    assert load_checkpoint(a)["config"]["deterministic"] is True

@@ -21,6 +21,7 @@ scores a model on motions the evaluator was trained on.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import asdict, dataclass
@@ -165,10 +166,11 @@ class Evaluator(nn.Module):
         self.eval()
         out = []
         L_all = torch.as_tensor(lengths).reshape(-1)
-        for s in range(0, len(L_all), batch_size):
-            L = L_all[s:s + batch_size]
-            x, L = self.prepare(features[s:s + batch_size, :int(L.max())], L)
-            out.append(self.embed_motion_normalised(x, L).cpu())
+        with full_float32():
+            for s in range(0, len(L_all), batch_size):
+                L = L_all[s:s + batch_size]
+                x, L = self.prepare(features[s:s + batch_size, :int(L.max())], L)
+                out.append(self.embed_motion_normalised(x, L).cpu())
         self.train(was)
         return torch.cat(out).numpy() if out else np.zeros((0, self.cfg.embed_dim), np.float32)
 
@@ -176,9 +178,26 @@ class Evaluator(nn.Module):
     def embed_texts(self, captions: list[str]) -> np.ndarray:
         was = self.training
         self.eval()
-        out = self.embed_sentence(self.text_encoder(list(captions))).cpu().numpy()
+        with full_float32():
+            out = self.embed_sentence(self.text_encoder(list(captions))).cpu().numpy()
         self.train(was)
         return out
+
+
+@contextlib.contextmanager
+def full_float32():
+    """TF32 off for cuDNN (the GRU, the convolutions) and cuBLAS while embedding.
+
+    Metrics from this evaluator are compared across machines; on Ampere and later GPUs cuDNN
+    would otherwise round its float32 inputs to TF32 and move every embedding, and with it
+    FID, off the CPU's numbers.
+    """
+    cudnn, matmul = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = cudnn, matmul
 
 
 # --------------------------------------------------------------------------- checkpoints

@@ -254,9 +254,12 @@ def _check_disjoint(meta: dict, test: TestSet, data_root: str | Path) -> None:
         raise ValueError(f"evaluator's training clips overlap the evaluated split ({sorted(overlap)[:5]}...)")
 
 
-def machine_description() -> str:
-    dev = (f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available()
-           else f"CPU only, {os.cpu_count()} cores ({platform.processor() or platform.machine()})")
+def machine_description(device: torch.device | str | None = None) -> str:
+    """Host, the device that ran (default: the first GPU if any, else the CPU), torch and threads."""
+    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available()
+                                                                          else "cpu")
+    dev = (f"GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda"
+           else f"CPU, {os.cpu_count()} cores ({platform.processor() or platform.machine()})")
     return f"{platform.node()}: {dev}, torch {torch.__version__}, {torch.get_num_threads()} torch threads"
 
 
@@ -298,7 +301,7 @@ def evaluate(cfg: EvalConfig, *, evaluator: Evaluator | None = None, evaluator_m
                       "heldout": evaluator_meta.get("metrics", {}).get("heldout")},
         "settings": dataclasses.asdict(s),
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": machine_description(),
+        "machine": machine_description(device),
     }
     res["generation"] = generation_metrics(lm, evaluator, test, s, cfg.progress)
     timings["generation_s"] = round(time.time() - t0, 1)

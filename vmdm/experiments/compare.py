@@ -82,7 +82,7 @@ FULL = Budget(
 
 # Options that do not change what a run learns (where it writes, how it reports).
 _BOOKKEEPING = {"out", "progress", "cache_dir", "resume", "log_every", "ckpt_every", "tensorboard", "profile",
-                "profile_warmup", "profile_steps", "workers", "device", "recipe"}
+                "profile_warmup", "profile_steps", "workers", "device", "recipe", "deterministic"}
 
 
 # Loss options that only one kind of supervision reads.

@@ -22,7 +22,8 @@ in tile order. No atomics are used anywhere, so two calls with the same inputs
 and the same config give bit-identical results. (The autotuner may pick a
 different ``BLOCK_T`` in a different process, or for a size whose bucket was
 first tuned at another size (see :class:`Launcher`), which changes the summation
-tree and therefore the last bits.)
+tree and therefore the last bits; under ``torch.use_deterministic_algorithms``
+the tile is fixed instead.)
 
 The partial buffers are allocated before the autotuner has chosen ``BLOCK_T``,
 so they are sized for the smallest candidate (``NT_MAX`` tiles per sample) and
@@ -37,6 +38,7 @@ are cast to the input dtype on store, ``stats`` stay in the accumulation dtype.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from dataclasses import dataclass
@@ -165,7 +167,12 @@ class Launcher:
     ``torch.compile`` hand it the autotuner, which it tunes at compile time. (So on a
     GPU the tile size, and with it the last bits of a reduction, can depend on which
     size of a bucket came first in the process; pin ``block_t`` for bit-exact
-    comparisons.)
+    comparisons.) Under ``torch.use_deterministic_algorithms(True)`` nothing is timed:
+    every call runs :meth:`deterministic_config`, so results are bit-identical across
+    processes and runs, traced or not.
+
+    Launches run on the tensors' GPU (made current for the call), whatever the
+    caller's current device.
     """
 
     def __init__(self, kernel, halo: int, min_block_t: int, *, per_clip: bool = False,
@@ -179,29 +186,70 @@ class Launcher:
         # (bucketed sizes, constants, dtypes) -> the config the autotuner chose there.
         self.chosen: dict[tuple, TileConfig] = {}
         self._tuning = threading.Lock()
-        if INTERPRET:
-            self.tuned = None
-        else:
-            self.tuned = triton.autotune(
-                configs=[triton.Config({"BLOCK_T": c.block_t}, num_warps=c.num_warps) for c in self.configs],
-                key=[k for k in ("B", "T", "J") if k in kernel.arg_names],
-            )(kernel)
+        self.autotune = not INTERPRET
+        self._tuners: dict[int, object] = {}
 
-    def _pinned(self, block_t: int | None) -> TileConfig | None:
+    def configs_for(self, block_j: int) -> tuple[TileConfig, ...]:
+        """Candidates for a ``BLOCK_J``-wide tile.
+
+        The configs are chosen for skeletons of up to 32 joints; a wider tile (SMPL-X's 55
+        joints: 64) holds more elements per thread and runs out of registers (255, i.e.
+        one block per SM, then spills), so wider tiles get more warps (up to 8) and keep
+        only candidates within the per-thread load of the 32-joint ones.
+        """
+        if block_j <= 32:
+            return self.configs
+
+        def per_thread(c: TileConfig, bj: int) -> float:
+            return c.block_t * bj / (32 * c.num_warps)
+
+        lo = min(per_thread(c, 32) for c in self.configs)
+        hi = max(per_thread(c, 32) for c in self.configs)
+        scale = block_j // 32
+        out: list[TileConfig] = []
+        # At most 8 warps: with 16 (512 threads) the register file allows 128 per thread.
+        for c in list(self.configs) + [TileConfig(c.block_t, min(8, c.num_warps * scale)) for c in self.configs]:
+            if lo <= per_thread(c, block_j) <= hi and c not in out:
+                out.append(c)
+        return tuple(out) or (min(self.configs, key=lambda c: per_thread(c, block_j)),)
+
+    def deterministic_config(self, block_j: int = 32) -> TileConfig:
+        """The fixed tile run under deterministic algorithms: a middle-sized one, never the
+        fastest by much, never bad (see GPU_CONFIGS)."""
+        configs = self.configs_for(block_j)
+        return next((c for c in configs if c.block_t == 16), configs[0])
+
+    def tuner(self, block_j: int):
+        """The Triton autotuner over :meth:`configs_for` ``block_j`` (made on first use)."""
+        if block_j not in self._tuners:
+            self._tuners[block_j] = triton.autotune(
+                configs=[triton.Config({"BLOCK_T": c.block_t}, num_warps=c.num_warps)
+                         for c in self.configs_for(block_j)],
+                key=[k for k in ("B", "T", "J") if k in self.kernel.arg_names],
+            )(self.kernel)
+        return self._tuners[block_j]
+
+    def _pinned(self, block_t: int | None, block_j: int = 32) -> TileConfig | None:
         if block_t is not None:
             if block_t < self.min_block_t or block_t & (block_t - 1):
                 raise ValueError(
                     f"block_t: expected a power of two >= {self.min_block_t} for this kernel, got {block_t}"
                 )
             return TileConfig(block_t, _WARPS_FOR_BLOCK_T.get(block_t, 4))
-        if self.tuned is None:
+        if not self.autotune:
             return self.interpret_config
+        if torch.are_deterministic_algorithms_enabled():
+            return self.deterministic_config(block_j)
         return None
 
     def max_tiles(self, T: int, block_t: int | None) -> int:
         """Upper bound on tiles per sample over every config this call may run (sizes partial buffers)."""
-        pinned = self._pinned(block_t)
-        smallest = pinned.block_t if pinned is not None else min(c.block_t for c in self.configs)
+        if block_t is not None:
+            smallest = self._pinned(block_t).block_t
+        elif not self.autotune:
+            smallest = self.interpret_config.block_t
+        else:  # every candidate (and the deterministic tile) at any BLOCK_J has one of these
+            smallest = min(c.block_t for c in self.configs)
         return triton.cdiv(T, smallest - self.halo)
 
     def tune_key(self, B: int, T: int, args: tuple, consts: dict) -> tuple:
@@ -210,7 +258,8 @@ class Launcher:
         return (size_bucket(B), size_bucket(T), tuple(sorted((k, repr(v)) for k, v in consts.items())), dtypes)
 
     def __call__(self, B: int, T: int, args: tuple, consts: dict, block_t: int | None = None, wrap: bool = False):
-        pinned = self._pinned(block_t)
+        block_j = int(consts.get("BLOCK_J", 32))
+        pinned = self._pinned(block_t, block_j)
         halo = self.halo
         bucket = None
         if pinned is None and not (wrap and _tracing_triton()):
@@ -225,24 +274,29 @@ class Launcher:
             grid = (programs(pinned.block_t),)
             kwargs = dict(consts, BLOCK_T=pinned.block_t, num_warps=pinned.num_warps)
         else:
-            kernel = self.tuned
+            tuner = kernel = self.tuner(block_j)
 
             def grid(meta):
                 return (programs(meta["BLOCK_T"]),)
 
             kwargs = dict(consts)
+        traced = wrap and _tracing_triton()
         if wrap:
             from torch.library import wrap_triton
 
             kernel = wrap_triton(kernel)
-        if bucket is None or pinned is not None:
-            kernel[grid](*args, **kwargs)
-            return
-        # The autotuner leaves its choice in an attribute shared by every caller: read it
-        # before another thread's launch of this kernel can replace it.
-        with self._tuning:
-            kernel[grid](*args, **kwargs)
-            best = self.tuned.best_config
+        with _on_device_of(args, traced):
+            if bucket is None or pinned is not None:
+                kernel[grid](*args, **kwargs)
+                return
+            # The autotuner leaves its choice in an attribute shared by every caller: read it
+            # before another thread's launch of this kernel can replace it. Its own cache is
+            # keyed on exact (B, T, J) and dtypes only, not on the compile-time options or
+            # this launcher's buckets, so it is emptied first: a new bucket is always timed.
+            with self._tuning:
+                tuner.cache.clear()
+                kernel[grid](*args, **kwargs)
+                best = tuner.best_config
         self.chosen[bucket] = TileConfig(best.kwargs["BLOCK_T"], best.num_warps)
 
 
@@ -256,13 +310,26 @@ def _tracing_triton() -> bool:
     return is_wrap_triton_enabled()
 
 
+def _on_device_of(args: tuple, traced: bool):
+    """Make the GPU of the first tensor argument current: Triton launches (and times its
+    candidates) on the current device and stream, not on the tensors' device."""
+    if INTERPRET or traced:
+        return contextlib.nullcontext()
+    dev = next((a.device for a in args if isinstance(a, torch.Tensor)), None)
+    if dev is None or dev.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.cuda.device(dev)
+
+
 def launch_simple(kernel, grid, args: tuple, consts: dict, wrap: bool = False):
     """Launch a kernel without autotuning (finalisation kernels)."""
+    traced = wrap and _tracing_triton()
     if wrap:
         from torch.library import wrap_triton
 
         kernel = wrap_triton(kernel)
-    kernel[grid](*args, **consts)
+    with _on_device_of(args, traced):
+        kernel[grid](*args, **consts)
 
 
 FINALIZE_BLOCK_B = 32

@@ -98,7 +98,7 @@ def _axis_weights(z, power, fx, fy, MODE: tl.constexpr, POW_KIND: tl.constexpr):
 def reproj_vel_fwd_kernel(
     X_ptr, K_ptr, C_ptr, W_ptr, I_ptr,
     P_ptr, NT_ptr,
-    B, T, J, NT_MAX, z_min, power,
+    B, T, J, NT_MAX, z_min: tl.float64, power: tl.float64,
     PER_FRAME: tl.constexpr, HAS_INTR: tl.constexpr,
     MODE: tl.constexpr, POW_KIND: tl.constexpr,
     WITH_POS: tl.constexpr, WITH_VEL: tl.constexpr,
@@ -109,6 +109,10 @@ def reproj_vel_fwd_kernel(
     Writes (num_pos, den_pos, num_vel, den_vel, z_sum, z_count) of its owned frames
     and of the pairs starting at them to P[b, tile, :].
     """
+    # The scalars arrive as float64 (a plain Python float would be passed as float32 and
+    # round z_min and p for float64 inputs); the math runs in the accumulation dtype.
+    z_min = tl.full((), z_min, ACC)
+    power = tl.full((), power, ACC)
     n_tiles = tl.cdiv(T, BLOCK_T - 1)
     pid = tl.program_id(0)
     b = pid // n_tiles
@@ -174,12 +178,13 @@ def reproj_vel_fwd_kernel(
 @triton.jit
 def reproj_vel_finalize_kernel(
     P_ptr, NT_ptr, LP_ptr, LV_ptr, S_ptr,
-    B, NT_MAX, power,
+    B, NT_MAX, power: tl.float64,
     MODE: tl.constexpr, POW_KIND: tl.constexpr,
     WITH_POS: tl.constexpr, WITH_VEL: tl.constexpr,
     ACC: tl.constexpr, BLOCK_B: tl.constexpr,
 ):
     """Adds each sample's tile partials in tile order; writes losses and stats (w_b, sum W, sum pair W)."""
+    power = tl.full((), power, ACC)
     b = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     bmask = b < B
     n_tiles = tl.load(NT_ptr)
@@ -221,7 +226,7 @@ def reproj_vel_finalize_kernel(
 def reproj_vel_bwd_kernel(
     GP_ptr, GV_ptr, X_ptr, K_ptr, C_ptr, W_ptr, I_ptr, S_ptr,
     GX_ptr, GK_ptr, GC_ptr, P_ptr, NT_ptr,
-    B, T, J, NT_MAX, z_min, power,
+    B, T, J, NT_MAX, z_min: tl.float64, power: tl.float64,
     PER_FRAME: tl.constexpr, HAS_INTR: tl.constexpr,
     MODE: tl.constexpr, POW_KIND: tl.constexpr,
     WITH_POS: tl.constexpr, WITH_VEL: tl.constexpr,
@@ -234,6 +239,8 @@ def reproj_vel_bwd_kernel(
     row on each side. Per-pair gradient terms are formed once at the pair's first
     row and moved one row down for the second frame.
     """
+    z_min = tl.full((), z_min, ACC)
+    power = tl.full((), power, ACC)
     n_tiles = tl.cdiv(T, BLOCK_T - 2)
     pid = tl.program_id(0)
     b = pid // n_tiles
