@@ -81,6 +81,10 @@ def check_weights(op: str, joints, weights) -> torch.Tensor:
     if weights is None:
         return torch.ones((B, T, J), dtype=joints.dtype, device=joints.device)
     check_tensor(op, "weights", weights, (("B", B), ("T", T), ("J", J)), joints)
+    if weights.requires_grad and torch.is_grad_enabled():
+        # The compiled backends give weights no gradient; refusing keeps every backend alike.
+        _fail(op, "weights", "a constant tensor (weights get no gradient; pass weights.detach())",
+              "a tensor that requires grad")
     return weights
 
 

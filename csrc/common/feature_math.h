@@ -24,6 +24,10 @@ using std::sqrt;
 #endif
 
 constexpr int kMaxFeatureJoints = 64;
+// encode_row's per-joint scratch lives in local memory on a GPU, sized at compile time;
+// the driver reserves that much for every resident thread, so SMPL-sized skeletons get a
+// smaller instantiation than the 64-joint limit.
+constexpr int kSmallFeatureJoints = 24;
 constexpr int kMaxFeet = 8;
 
 // The skeleton as plain data, passed by value to kernels (about 2 KiB).
@@ -122,8 +126,8 @@ VMDM_HD void canonical_points(const scalar_t* X, int J, const ClipFrame<acc_t>& 
 }
 
 // One feature row from world frames t (Xt) and t+1 (Xn): writes D values to out,
-// as (f - mean) / std when mean is not null.
-template <typename scalar_t, typename acc_t>
+// as (f - mean) / std when mean is not null. Needs sk.J <= MaxJ.
+template <typename scalar_t, typename acc_t, int MaxJ = kMaxFeatureJoints>
 VMDM_HD void encode_row(const scalar_t* Xt, const scalar_t* Xn, const FeatureSkeletonView& sk,
                         const ClipFrame<acc_t>& cf, acc_t feet_threshold, const scalar_t* mean, const scalar_t* std,
                         scalar_t* out) {
@@ -133,7 +137,7 @@ VMDM_HD void encode_row(const scalar_t* Xt, const scalar_t* Xn, const FeatureSke
     if (mean != nullptr) f = (f - static_cast<acc_t>(mean[o])) / static_cast<acc_t>(std[o]);
     out[o++] = static_cast<scalar_t>(f);
   };
-  acc_t Pt[3 * kMaxFeatureJoints], Pn[3 * kMaxFeatureJoints];
+  acc_t Pt[3 * MaxJ], Pn[3 * MaxJ];
   canonical_points(Xt, J, cf, Pt);
   canonical_points(Xn, J, cf, Pn);
   const acc_t yaw_t = wrap_angle<acc_t>(facing_yaw<scalar_t, acc_t>(Xt, sk.facing) - cf.yaw0);
@@ -161,7 +165,7 @@ VMDM_HD void encode_row(const scalar_t* Xt, const scalar_t* Xn, const FeatureSke
   }
 
   // Bone rotations: frame of the bone ending at each joint, the heading at the root.
-  acc_t Fr[9 * kMaxFeatureJoints];
+  acc_t Fr[9 * MaxJ];
   {
     const acc_t c = cos(yaw_t), s = sin(yaw_t);
     const acc_t H[9] = {c, acc_t(0), s, acc_t(0), acc_t(1), acc_t(0), -s, acc_t(0), c};

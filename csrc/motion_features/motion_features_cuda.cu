@@ -49,7 +49,7 @@ __global__ void __launch_bounds__(kClipThreads)
   }
 }
 
-template <typename scalar_t, typename acc_t>
+template <typename scalar_t, typename acc_t, int MaxJ>
 __global__ void __launch_bounds__(kRowThreads)
     motion_features_row_kernel(const scalar_t* __restrict__ X, int64_t B, int64_t T, const FeatureSkeletonView sk,
                                const ClipFrame<acc_t>* __restrict__ clips, acc_t thr, const scalar_t* __restrict__ M,
@@ -64,7 +64,7 @@ __global__ void __launch_bounds__(kRowThreads)
     return;
   }
   const scalar_t* Xt = X + (b * T + t) * sk.J * 3;
-  encode_row<scalar_t, acc_t>(Xt, Xt + sk.J * 3, sk, cf, thr, M, S, o);
+  encode_row<scalar_t, acc_t, MaxJ>(Xt, Xt + sk.J * 3, sk, cf, thr, M, S, o);
 }
 
 }  // namespace
@@ -84,7 +84,9 @@ at::Tensor motion_features_fwd_cuda(const at::Tensor& joints, const at::Tensor& 
     cuda::launch(motion_features_clip_kernel<scalar_t, acc_t>, B, kClipThreads, 0, X,
                  lengths.data_ptr<int64_t>(), T, sk, cf);
     const int64_t rows = B * (T - 1);
-    cuda::launch(motion_features_row_kernel<scalar_t, acc_t>, (rows + kRowThreads - 1) / kRowThreads, kRowThreads, 0,
+    auto row_kernel = sk.J <= kSmallFeatureJoints ? motion_features_row_kernel<scalar_t, acc_t, kSmallFeatureJoints>
+                                                  : motion_features_row_kernel<scalar_t, acc_t, kMaxFeatureJoints>;
+    cuda::launch(row_kernel, (rows + kRowThreads - 1) / kRowThreads, kRowThreads, 0,
                  X, B, T, sk, static_cast<const ClipFrame<acc_t>*>(cf), static_cast<acc_t>(feet_threshold),
                  optional_data<scalar_t>(mean),
                  optional_data<scalar_t>(std), D, out.data_ptr<scalar_t>());

@@ -111,3 +111,18 @@ def test_cpp_ops_check_their_inputs_directly():
         ops.ray_targets_fwd(p["joints"], p["keypoints"], p["camera"][0], None)
     with pytest.raises(ValueError, match=re.escape("reproj_vel_fwd: joints: expected a floating-point dtype")):
         ops.reproj_vel_fwd(p["joints"].long(), p["keypoints"], p["camera"], p["weights"], None, 1, 1.0, 0.5, True, True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_weights_that_require_grad_are_refused_on_every_backend(backend):
+    # The compiled backends treat weights as constants; the reference would differentiate them.
+    p = _args()
+    p["weights"] = p["weights"].clone().requires_grad_()
+    msg = r"weights: expected a constant tensor \(weights get no gradient; pass weights.detach\(\)\), got a tensor"
+    with pytest.raises(ValueError, match=msg):
+        _call(p, backend)
+    with pytest.raises(ValueError, match=msg):
+        vk.velocity_loss_3d(p["joints"], p["joints"].detach() + 1, p["weights"], backend=backend)
+    with torch.no_grad():
+        _call(p, backend)  # nothing to differentiate: fine
+    _call(dict(p, weights=p["weights"].detach()), backend)
