@@ -5,6 +5,7 @@
 # device tool brings that folder back) and bench/results/.
 #   bash scripts/gpu_check.sh            # everything (about 10 minutes on an H100/H200)
 #   QUICK=1 bash scripts/gpu_check.sh    # kernel tests + training-workload benchmarks only
+# (the full run also runs compute-sanitizer's memcheck and racecheck on the CUDA kernels)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$(mktemp -d)}
@@ -25,6 +26,16 @@ log "kernel tests, compiled"
 python -m pytest tests/kernels -q --maxfail=25 --benchmark-skip -p no:cacheprovider --junitxml="$OUT/kernel_tests.xml" \
   > "$OUT/kernel_tests.log" 2>&1
 echo "kernel tests rc=$?" | tee -a "$OUT/gpu_check.log"; tail -5 "$OUT/kernel_tests.log" | tee -a "$OUT/gpu_check.log"
+
+if [ "${QUICK:-0}" != "1" ] && command -v compute-sanitizer > /dev/null; then
+  # Out-of-bounds accesses and shared-memory races of the CUDA kernels on awkward shapes.
+  for tool in memcheck racecheck; do
+    log "compute-sanitizer --tool $tool"
+    timeout 180 compute-sanitizer --tool $tool --error-exitcode 9 python -m pytest tests/kernels/test_cuda.py -q -x \
+      --benchmark-skip -p no:cacheprovider -k "awkward or empty" > "$OUT/sanitizer_$tool.log" 2>&1
+    echo "$tool rc=$?" | tee -a "$OUT/gpu_check.log"; tail -3 "$OUT/sanitizer_$tool.log" | tee -a "$OUT/gpu_check.log"
+  done
+fi
 
 name="$(date +%Y-%m-%d)-$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' '-' | tr -cd 'A-Za-z0-9-')"
 sel=""

@@ -25,6 +25,7 @@
 
 #if defined(__CUDACC__)
 // Only c10's CUDA headers: ATen/cuda/CUDAContext.h pulls in cuSPARSE/cuBLAS headers that a bare toolkit lacks.
+#include <ATen/Context.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -319,6 +320,13 @@ inline int num_sms() {
     cache[dev].store(n, std::memory_order_relaxed);
   }
   return n;
+}
+
+// The SM count tiles are planned for. Tile lengths (and so how partial sums are grouped)
+// follow the SM count; under torch.use_deterministic_algorithms a fixed count (an H100's)
+// makes results bit-identical across GPU models and MIG slices too.
+inline int tiling_sms() {
+  return at::globalContext().deterministicAlgorithms() ? 132 : num_sms();
 }
 
 using DeviceGuard = c10::cuda::CUDAGuard;

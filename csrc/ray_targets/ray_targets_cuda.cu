@@ -135,7 +135,7 @@ std::pair<Tiling, RaySmem> plan(int64_t B, int64_t T, int64_t J, bool per_frame,
   const size_t per_point =
       (backward ? 8 : 5) * sizeof(scalar_t) + (cam_grads ? kCamGradStride * sizeof(acc_t) : 0);
   const size_t fixed = (per_frame ? 0 : cam_bytes) + 16 * 8;
-  const Tiling g = cuda::make_tiling(B, T, J, 0, 0, per_point, per_frame ? cam_bytes : 0, fixed, cuda::num_sms());
+  const Tiling g = cuda::make_tiling(B, T, J, 0, 0, per_point, per_frame ? cam_bytes : 0, fixed, cuda::tiling_sms());
   cuda::SmemCarver c;
   RaySmem L{};
   L.cams = c.take<Camera<acc_t>>(per_frame ? g.max_rows : 1);

@@ -303,7 +303,7 @@ std::pair<Tiling, ReprojSmem> plan(int64_t B, int64_t T, int64_t J, bool per_fra
   const size_t per_row = per_frame ? cam_bytes : 0;
   const size_t fixed = (per_frame ? 0 : cam_bytes) + (backward ? 0 : 32 * kStats * sizeof(acc_t)) + 16 * 16;
   const int halo_lo = backward && with_vel ? 1 : 0, halo_hi = with_vel ? 1 : 0;
-  const Tiling g = cuda::make_tiling(B, T, J, halo_lo, halo_hi, per_point, per_row, fixed, cuda::num_sms());
+  const Tiling g = cuda::make_tiling(B, T, J, halo_lo, halo_hi, per_point, per_row, fixed, cuda::tiling_sms());
   cuda::SmemCarver c;
   ReprojSmem L{};
   const int P = g.max_pts, S = with_vel ? g.max_pts : 0;

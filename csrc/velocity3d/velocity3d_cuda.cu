@@ -184,7 +184,7 @@ template <typename scalar_t, typename acc_t>
 std::pair<Tiling, Vel3dSmem> plan(int64_t B, int64_t T, int64_t J, bool backward) {
   const size_t per_point = (backward ? 10 : 7) * sizeof(scalar_t);
   const size_t fixed = (backward ? 0 : 32 * 2 * sizeof(acc_t)) + 16 * 8;
-  const Tiling g = cuda::make_tiling(B, T, J, backward ? 1 : 0, 1, per_point, 0, fixed, cuda::num_sms());
+  const Tiling g = cuda::make_tiling(B, T, J, backward ? 1 : 0, 1, per_point, 0, fixed, cuda::tiling_sms());
   cuda::SmemCarver c;
   Vel3dSmem L{};
   L.red = c.take<acc_t>(backward ? 0 : 32 * 2);

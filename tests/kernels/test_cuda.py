@@ -271,6 +271,17 @@ def test_matches_cpp_cpu_kernels(depth_weight, per_frame, dtype):
         assert_all_close([x.cpu() for x in cuda_r], cpu_r, CPU_RTOL[dtype], RAY_NAMES)
 
 
+@pytest.mark.skipif(ON_CPU, reason="the large grid is what is under test; on CPU it would only repeat the cpp kernel")
+def test_large_batch_matches_cpp_cpu_kernels():
+    """B = 1024, T = 196 (the benchmark's large workload): the biggest grids and the most
+    tiles per launch, against the C++ kernels."""
+    if not vk.backends()["cpp"].available:
+        pytest.skip(str(vk.backends()["cpp"]))
+    p = make_problem(1024, 196, 22, per_frame=False, seed=32, dtype=torch.float32)
+    assert_all_close([x.cpu() for x in kernel_reproj(on_device(p), "sample")], kernel_reproj(p, "sample"),
+                     CPU_RTOL[torch.float32], REPROJ_NAMES)
+
+
 # --------------------------------------------------------------------------- edge cases through the public API
 
 
