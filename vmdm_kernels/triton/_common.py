@@ -262,7 +262,8 @@ class Launcher:
         pinned = self._pinned(block_t, block_j)
         halo = self.halo
         bucket = None
-        if pinned is None and not (wrap and _tracing_triton()):
+        traced = wrap and _tracing_triton()
+        if pinned is None and not traced:
             bucket = self.tune_key(B, T, args, consts)
             pinned = self.chosen.get(bucket)
 
@@ -280,7 +281,6 @@ class Launcher:
                 return (programs(meta["BLOCK_T"]),)
 
             kwargs = dict(consts)
-        traced = wrap and _tracing_triton()
         if wrap:
             from torch.library import wrap_triton
 
