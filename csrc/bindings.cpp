@@ -28,8 +28,9 @@ TORCH_LIBRARY(vmdm_C, m) {
       "ray_targets_bwd(Tensor grad, Tensor joints, Tensor keypoints, Tensor camera, Tensor? intrinsics, "
       "bool need_keypoints, bool need_camera, bool need_intrinsics) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def(
-      "motion_features_fwd(Tensor joints, Tensor lengths, int[] bone_child, int[] bone_parent, float[] rest, "
-      "int[] facing, int[] feet, float feet_threshold, Tensor? mean, Tensor? std) -> Tensor");
+      "motion_features_fwd(Tensor joints, Tensor lengths, int[] bone_child, int[] bone_parent, int[] bone_frame, "
+      "float[] rest, int[] facing, int[] feet, float feet_threshold, float facing_sigma, Tensor? mean, "
+      "Tensor? std) -> Tensor");
   m.def("recover_from_ric_fwd(Tensor features, int num_joints, Tensor? mean, Tensor? std) -> Tensor");
   m.def(
       "recover_from_ric_bwd(Tensor grad, Tensor features, int num_joints, Tensor? mean, Tensor? std) -> Tensor");

@@ -499,16 +499,17 @@ def ray_targets(joints: Tensor, keypoints: Tensor, camera: Tensor, intrinsics: T
 
 @torch.library.custom_op("vmdm::motion_features_fwd", mutates_args=())
 def _motion_features_fwd(
-    joints: Tensor, lengths: Tensor, bone_child: list[int], bone_parent: list[int], rest: list[float],
-    facing: list[int], feet: list[int], feet_threshold: float, mean: Optional[Tensor], std: Optional[Tensor],
-    backend: str,
+    joints: Tensor, lengths: Tensor, bone_child: list[int], bone_parent: list[int], bone_frame: list[int],
+    rest: list[float], facing: list[int], feet: list[int], feet_threshold: float, facing_sigma: float,
+    mean: Optional[Tensor], std: Optional[Tensor], backend: str,
 ) -> Tensor:
-    return kernel_module(backend).motion_features_fwd(joints, lengths, bone_child, bone_parent, rest, facing, feet,
-                                                      feet_threshold, mean, std)
+    return kernel_module(backend).motion_features_fwd(joints, lengths, bone_child, bone_parent, bone_frame, rest,
+                                                      facing, feet, feet_threshold, facing_sigma, mean, std)
 
 
 @_motion_features_fwd.register_fake
-def _(joints, lengths, bone_child, bone_parent, rest, facing, feet, feet_threshold, mean, std, backend):
+def _(joints, lengths, bone_child, bone_parent, bone_frame, rest, facing, feet, feet_threshold, facing_sigma, mean,
+      std, backend):
     B, T, J, _ = joints.shape
     return joints.new_empty((B, T - 1, 12 * J - 5 + len(feet)))
 
@@ -534,12 +535,18 @@ def _no_triton_kernel(name: str) -> str:
 
 def motion_features(joints: Tensor, skeleton: ref.FeatureSkeleton, lengths: Tensor | None = None, *,
                     feet_threshold: float = 0.002, mean: Tensor | None = None, std: Tensor | None = None,
+                    facing_sigma: float = ref.motion_features.HUMANML3D_FACING_SIGMA,
                     backend: str | None = None) -> Tensor:
-    """HumanML3D features ``[B, T-1, D]`` of joint positions ``[B, T, J, 3]`` (metres, y up).
+    """HumanML3D features ``[B, T-1, D]`` of joint positions ``[B, T, J, 3]`` (metres, y up),
+    computed as HumanML3D's ``process_file`` computes them.
 
-    One fused pass per clip batch: canonical frame, heading, root velocities, local joint
-    positions, per-bone 6D rotations (inverse kinematics), joint velocities and foot contacts
-    (see :mod:`vmdm_kernels.ref.motion_features` for the layout). ``lengths [B]`` (integer,
+    One fused pass per clip batch: canonical frame, root rotation (the facing smoothed over
+    frames with a Gaussian of ``facing_sigma`` frames, HumanML3D's 20; 0 for none), root
+    velocities, local joint positions, per-bone 6D rotations (HumanML3D's chain IK), joint
+    velocities and foot contacts (see :mod:`vmdm_kernels.ref.motion_features` for the
+    layout). Row ``t`` depends on frames up to ``4 * facing_sigma`` away through the
+    smoothing: encoding a window of a clip differs from cutting the clip's features near
+    the window's edges. ``lengths [B]`` (integer,
     each in ``[2, T]``; default ``T``) marks valid frames: rows at or past ``lengths[b] - 1``
     are zero. With ``mean``/``std`` ``[D]`` the result is ``(f - mean) / std``.
 
@@ -571,6 +578,8 @@ def motion_features(joints: Tensor, skeleton: ref.FeatureSkeleton, lengths: Tens
         lengths = lengths.to(joints.device)
     if (mean is None) != (std is None):
         raise ValueError(f"{op}: mean and std: give both or neither")
+    if not isinstance(facing_sigma, (int, float)) or not 0 <= float(facing_sigma) <= 1000:
+        raise ValueError(f"{op}: facing_sigma: expected a number of frames in [0, 1000], got {facing_sigma!r}")
     D = skeleton.feature_dim
     if mean is not None:
         check_tensor(op, "mean", mean, (("D", D),))
@@ -580,9 +589,11 @@ def motion_features(joints: Tensor, skeleton: ref.FeatureSkeleton, lengths: Tens
     needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
     name = _features_backend(joints.device, backend, needs_grad)
     if name == "reference":
-        return ref.motion_features.motion_features(joints, lengths.clamp(2, T), skeleton, feet_threshold, mean, std)
-    args = (joints.contiguous(), lengths.long(), *skeleton.kernel_tables, float(feet_threshold), _contig(mean),
-            _contig(std))
+        return ref.motion_features.motion_features(joints, lengths.clamp(2, T), skeleton, feet_threshold, mean, std,
+                                                   float(facing_sigma))
+    child, parent, frame, rest, facing, feet = skeleton.kernel_tables
+    args = (joints.contiguous(), lengths.long(), child, parent, frame, rest, facing, feet, float(feet_threshold),
+            float(facing_sigma), _contig(mean), _contig(std))
     if torch.compiler.is_compiling():
         return _motion_features_fwd(*args, name)
     return kernel_module(name).motion_features_fwd(*args)

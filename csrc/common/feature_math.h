@@ -1,9 +1,11 @@
 // Per-frame HumanML3D feature encoding shared by the CPU and CUDA kernels.
 // Math and channel layout: vmdm_kernels/ref/motion_features.py.
 //
-// A clip is first reduced to its canonical frame (ClipFrame: the floor, frame
-// 0's root and heading); then every feature row t reads only frames t and t+1,
-// so rows are independent. All arithmetic is in acc_t (float for
+// Three stages, each independent per clip or per frame: the clip's canonical
+// frame (ClipFrame: the floor, frame 0's root and heading); every frame's root
+// rotation (its IK facing direction, Gaussian-smoothed over the clip's frames,
+// as HumanML3D's process_file); then every feature row t reads frames t and
+// t+1 and their root rotations only. All arithmetic is in acc_t (float for
 // half/bfloat16/float inputs, double for double).
 #pragma once
 
@@ -16,6 +18,7 @@ namespace vmdm {
 
 #if !defined(__CUDACC__)
 // Host builds: the float overloads (CUDA provides them for device code).
+using std::asin;
 using std::atan2;
 using std::cos;
 using std::fabs;
@@ -39,6 +42,9 @@ struct FeatureSkeletonView {
   // Bones in an order where every parent's bone comes first: child[k], parent[k].
   int child[kMaxFeatureJoints];
   int parent[kMaxFeatureJoints];
+  // The joint whose bone's world arc is bone k's frame, or -1 for the root rotation
+  // (HumanML3D's kinematic chains restart from the root rotation).
+  int frame[kMaxFeatureJoints];
   double rest[3 * kMaxFeatureJoints];  // rest vector of the bone ending at each joint (any length)
 };
 
@@ -49,9 +55,6 @@ struct ClipFrame {
   acc_t yaw0;
   int64_t len;       // valid frames, clamped to [2, T]
 };
-
-template <typename acc_t>
-VMDM_HD acc_t wrap_angle(acc_t a) { return atan2(sin(a), cos(a)); }
 
 template <typename scalar_t, typename acc_t>
 VMDM_HD acc_t facing_yaw(const scalar_t* X, const int* facing) {
@@ -84,10 +87,20 @@ VMDM_HD void normalize3(acc_t* v) {
   v[2] *= inv;
 }
 
-// Shortest-arc rotation (row-major 3x3) taking unit u to unit v; for v = -u a half
-// turn about an axis perpendicular to u built from u's least aligned coordinate axis.
+// Rotation about y given as the (w, y) parts of its unit quaternion, applied to v.
 template <typename acc_t>
-VMDM_HD void rotation_between_units(const acc_t* u, const acc_t* v, acc_t* R) {
+VMDM_HD void yaw_rotate(const acc_t* q, const acc_t* v, acc_t* out) {
+  rot_y(acc_t(1) - acc_t(2) * q[1] * q[1], acc_t(2) * q[0] * q[1], v, out);
+}
+
+// Unit quaternion (w, x, y, z) of the shortest arc from direction u to direction v
+// (HumanML3D's qbetween); for opposite directions a half turn about an axis
+// perpendicular to u built from u's least aligned coordinate axis.
+template <typename acc_t>
+VMDM_HD void quaternion_between(const acc_t* u_in, const acc_t* v_in, acc_t* q) {
+  acc_t u[3] = {u_in[0], u_in[1], u_in[2]}, v[3] = {v_in[0], v_in[1], v_in[2]};
+  normalize3(u);
+  normalize3(v);
   const acc_t c = u[0] * v[0] + u[1] * v[1] + u[2] * v[2];
   if (c < acc_t(-1) + acc_t(1e-6)) {
     int k = 0;
@@ -97,22 +110,29 @@ VMDM_HD void rotation_between_units(const acc_t* u, const acc_t* v, acc_t* R) {
     ax[k] = acc_t(1);
     acc_t p[3] = {u[1] * ax[2] - u[2] * ax[1], u[2] * ax[0] - u[0] * ax[2], u[0] * ax[1] - u[1] * ax[0]};
     normalize3(p);
-    for (int i = 0; i < 3; ++i)
-      for (int j = 0; j < 3; ++j) R[3 * i + j] = acc_t(2) * p[i] * p[j] - (i == j ? acc_t(1) : acc_t(0));
+    q[0] = acc_t(0);
+    q[1] = p[0];
+    q[2] = p[1];
+    q[3] = p[2];
     return;
   }
-  const acc_t w[3] = {u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]};
-  const acc_t den = acc_t(1) + c;
-  const acc_t k = acc_t(1) / (den > acc_t(1e-6) ? den : acc_t(1e-6));
-  R[0] = c + w[0] * w[0] * k;
-  R[1] = -w[2] + w[0] * w[1] * k;
-  R[2] = w[1] + w[0] * w[2] * k;
-  R[3] = w[2] + w[1] * w[0] * k;
-  R[4] = c + w[1] * w[1] * k;
-  R[5] = -w[0] + w[1] * w[2] * k;
-  R[6] = -w[1] + w[2] * w[0] * k;
-  R[7] = w[0] + w[2] * w[1] * k;
-  R[8] = c + w[2] * w[2] * k;
+  q[0] = acc_t(1) + c;
+  q[1] = u[1] * v[2] - u[2] * v[1];
+  q[2] = u[2] * v[0] - u[0] * v[2];
+  q[3] = u[0] * v[1] - u[1] * v[0];
+  const acc_t n = sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]);
+  const acc_t inv = acc_t(1) / (n > acc_t(1e-8) ? n : acc_t(1e-8));
+  for (int i = 0; i < 4; ++i) q[i] *= inv;
+}
+
+// conj(a) * b for unit quaternions: b seen from the frame a.
+template <typename acc_t>
+VMDM_HD void quaternion_relative(const acc_t* a, const acc_t* b, acc_t* q) {
+  const acc_t aw = a[0], ax = -a[1], ay = -a[2], az = -a[3];
+  q[0] = aw * b[0] - ax * b[1] - ay * b[2] - az * b[3];
+  q[1] = aw * b[1] + ax * b[0] + ay * b[3] - az * b[2];
+  q[2] = aw * b[2] - ax * b[3] + ay * b[0] + az * b[1];
+  q[3] = aw * b[3] + ax * b[2] - ay * b[1] + az * b[0];
 }
 
 // Frame t's joints in the clip's canonical frame: rotation_about_y(-yaw0) (X - origin).
@@ -125,12 +145,61 @@ VMDM_HD void canonical_points(const scalar_t* X, int J, const ClipFrame<acc_t>& 
   }
 }
 
-// One feature row from world frames t (Xt) and t+1 (Xn): writes D values to out,
-// as (f - mean) / std when mean is not null. Needs sk.J <= MaxJ.
+// A frame's unsmoothed facing (x, z) in the canonical frame, as HumanML3D's inverse
+// kinematics measures it: up x normalised (left hip - right hip + right shoulder - left
+// shoulder) -- its hip term is reversed against the canonical frame's.
+template <typename scalar_t, typename acc_t>
+VMDM_HD void ik_facing(const scalar_t* X, const FeatureSkeletonView& sk, const ClipFrame<acc_t>& cf, acc_t* f) {
+  const int rh = sk.facing[0], lh = sk.facing[1], rs = sk.facing[2], ls = sk.facing[3];
+  acc_t a[3];
+  for (int i = 0; i < 3; ++i)
+    a[i] = (static_cast<acc_t>(X[3 * lh + i]) - static_cast<acc_t>(X[3 * rh + i])) +
+           (static_cast<acc_t>(X[3 * rs + i]) - static_cast<acc_t>(X[3 * ls + i]));
+  acc_t c[3];
+  rot_y(cf.cos0, cf.sin0, a, c);
+  normalize3(c);
+  f[0] = c[2];
+  f[1] = -c[0];
+}
+
+// Gaussian taps of gaussian_filter1d (radius int(4 sigma + 0.5)), normalised to sum 1.
+inline int gaussian_radius(double sigma) { return sigma > 0 ? static_cast<int>(4.0 * sigma + 0.5) : 0; }
+
+// Frame t's root rotation (w, y) from the clip's unsmoothed facings f [len, 2]: the
+// smoothed facing (edges repeated) taken to +z by the shortest arc; identity at frame 0.
+template <typename acc_t>
+VMDM_HD void root_rotation(const acc_t* f, int64_t t, int64_t len, const acc_t* taps, int radius, acc_t* q) {
+  if (t == 0) {
+    q[0] = acc_t(1);
+    q[1] = acc_t(0);
+    return;
+  }
+  acc_t sx = acc_t(0), sz = acc_t(0);
+  for (int k = -radius; k <= radius; ++k) {
+    int64_t s = t + k;
+    s = s < 0 ? 0 : (s >= len ? len - 1 : s);
+    sx += taps[k + radius] * f[2 * s];
+    sz += taps[k + radius] * f[2 * s + 1];
+  }
+  const acc_t n = sqrt(sx * sx + sz * sz);
+  const acc_t inv = acc_t(1) / (n > acc_t(1e-8) ? n : acc_t(1e-8));
+  const acc_t w = acc_t(1) + sz * inv, y = -sx * inv;
+  const acc_t m = sqrt(w * w + y * y);
+  if (m < acc_t(1e-6)) {  // facing -z exactly: a half turn about y
+    q[0] = acc_t(0);
+    q[1] = acc_t(1);
+    return;
+  }
+  q[0] = w / m;
+  q[1] = y / m;
+}
+
+// One feature row from world frames t (Xt) and t+1 (Xn) and their root rotations qt,
+// qn: writes D values to out, as (f - mean) / std when mean is not null. Needs sk.J <= MaxJ.
 template <typename scalar_t, typename acc_t, int MaxJ = kMaxFeatureJoints>
-VMDM_HD void encode_row(const scalar_t* Xt, const scalar_t* Xn, const FeatureSkeletonView& sk,
-                        const ClipFrame<acc_t>& cf, acc_t feet_threshold, const scalar_t* mean, const scalar_t* std,
-                        scalar_t* out) {
+VMDM_HD void encode_row(const scalar_t* Xt, const scalar_t* Xn, const acc_t* qt, const acc_t* qn,
+                        const FeatureSkeletonView& sk, const ClipFrame<acc_t>& cf, acc_t feet_threshold,
+                        const scalar_t* mean, const scalar_t* std, scalar_t* out) {
   const int J = sk.J;
   int o = 0;
   auto put = [&](acc_t f) {
@@ -140,16 +209,18 @@ VMDM_HD void encode_row(const scalar_t* Xt, const scalar_t* Xn, const FeatureSke
   acc_t Pt[3 * MaxJ], Pn[3 * MaxJ];
   canonical_points(Xt, J, cf, Pt);
   canonical_points(Xn, J, cf, Pn);
-  const acc_t yaw_t = wrap_angle<acc_t>(facing_yaw<scalar_t, acc_t>(Xt, sk.facing) - cf.yaw0);
-  const acc_t yaw_n = wrap_angle<acc_t>(facing_yaw<scalar_t, acc_t>(Xn, sk.facing) - cf.yaw0);
-  // Heading of frame t undone: rotation_about_y(-yaw_t).
-  const acc_t ct = cos(-yaw_t), st = sin(-yaw_t);
 
-  put(acc_t(-0.5) * wrap_angle<acc_t>(yaw_n - yaw_t));
+  {  // y part of qn conj(qt), the sign taken for the shorter way round (quaternion continuity)
+    const acc_t dot = qn[0] * qt[0] + qn[1] * qt[1];
+    acc_t s = qn[1] * qt[0] - qn[0] * qt[1];
+    s = dot < acc_t(0) ? -s : s;
+    s = s > acc_t(1) ? acc_t(1) : (s < acc_t(-1) ? acc_t(-1) : s);
+    put(asin(s));
+  }
   {
     const acc_t d[3] = {Pn[0] - Pt[0], Pn[1] - Pt[1], Pn[2] - Pt[2]};
     acc_t r[3];
-    rot_y(cos(-yaw_n), sin(-yaw_n), d, r);
+    yaw_rotate(qn, d, r);
     put(r[0]);
     put(r[2]);
   }
@@ -158,46 +229,40 @@ VMDM_HD void encode_row(const scalar_t* Xt, const scalar_t* Xn, const FeatureSke
   for (int j = 1; j < J; ++j) {  // ric
     const acc_t d[3] = {Pt[3 * j] - Pt[0], Pt[3 * j + 1], Pt[3 * j + 2] - Pt[2]};
     acc_t r[3];
-    rot_y(ct, st, d, r);
+    yaw_rotate(qt, d, r);
     put(r[0]);
     put(r[1]);
     put(r[2]);
   }
 
-  // Bone rotations: frame of the bone ending at each joint, the heading at the root.
-  acc_t Fr[9 * MaxJ];
-  {
-    const acc_t c = cos(yaw_t), s = sin(yaw_t);
-    const acc_t H[9] = {c, acc_t(0), s, acc_t(0), acc_t(1), acc_t(0), -s, acc_t(0), c};
-    for (int i = 0; i < 9; ++i) Fr[i] = H[i];
-  }
+  // Bone rotations: each bone's world arc seen from its frame (the root rotation or
+  // the arc of the bone before it on its chain); bones come parent first.
+  acc_t A[4 * MaxJ];
   const int rot0 = o;
   for (int k = 0; k < J - 1; ++k) {
-    const int c = sk.child[k], p = sk.parent[k];
-    const acc_t* Fp = Fr + 9 * p;
+    const int c = sk.child[k], p = sk.parent[k], f = sk.frame[k];
     const acc_t v[3] = {Pt[3 * c] - Pt[3 * p], Pt[3 * c + 1] - Pt[3 * p + 1], Pt[3 * c + 2] - Pt[3 * p + 2]};
-    acc_t vl[3];
-    for (int i = 0; i < 3; ++i) vl[i] = Fp[i] * v[0] + Fp[3 + i] * v[1] + Fp[6 + i] * v[2];  // Fp^T v
-    normalize3(vl);
-    acc_t u[3] = {static_cast<acc_t>(sk.rest[3 * c]), static_cast<acc_t>(sk.rest[3 * c + 1]),
-                  static_cast<acc_t>(sk.rest[3 * c + 2])};
-    normalize3(u);
-    acc_t L[9];
-    rotation_between_units(u, vl, L);
-    acc_t* Fc = Fr + 9 * c;
-    for (int i = 0; i < 3; ++i)
-      for (int j = 0; j < 3; ++j) Fc[3 * i + j] = Fp[3 * i] * L[j] + Fp[3 * i + 1] * L[3 + j] + Fp[3 * i + 2] * L[6 + j];
-    // 6D: the first two columns.
-    const acc_t six[6] = {L[0], L[3], L[6], L[1], L[4], L[7]};
+    const acc_t u[3] = {static_cast<acc_t>(sk.rest[3 * c]), static_cast<acc_t>(sk.rest[3 * c + 1]),
+                        static_cast<acc_t>(sk.rest[3 * c + 2])};
+    acc_t* Ac = A + 4 * c;
+    quaternion_between(u, v, Ac);
+    const acc_t root[4] = {qt[0], acc_t(0), qt[1], acc_t(0)};
+    acc_t L[4];
+    quaternion_relative(f < 0 ? root : A + 4 * f, Ac, L);
+    const acc_t r = L[0], i = L[1], jj = L[2], kk = L[3];
+    // 6D: the first two columns of L's rotation matrix.
+    const acc_t six[6] = {acc_t(1) - acc_t(2) * (jj * jj + kk * kk), acc_t(2) * (i * jj + kk * r),
+                          acc_t(2) * (i * kk - jj * r),          acc_t(2) * (i * jj - kk * r),
+                          acc_t(1) - acc_t(2) * (i * i + kk * kk), acc_t(2) * (jj * kk + i * r)};
     o = rot0 + 6 * (c - 1);
-    for (int i = 0; i < 6; ++i) put(six[i]);
+    for (int e = 0; e < 6; ++e) put(six[e]);
   }
   o = rot0 + 6 * (J - 1);
 
   for (int j = 0; j < J; ++j) {  // local velocities
     const acc_t d[3] = {Pn[3 * j] - Pt[3 * j], Pn[3 * j + 1] - Pt[3 * j + 1], Pn[3 * j + 2] - Pt[3 * j + 2]};
     acc_t r[3];
-    rot_y(ct, st, d, r);
+    yaw_rotate(qt, d, r);
     put(r[0]);
     put(r[1]);
     put(r[2]);

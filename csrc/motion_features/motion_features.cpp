@@ -6,13 +6,16 @@ namespace vmdm {
 namespace {
 
 FeatureSkeletonView make_view(const char* op, int64_t J, at::IntArrayRef bone_child, at::IntArrayRef bone_parent,
-                              at::ArrayRef<double> rest, at::IntArrayRef facing, at::IntArrayRef feet) {
+                              at::IntArrayRef bone_frame, at::ArrayRef<double> rest, at::IntArrayRef facing,
+                              at::IntArrayRef feet) {
   TORCH_CHECK_VALUE(J >= 2 && J <= kMaxFeatureJoints, op, ": joints: expected 2..", kMaxFeatureJoints,
                     " joints, got ", J);
   TORCH_CHECK_VALUE(static_cast<int64_t>(bone_child.size()) == J - 1 &&
                         static_cast<int64_t>(bone_parent.size()) == J - 1,
                     op, ": bone_child / bone_parent: expected ", J - 1, " bones each, got ", bone_child.size(), " / ",
                     bone_parent.size());
+  TORCH_CHECK_VALUE(static_cast<int64_t>(bone_frame.size()) == J - 1, op, ": bone_frame: expected ", J - 1,
+                    " entries, got ", bone_frame.size());
   TORCH_CHECK_VALUE(static_cast<int64_t>(rest.size()) == 3 * J, op, ": rest: expected ", 3 * J, " values, got ",
                     rest.size());
   TORCH_CHECK_VALUE(facing.size() == 4, op, ": facing: expected 4 joints, got ", facing.size());
@@ -33,9 +36,13 @@ FeatureSkeletonView make_view(const char* op, int64_t J, at::IntArrayRef bone_ch
     const int c = joint(bone_child[k], "bone_child"), p = joint(bone_parent[k], "bone_parent");
     TORCH_CHECK_VALUE(reached[p] && !reached[c] && c != 0, op, ": bone ", k, " (", p, " -> ", c,
                       "): bones must list joints 1..J-1 once each, every parent before its children");
+    const int64_t f = bone_frame[k];
+    TORCH_CHECK_VALUE(f == -1 || (f > 0 && f < J && reached[f]), op, ": bone_frame[", k, "] = ", f,
+                      ": expected -1 (the root rotation) or a joint an earlier bone reached");
     reached[c] = true;
     sk.child[k] = c;
     sk.parent[k] = p;
+    sk.frame[k] = static_cast<int>(f);
   }
   for (int64_t i = 0; i < 3 * J; ++i) sk.rest[i] = rest[i];
   return sk;
@@ -44,15 +51,18 @@ FeatureSkeletonView make_view(const char* op, int64_t J, at::IntArrayRef bone_ch
 }  // namespace
 
 at::Tensor motion_features_fwd(const at::Tensor& joints, const at::Tensor& lengths, at::IntArrayRef bone_child,
-                               at::IntArrayRef bone_parent, at::ArrayRef<double> rest, at::IntArrayRef facing,
-                               at::IntArrayRef feet, double feet_threshold, const std::optional<at::Tensor>& mean,
+                               at::IntArrayRef bone_parent, at::IntArrayRef bone_frame, at::ArrayRef<double> rest,
+                               at::IntArrayRef facing, at::IntArrayRef feet, double feet_threshold,
+                               double facing_sigma, const std::optional<at::Tensor>& mean,
                                const std::optional<at::Tensor>& std) {
   const char* op = "motion_features_fwd";
   TORCH_CHECK_VALUE(joints.dim() == 4 && joints.size(3) == 3 && joints.size(1) >= 2, op,
                     ": joints: expected shape [B, T >= 2, J, 3], got ", shape_str(joints.sizes()));
   check_floating(joints, op, "joints");
   const int64_t B = joints.size(0), J = joints.size(2);
-  const FeatureSkeletonView sk = make_view(op, J, bone_child, bone_parent, rest, facing, feet);
+  const FeatureSkeletonView sk = make_view(op, J, bone_child, bone_parent, bone_frame, rest, facing, feet);
+  TORCH_CHECK_VALUE(facing_sigma >= 0 && facing_sigma <= kMaxFacingSigma, op, ": facing_sigma: expected 0..",
+                    kMaxFacingSigma, " frames, got ", facing_sigma);
   check_shape(lengths, op, "lengths", {B});
   TORCH_CHECK_VALUE(!at::isFloatingType(lengths.scalar_type()) && lengths.scalar_type() != at::kBool, op,
                     ": lengths: expected an integer dtype, got ", lengths.scalar_type());
@@ -70,13 +80,13 @@ at::Tensor motion_features_fwd(const at::Tensor& joints, const at::Tensor& lengt
   auto len = lengths.to(joints.device(), at::kLong).contiguous();
   if (joints.is_cuda()) {
 #ifdef WITH_CUDA
-    return motion_features_fwd_cuda(joints.contiguous(), len, sk, feet_threshold, m, s);
+    return motion_features_fwd_cuda(joints.contiguous(), len, sk, feet_threshold, facing_sigma, m, s);
 #else
     TORCH_CHECK(false, op, ": joints are on ", joints.device(), " but the vmdm_kernels extension was built without CUDA");
 #endif
   }
   TORCH_CHECK(joints.is_cpu(), op, ": unsupported device ", joints.device());
-  return motion_features_fwd_cpu(joints.contiguous(), len, sk, feet_threshold, m, s);
+  return motion_features_fwd_cpu(joints.contiguous(), len, sk, feet_threshold, facing_sigma, m, s);
 }
 
 }  // namespace vmdm

@@ -1,10 +1,12 @@
-// CPU encoder: one pass over clips for the canonical frame, then rows (b, t)
-// in parallel, each reading frames t and t+1 only.
+// CPU encoder: one pass over clips for the canonical frame, one over frames for the
+// unsmoothed facing, one for each frame's smoothed root rotation, then rows (b, t) in
+// parallel, each reading frames t and t+1 and their root rotations.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <vector>
 
@@ -14,9 +16,24 @@
 namespace vmdm {
 namespace {
 
+template <typename acc_t>
+std::vector<acc_t> gaussian_taps(double sigma) {
+  const int radius = gaussian_radius(sigma);
+  std::vector<double> w(2 * radius + 1, 1.0);
+  double total = 0.0;
+  for (int k = -radius; k <= radius && radius > 0; ++k) {
+    w[k + radius] = std::exp(-0.5 * (k / sigma) * (k / sigma));
+  }
+  for (double v : w) total += v;
+  std::vector<acc_t> out(w.size());
+  for (size_t i = 0; i < w.size(); ++i) out[i] = static_cast<acc_t>(w[i] / total);
+  return out;
+}
+
 template <typename scalar_t>
 void fwd_impl(const at::Tensor& joints, const at::Tensor& lengths, const FeatureSkeletonView& sk, double thr,
-              const std::optional<at::Tensor>& mean, const std::optional<at::Tensor>& std, at::Tensor& out) {
+              double sigma, const std::optional<at::Tensor>& mean, const std::optional<at::Tensor>& std,
+              at::Tensor& out) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t B = joints.size(0), T = joints.size(1), J = joints.size(2), D = out.size(2);
   const auto* X = joints.data_ptr<scalar_t>();
@@ -40,8 +57,24 @@ void fwd_impl(const at::Tensor& joints, const at::Tensor& lengths, const Feature
       cf.sin0 = std::sin(-cf.yaw0);
     }
   });
-  const int64_t rows = B * (T - 1);
+  const int64_t frames = B * T;
   const int64_t grain = std::max<int64_t>(1, 2048 / D);
+  std::vector<acc_t> facing(2 * frames), quat(2 * frames);
+  at::parallel_for(0, frames, 256, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t b = r / T, t = r % T;
+      if (t < clips[b].len) ik_facing<scalar_t, acc_t>(X + r * J * 3, sk, clips[b], &facing[2 * r]);
+    }
+  });
+  const std::vector<acc_t> taps = gaussian_taps<acc_t>(sigma);
+  const int radius = gaussian_radius(sigma);
+  at::parallel_for(0, frames, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t b = r / T, t = r % T;
+      if (t < clips[b].len) root_rotation<acc_t>(&facing[2 * b * T], t, clips[b].len, taps.data(), radius, &quat[2 * r]);
+    }
+  });
+  const int64_t rows = B * (T - 1);
   at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const int64_t b = r / (T - 1), t = r % (T - 1);
@@ -51,8 +84,10 @@ void fwd_impl(const at::Tensor& joints, const at::Tensor& lengths, const Feature
         encode_padding_row<scalar_t, acc_t>(static_cast<int>(D), M, S, o);
         continue;
       }
-      const scalar_t* Xt = X + (b * T + t) * J * 3;
-      encode_row<scalar_t, acc_t>(Xt, Xt + J * 3, sk, cf, static_cast<acc_t>(thr), M, S, o);
+      const int64_t f = b * T + t;
+      const scalar_t* Xt = X + f * J * 3;
+      encode_row<scalar_t, acc_t>(Xt, Xt + J * 3, &quat[2 * f], &quat[2 * f + 2], sk, cf, static_cast<acc_t>(thr),
+                                  M, S, o);
     }
   });
 }
@@ -60,12 +95,12 @@ void fwd_impl(const at::Tensor& joints, const at::Tensor& lengths, const Feature
 }  // namespace
 
 at::Tensor motion_features_fwd_cpu(const at::Tensor& joints, const at::Tensor& lengths,
-                                   const FeatureSkeletonView& sk, double feet_threshold,
+                                   const FeatureSkeletonView& sk, double feet_threshold, double facing_sigma,
                                    const std::optional<at::Tensor>& mean, const std::optional<at::Tensor>& std) {
   const int64_t B = joints.size(0), T = joints.size(1);
   auto out = at::empty({B, T - 1, motion_feature_dim(sk.J, sk.nfeet)}, joints.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, joints.scalar_type(), "motion_features_fwd_cpu", [&] {
-    fwd_impl<scalar_t>(joints, lengths, sk, feet_threshold, mean, std, out);
+    fwd_impl<scalar_t>(joints, lengths, sk, feet_threshold, facing_sigma, mean, std, out);
   });
   return out;
 }

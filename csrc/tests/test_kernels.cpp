@@ -182,8 +182,9 @@ void test_motion_features_rest_pose() {
   for (size_t k = 0; k < child.size(); ++k)
     for (int i = 0; i < 3; ++i) pose[child[k]][i] = pose[parent[k]][i].item<double>() + rest[3 * child[k] + i];
   auto joints = (pose + torch::tensor({0.5, 1.0, -2.0}, f64)).expand({1, 4, 7, 3}).contiguous();
-  auto f = vmdm::motion_features_fwd(joints, torch::tensor({4}), child, parent, rest, facing, feet, 0.002,
-                                     std::nullopt, std::nullopt);
+  const std::vector<int64_t> frame = {-1, -1, -1, 3, -1, 2};
+  auto f = vmdm::motion_features_fwd(joints, torch::tensor({4}), child, parent, frame, rest, facing, feet, 0.002,
+                                     20.0, std::nullopt, std::nullopt);
   expect(f.sizes() == torch::IntArrayRef({1, 3, 12 * 7 - 5 + 1}), "motion_features: [B, T-1, 12J-5+feet]");
   auto rot = f.slice(2, 4 + 3 * 6, 4 + 9 * 6).reshape({1, 3, 6, 6});
   auto identity6 = torch::tensor({1.0, 0.0, 0.0, 0.0, 1.0, 0.0}, f64).expand({1, 3, 6, 6});

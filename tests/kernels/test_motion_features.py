@@ -177,6 +177,56 @@ def test_property_random_lengths_match_reference(B, T, seed, data):
                                rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("backend,device", KERNELS)
+def test_long_padded_batch_with_smoothing_window_at_both_edges(backend, device):
+    """T = 197 (longer than the 161-tap window), lengths that cut the window on either side."""
+    fs = feature_skeleton(SMPL22)
+    X = walking_joints(SMPL22, B=4, T=197, seed=5)
+    lengths = torch.tensor([197, 100, 81, 3])
+    want = reference(X, lengths, fs)
+    got = _run(backend, device, X, fs, lengths)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
+    # Padding a clip changes nothing in its valid rows: the smoothing's edge is its last valid frame.
+    alone = _run(backend, device, X[1:2, :100], fs)
+    torch.testing.assert_close(got[1:2, :99], alone, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend,device", KERNELS)
+def test_window_encoded_on_its_own_matches_reference(backend, device):
+    """The release re-encodes per training window: a window's features are its own (they
+    differ from the clip's features near the window's edges) and kernel and reference agree."""
+    fs = feature_skeleton(SMPL22)
+    X = walking_joints(SMPL22, B=1, T=240, seed=7)
+    window = X[:, 60:180]
+    got = _run(backend, device, window, fs)
+    torch.testing.assert_close(got, reference(window, torch.tensor([120]), fs), rtol=0, atol=1e-10)
+    whole = reference(X, torch.tensor([240]), fs)[:, 60:179]
+    rot_vel = slice(0, 1)
+    assert (got[..., rot_vel] - whole[..., rot_vel]).abs().max() > 1e-6  # the crop is not the clip's features
+
+
+@pytest.mark.parametrize("backend,device", KERNELS + [pytest.param("reference", "cpu")])
+def test_heading_through_half_turn_keeps_its_velocity_sign(backend, device):
+    """A body turning steadily by 1.5 turns: the root's angular velocity keeps one sign
+    (quaternion continuity) and decoding integrates the whole turn back."""
+    from vmdm.data.representation import decode
+
+    T = 160
+    X = walking_joints(SMPL22, B=1, T=T, seed=2) * torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64)
+    X = X[:, :1].expand(1, T, 22, 3).clone()  # one pose
+    angle = torch.linspace(0, 3 * torch.pi, T, dtype=torch.float64)[None, :, None]
+    c, s = torch.cos(angle), torch.sin(angle)
+    x, y, z = X.unbind(-1)
+    X = torch.stack((c * x + s * z, y, -s * x + c * z), dim=-1)
+    fs = feature_skeleton(SMPL22)
+    got = _run(backend, device, X, fs)
+    rot_vel = got[0, 1:, 0]  # row 0 turns from the identity to the smoothed facing of frame 1
+    assert (rot_vel < 0).all() or (rot_vel > 0).all(), rot_vel
+    back = decode(got, SMPL22)
+    assert abs(2 * float(got[0, :, 0].sum())) > 2 * torch.pi  # more than a whole turn integrated
+    assert torch.isfinite(back).all()
+
+
 # --------------------------------------------------------------------------- dispatch and autograd
 
 
@@ -209,7 +259,8 @@ def test_opcheck_and_compile_fullgraph():
     X = walking_joints(SMPL22, B=2, T=6).float()
     lengths = torch.tensor([6, 4])
     mean, std = torch.zeros(263), torch.ones(263)
-    args = (X, lengths, *fs.kernel_tables, 0.002, mean, std, "cpp")
+    child, parent, frame, rest, facing, feet = fs.kernel_tables
+    args = (X, lengths, child, parent, frame, rest, facing, feet, 0.002, 20.0, mean, std, "cpp")
     torch.library.opcheck(torch.ops.vmdm.motion_features_fwd.default, args)
 
     @torch.compile(fullgraph=True, backend="aot_eager")
@@ -233,6 +284,7 @@ def test_opcheck_and_compile_fullgraph():
     (lambda fs, X: vk.motion_features(X, fs, mean=torch.zeros(263)), "give both or neither"),
     (lambda fs, X: vk.motion_features(X, fs, mean=torch.zeros(262), std=torch.ones(262)), r"mean: expected shape \[D=263\]"),
     (lambda fs, X: vk.motion_features(X, "smpl22"), "expected a vmdm_kernels.FeatureSkeleton"),
+    (lambda fs, X: vk.motion_features(X, fs, facing_sigma=-2.0), r"facing_sigma: expected a number of frames"),
 ])
 def test_bad_inputs_name_the_argument(call, match):
     fs = feature_skeleton(SMPL22)
@@ -249,6 +301,10 @@ def test_bad_skeletons():
         vk.FeatureSkeleton((-1, 0, 1), off, (0, 1, 0, 1), (7,), ())
     with pytest.raises(ValueError, match="offsets: expected 3 triples"):
         vk.FeatureSkeleton((-1, 0, 1), off[:2], (0, 1, 0, 1), (), ())
+    with pytest.raises(ValueError, match=r"chains: \(0, 2\) has 0 -> 2, which is not a bone"):
+        vk.FeatureSkeleton((-1, 0, 1), off, (0, 1, 0, 1), (), (), ((0, 2),))
+    with pytest.raises(ValueError, match=r"chains: joints \[2\] are on no chain"):
+        vk.FeatureSkeleton((-1, 0, 1), off, (0, 1, 0, 1), (), (), ((0, 1),))
 
 
 @pytest.mark.skipif(not vk.backends()["cpp"].available, reason=str(vk.backends()["cpp"]))
@@ -257,12 +313,19 @@ def test_kernel_checks_its_tables():
 
     fs = feature_skeleton(SMPL22)
     X = walking_joints(SMPL22, B=1, T=3).float()
-    child, parent, rest, facing, feet = fs.kernel_tables
+    child, parent, frame, rest, facing, feet = fs.kernel_tables
     op = torch.ops.vmdm_C.motion_features_fwd
+    n = torch.tensor([3])
     with pytest.raises(ValueError, match="every parent before its children"):
-        op(X, torch.tensor([3]), child[::-1], parent[::-1], rest, facing, feet, 0.002, None, None)
+        op(X, n, child[::-1], parent[::-1], frame[::-1], rest, facing, feet, 0.002, 20.0, None, None)
     with pytest.raises(ValueError, match="rest: expected 66 values"):
-        op(X, torch.tensor([3]), child, parent, rest[:-3], facing, feet, 0.002, None, None)
+        op(X, n, child, parent, frame, rest[:-3], facing, feet, 0.002, 20.0, None, None)
+    with pytest.raises(ValueError, match="bone_frame: expected 21 entries"):
+        op(X, n, child, parent, frame[:-1], rest, facing, feet, 0.002, 20.0, None, None)
+    with pytest.raises(ValueError, match=r"bone_frame\[0\] = 5"):
+        op(X, n, child, parent, (5,) + frame[1:], rest, facing, feet, 0.002, 20.0, None, None)
+    with pytest.raises(ValueError, match="facing_sigma: expected 0..1000"):
+        op(X, n, child, parent, frame, rest, facing, feet, 0.002, -1.0, None, None)
     with pytest.raises(ValueError, match="expected 2..64 joints"):
-        op(torch.zeros(1, 3, 65, 3), torch.tensor([3]), list(range(1, 65)), [0] * 64, [0.1] * 195, facing, feet,
-           0.002, None, None)
+        op(torch.zeros(1, 3, 65, 3), n, list(range(1, 65)), [0] * 64, [-1] * 64, [0.1] * 195, facing, feet,
+           0.002, 20.0, None, None)

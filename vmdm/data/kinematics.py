@@ -356,30 +356,23 @@ def inverse_kinematics(joints: torch.Tensor, skeleton: Skeleton) -> torch.Tensor
 
 
 def chain_bone_rotations(joints: torch.Tensor, skeleton: Skeleton, root_yaw: torch.Tensor) -> torch.Tensor:
-    """HumanML3D-style per-bone rotations for joints ``1..J-1``: ``[..., J-1, 3, 3]``.
+    """HumanML3D's per-bone rotations for joints ``1..J-1``: ``[..., J-1, 3, 3]``, as its
+    ``inverse_kinematics_np`` computes them (the feature encoder's rotation channels).
 
-    Walking each of ``skeleton.chains`` the rotation stored at joint ``c``
-    (parent ``p``) is the shortest-arc rotation from the rest direction of
-    bone ``p -> c`` to the observed one, expressed in the frame of the bone
-    before it on the chain. A chain starting at the root starts from the
-    body's heading frame ``rotation_about_y(root_yaw)``, so the result does
-    not change when the whole motion turns about the vertical; a chain
-    starting elsewhere (the arms) continues from the frame of the bone
-    ending at its first joint, so arm rotations are relative to the torso.
-
-    This differs from HumanML3D's ``inverse_kinematics_np`` in two fixes:
-    HumanML3D applies the inverse of the heading to the *world* swing (which
-    makes its features depend on global yaw) and starts every chain at the
-    root. ``root_yaw`` is ``[...]`` radians.
-
-    The rotations of all bones at one tree depth are computed together, so the
-    number of tensor operations grows with the skeleton's depth, not its size.
+    Bone ``p -> c`` gets ``inv(F) @ arc(rest_c, bone_c)``: the world shortest arc from its
+    rest direction (``Skeleton.ik_directions``) to the observed bone, seen from ``F``: the
+    root rotation ``rotation_about_y(root_yaw)`` for the first bone of each of
+    ``skeleton.chains`` (HumanML3D's arm chains start again from the root, not from the
+    spine), the previous bone's world arc otherwise. ``root_yaw`` is ``[...]`` radians.
+    Every bone at once.
     """
     _check_joints(joints, skeleton)
     if root_yaw.shape != joints.shape[:-2]:
         raise ValueError(f"root_yaw: expected shape {tuple(joints.shape[:-2])}, got {tuple(root_yaw.shape)}")
     _check_chains(skeleton)
-    return _mf.bone_rotations(joints, feature_skeleton(skeleton), root_yaw)
+    half = root_yaw.to(joints.dtype) / 2
+    q = _mf.chain_rotations(joints, feature_skeleton(skeleton), torch.stack((torch.cos(half), torch.sin(half)), -1))
+    return quat_to_matrix(q)
 
 
 @functools.lru_cache(maxsize=None)

@@ -15,21 +15,24 @@ foot joints one frame's features are (HumanML3D's layout; D = 12J - 1 when F = 4
     last F              foot contacts (left feet, then right feet), 0/1
 
 A clip of ``T`` frames gives ``T - 1`` feature frames (velocities look one
-frame ahead). HumanML3D conventions kept exactly: the half-angle in channel
-0, root linear velocity of frame t expressed in the heading of frame t + 1,
-velocities in the heading of frame t, the floor at the clip's lowest joint
-(over *all* joints, as HumanML3D's ``process_file`` does), contacts from the
-squared per-frame foot displacement alone (no height test; HumanML3D's
-height test is commented out).
+frame ahead).
 
-Deliberate departures from HumanML3D's scripts, each to make ``decode`` an
-exact inverse: the heading is the raw per-frame facing (HumanML3D smooths it
-with a Gaussian of sigma 20 frames, after which frame 0 is no longer exactly
-facing +z); the yaw velocity is wrapped properly (HumanML3D's ``arcsin`` of a
-quaternion product flips sign when the heading crosses -z); the bone rotations
-are yaw-invariant (see ``kinematics.chain_bone_rotations``). HumanML3D also
-retargets every clip to one reference skeleton first; we keep each clip's own
-bone lengths.
+``encode`` is HumanML3D's ``process_file`` feature computation (reproduced on
+HumanML3D's own clip 012314 to the 1e-4 level, see ``tests/data/test_humanml3d_exact.py``):
+the floor at the clip's lowest joint over all joints, the root rotation from
+HumanML3D's IK facing (its hip term reversed) smoothed with a Gaussian of sigma
+20 frames (``mode="nearest"``) with frame 0 the identity, bone rotations along
+HumanML3D's kinematic chains from its axis-aligned rest directions
+(``Skeleton.ik_directions``), contacts from the squared per-frame foot
+displacement alone (HumanML3D's height test is commented out). The root
+quaternions are kept continuous, so a heading that passes +-180 degrees from
+frame 0 keeps the sign of its velocity. HumanML3D also retargets every clip to
+one reference skeleton first; that is optional here
+(:func:`vmdm.data.retarget.uniform_skeleton`).
+
+Because of the smoothing, a feature row depends on frames up to 80 away: the
+features of a window cut from a clip differ from the clip's features cut to the
+window in the first and last ~80 frames (see ``docs/data.md``).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from vmdm.data.skeleton import Skeleton, feature_skeleton
 
 __all__ = [
     "CanonicalTransform",
+    "FEATURE_CONVENTION",
     "Normalizer",
     "canonicalize",
     "channel_groups",
@@ -63,6 +67,12 @@ __all__ = [
 ]
 
 FEET_THRESHOLD = 0.002
+FACING_SIGMA = _mf.HUMANML3D_FACING_SIGMA
+# The feature convention every derived artefact records (caches, normalisers,
+# evaluators, checkpoints). 2: HumanML3D's process_file exactly; 1 (before
+# 2026-12-03): a heading-relative variant with per-frame facing and yaw-invariant IK.
+FEATURE_CONVENTION = 2
+FEATURE_CONVENTION_NAME = "humanml3d-process-file"
 
 
 # --------------------------------------------------------------------------- layout
@@ -238,20 +248,21 @@ def canonicalize(joints, skeleton: Skeleton, lengths=None):
 
 
 def encode(joints, skeleton: Skeleton, lengths=None, *, feet_threshold: float = FEET_THRESHOLD,
-           backend: str | None = None):
+           facing_sigma: float = FACING_SIGMA, backend: str | None = None):
     """Joint positions -> HumanML3D features.
 
     ``joints``: ``[T, J, 3]`` or ``[B, T, J, 3]`` metres, y up, at the dataset
     frame rate (the contact threshold is per frame: 0.002 m^2 at 20 fps).
     ``lengths``: ``[B]`` valid frames per clip (default all); features past
     ``lengths[b] - 1`` are zero. numpy in -> numpy out.
+    ``facing_sigma``: Gaussian smoothing of the root's facing, in frames (HumanML3D: 20).
     ``backend``: ``vmdm_kernels`` backend (default: automatic -- the compiled encoder
     unless gradients are needed; see :func:`vmdm_kernels.motion_features`).
     Returns ``[..., T - 1, D]`` with ``D = feature_dim(skeleton)``.
     """
     x, lengths_t, unbatched, is_numpy = _as_batched(joints, skeleton, lengths)
     feats = vk.motion_features(x, feature_skeleton(skeleton), lengths_t, feet_threshold=feet_threshold,
-                               backend=backend)
+                               facing_sigma=facing_sigma, backend=backend)
     if unbatched:
         feats = feats[0]
     return feats.numpy() if is_numpy else feats

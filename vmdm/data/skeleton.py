@@ -35,6 +35,9 @@ class Skeleton:
     # Joint whose chain the IK treats as the "raw" bone direction used when a
     # joint has several children (HumanML3D's kinematic chains).
     chains: tuple[tuple[int, ...], ...] = field(default=())
+    # Rest directions the feature encoder's inverse kinematics measures bone rotations from
+    # (HumanML3D's ``*_raw_offsets``); the offsets' directions when empty.
+    ik_directions: tuple[tuple[float, float, float], ...] = field(default=())
 
     def __post_init__(self) -> None:
         n = len(self.joint_names)
@@ -43,6 +46,9 @@ class Skeleton:
                 f"Skeleton {self.name!r}: joint_names ({n}), parents ({len(self.parents)}) "
                 f"and offsets ({len(self.offsets)}) must have the same length"
             )
+        if self.ik_directions and len(self.ik_directions) != n:
+            raise ValueError(f"Skeleton {self.name!r}: ik_directions: expected {n} triples, got "
+                             f"{len(self.ik_directions)}")
         if self.parents[0] != -1:
             raise ValueError(f"Skeleton {self.name!r}: joint 0 must be the root (parent -1)")
         for j, p in enumerate(self.parents[1:], start=1):
@@ -119,6 +125,12 @@ SMPL22 = Skeleton(
     feet_left=(7, 10),
     feet_right=(8, 11),
     facing_joints=(2, 1, 17, 16),
+    # HumanML3D's t2m_raw_offsets.
+    ik_directions=(
+        (0, 0, 0), (1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, -1, 0), (0, 1, 0), (0, -1, 0), (0, -1, 0),
+        (0, 1, 0), (0, 0, 1), (0, 0, 1), (0, 1, 0), (1, 0, 0), (-1, 0, 0), (0, 0, 1), (0, -1, 0), (0, -1, 0),
+        (0, -1, 0), (0, -1, 0), (0, -1, 0), (0, -1, 0),
+    ),
     chains=(
         (0, 2, 5, 8, 11),
         (0, 1, 4, 7, 10),
@@ -212,9 +224,12 @@ _SKELETONS = {s.name: s for s in (SMPL22, DETECTOR16, KIT21)}
 
 @functools.lru_cache(maxsize=None)
 def feature_skeleton(skeleton: Skeleton) -> vk.FeatureSkeleton:
-    """The feature encoder's view of ``skeleton`` (parents, rest directions, facing joints, feet)."""
-    return vk.FeatureSkeleton(skeleton.parents, skeleton.offsets, skeleton.facing_joints, skeleton.feet_left,
-                              skeleton.feet_right)
+    """The feature encoder's view of ``skeleton`` (parents, IK rest directions, facing joints, feet,
+    kinematic chains)."""
+    rest = skeleton.ik_directions or skeleton.offsets
+    return vk.FeatureSkeleton(skeleton.parents, tuple(tuple(float(v) for v in o) for o in rest),
+                              skeleton.facing_joints, skeleton.feet_left, skeleton.feet_right,
+                              tuple(tuple(c) for c in skeleton.chains))
 
 
 def get_skeleton(name: str | Skeleton) -> Skeleton:
