@@ -85,6 +85,13 @@ def check_weights(op: str, joints, weights) -> torch.Tensor:
         # The compiled backends give weights no gradient; refusing keeps every backend alike.
         _fail(op, "weights", "a constant tensor (weights get no gradient; pass weights.detach())",
               "a tensor that requires grad")
+    # A negative weight turns its term into a reward for moving away from the target.
+    # The check reads the values back, so on a GPU it costs one host sync per call. It is
+    # skipped while torch.compile traces (a data-dependent branch would break a fullgraph
+    # graph) and for meta tensors, which have no values.
+    if not torch.compiler.is_compiling() and weights.device.type != "meta" and bool((weights < 0).any()):
+        _fail(op, "weights", "non-negative values (confidences or masks)",
+              f"a minimum of {weights.min().item():g}")
     return weights
 
 
