@@ -26,7 +26,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
 from vmdm.body_scale import measure_body_scale
-from vmdm.checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
+from vmdm.checkpoint import FORMAT, atomic_save, load_checkpoint, rng_state, set_rng_state
 from vmdm.config import build_parser, field, from_args, save_config
 from vmdm.data.dataset import MotionDataset, collate
 from vmdm.data.skeleton import get_skeleton
@@ -479,7 +479,7 @@ def _train(cfg: TrainConfig) -> Path:
             return
         ema_state = ema.state_dict(model)
         atomic_save({
-            "version": 1,
+            "format": FORMAT,
             "step": step_now,
             "data_pos": sampler.position_after(consumed),
             "model": model.state_dict(),

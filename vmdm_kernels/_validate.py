@@ -85,7 +85,20 @@ def check_weights(op: str, joints, weights) -> torch.Tensor:
         # The compiled backends give weights no gradient; refusing keeps every backend alike.
         _fail(op, "weights", "a constant tensor (weights get no gradient; pass weights.detach())",
               "a tensor that requires grad")
+    # A negative weight turns its term into a reward for moving away from the target.
+    # The check reads the values back, so on a GPU it costs one host sync per call. It is
+    # skipped where values cannot be read: while torch.compile traces (a data-dependent
+    # branch would break a fullgraph graph), for meta tensors, and during CUDA graph capture.
+    if _values_readable(weights) and bool((weights < 0).any()):
+        _fail(op, "weights", "non-negative values (confidences or masks)",
+              f"a minimum of {weights.min().item():g}")
     return weights
+
+
+def _values_readable(t: torch.Tensor) -> bool:
+    if torch.compiler.is_compiling() or t.device.type == "meta":
+        return False
+    return not (t.device.type == "cuda" and torch.cuda.is_current_stream_capturing())
 
 
 def check_options(op: str, depth_weight: str, depth_power, z_min, reduction: str) -> None:

@@ -134,7 +134,7 @@ def test_parallel_variants_match_one_at_a_time(quick_data, cache_dir, tiny_evalu
                            cmu=False, eval_overrides=SMALL_EVAL, threads=1, jobs=jobs)
         assert (work / "evaluator.pt").is_file() and s["timings"]["evaluator_s"] > 0
         assert s["timings"]["jobs"] == jobs and all(math.isnan(r["train_s"]) for r in s["rows"].values())
-        ev[jobs] = (torch.load(work / "evaluator.pt", weights_only=False), s["rows"])
+        ev[jobs] = (torch.load(work / "evaluator.pt", weights_only=True), s["rows"])
     for k, v in ev[1][0]["state_dict"].items():
         torch.testing.assert_close(ev[2][0]["state_dict"][k], v, msg=f"evaluator: {k}")
     for n in names:

@@ -73,6 +73,9 @@ def test_heldout_retrieval_beats_chance(tiny_evaluator):
 def test_checkpoint_is_versioned_and_reproducible(tiny_evaluator, quick_data, tmp_path):
     ev, meta = load_evaluator(tiny_evaluator)
     assert meta["version"] == EVALUATOR_VERSION
+    # Plain data only: the file loads without unpickling any Python object.
+    plain = torch.load(tiny_evaluator, weights_only=True)
+    assert plain["format"] == "vmdm-evaluator" and isinstance(plain["normalizer"]["mean"], torch.Tensor)
     split = load_train_split(quick_data.dataset_2d)
     assert meta["train_split"]["hash"] == split_hash(split.ids, split.features)
     # The same motions embed identically after a reload (eval mode: no dropout).

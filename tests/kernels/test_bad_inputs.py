@@ -126,3 +126,48 @@ def test_weights_that_require_grad_are_refused_on_every_backend(backend):
     with torch.no_grad():
         _call(p, backend)  # nothing to differentiate: fine
     _call(dict(p, weights=p["weights"].detach()), backend)
+
+
+def _weighted_ops(p, backend):
+    """Every public op that takes weights, as ``name -> call(weights)``."""
+    j, kp, cam, intr = p["joints"], p["keypoints"], p["camera"], p["intrinsics"]
+    target = j.detach() + 0.01
+    return {
+        "reprojection_velocity_loss": lambda w: vk.reprojection_velocity_loss(j, kp, cam, w, intr, backend=backend),
+        "reprojection_loss": lambda w: vk.reprojection_loss(j, kp, cam, w, intr, backend=backend),
+        "velocity_loss": lambda w: vk.velocity_loss(j, kp, cam, w, intr, backend=backend),
+        "velocity_loss_3d": lambda w: vk.velocity_loss_3d(j, target, w, backend=backend),
+    }
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_negative_weights_are_refused_and_zero_weights_are_not(backend):
+    p = _args()
+    negative = p["weights"].clone()
+    negative[1, 2, 3] = -0.25
+    for name, call in _weighted_ops(p, backend).items():
+        msg = rf"{name}: weights: expected non-negative values \(confidences or masks\), got a minimum of -0.25"
+        with pytest.raises(ValueError, match=msg):
+            call(negative)
+        # Zero weights (masked points) stay valid: all-zero gives a zero loss, a zeroed clip a finite one.
+        partly = p["weights"].clone()
+        partly[0] = 0.0
+        for weights, want_zero in ((torch.zeros_like(partly), True), (partly, False)):
+            out = call(weights)
+            for value in out if isinstance(out, tuple) else (out,):
+                assert torch.isfinite(value) and (float(value) == 0.0) == want_zero, (name, value)
+
+
+def test_negative_weights_check_does_not_break_a_fullgraph_trace():
+    """Under torch.compile the value check is skipped (a data-dependent branch would break the
+    graph); the compiled op gives the eager result on valid weights."""
+    p = _args()
+    backend = "cpp" if vk.backends()["cpp"].available else "reference"
+
+    def loss(j, kp, cam, w, intr):
+        pos, vel = vk.reprojection_velocity_loss(j, kp, cam, w, intr, backend=backend)
+        return pos + vel + vk.velocity_loss_3d(j, j.detach() + 0.01, w, backend=backend)
+
+    compiled = torch.compile(loss, fullgraph=True, backend="aot_eager")
+    args = (p["joints"], p["keypoints"], p["camera"], p["weights"], p["intrinsics"])
+    torch.testing.assert_close(compiled(*args), loss(*args))

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +30,8 @@ from typing import Protocol, Sequence, runtime_checkable
 import numpy as np
 import torch
 from torch import nn
+
+from vmdm.checkpoint import atomic_save, load_checkpoint
 
 from .cameras import (
     CameraConfig,
@@ -506,32 +507,22 @@ def _train(train_clips, val_clips, config, model_config, progress):
 
 
 def save_lifter(path: str | os.PathLike, model: TemporalLifter, metrics: dict | None = None, extra: dict | None = None) -> Path:
-    """Write a checkpoint atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
+    """Write a checkpoint atomically (temp file in the same folder, then rename), in plain data
+    that loads with ``weights_only=True``."""
+    return atomic_save({
         "format": "vmdm-lifter-1",
         "config": asdict(model.config),
         "state_dict": model.state_dict(),
         "metrics": metrics or {},
         "extra": extra or {},
-    }
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    }, path)
 
 
 def load_lifter(path: str | os.PathLike) -> TemporalLifter:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"lifter checkpoint not found: {path}")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    payload = load_checkpoint(path)
     if not isinstance(payload, dict) or payload.get("format") != "vmdm-lifter-1":
         raise ValueError(f"{path}: not a vmdm lifter checkpoint (format {payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r})")
     cfg = dict(payload["config"])
