@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from vmdm.checkpoint import load_checkpoint
-from vmdm.data.representation import Normalizer, decode
+from vmdm.data.representation import Normalizer, check_feature_convention, decode
 from vmdm.data.skeleton import Skeleton, get_skeleton
 from vmdm.diffusion import Diffusion
 from vmdm.model import DenoiserConfig, MotionDenoiser
@@ -95,6 +95,7 @@ def load_model(path: str | Path, device: str | torch.device | None = None, *, us
     device = torch.device(device) if device is not None else torch.device(
         "cuda" if torch.cuda.is_available() else "cpu")
     ck = load_checkpoint(path)
+    check_feature_convention(ck, path)
     # Checkpoints from before the text_norm option projected the raw embedding.
     model = MotionDenoiser(DenoiserConfig(**{"text_norm": False, **ck["model_config"]}))
     model.load_state_dict(ck["ema"] if use_ema else ck["model"])

@@ -29,6 +29,7 @@ from vmdm.body_scale import measure_body_scale
 from vmdm.checkpoint import FORMAT, atomic_save, load_checkpoint, rng_state, set_rng_state
 from vmdm.config import build_parser, field, from_args, save_config
 from vmdm.data.dataset import MotionDataset, collate
+from vmdm.data.representation import check_feature_convention, feature_convention_record
 from vmdm.data.skeleton import get_skeleton
 from vmdm.diffusion import Diffusion
 from vmdm.model import PRESETS, MotionDenoiser
@@ -413,6 +414,7 @@ def _train(cfg: TrainConfig) -> Path:
     resumed = None
     if cfg.resume:
         ck = load_checkpoint(ckpt_path)
+        check_feature_convention(ck, ckpt_path)
         if ck["config"]["supervision"] != cfg.supervision:
             raise ValueError(f"--resume: {ckpt_path} was trained with supervision "
                              f"{ck['config']['supervision']!r}, not {cfg.supervision!r}")
@@ -480,6 +482,7 @@ def _train(cfg: TrainConfig) -> Path:
         ema_state = ema.state_dict(model)
         atomic_save({
             "format": FORMAT,
+            **feature_convention_record(),
             "step": step_now,
             "data_pos": sampler.position_after(consumed),
             "model": model.state_dict(),

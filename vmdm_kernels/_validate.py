@@ -86,12 +86,20 @@ def check_weights(op: str, joints, weights) -> torch.Tensor:
         _fail(op, "weights", "a constant tensor (weights get no gradient; pass weights.detach())",
               "a tensor that requires grad")
     # A negative weight turns its term into a reward for moving away from the target.
-    # The check reads the values back, so on a GPU it costs one host sync per call. It is
-    # skipped where values cannot be read: while torch.compile traces (a data-dependent
-    # branch would break a fullgraph graph), for meta tensors, and during CUDA graph capture.
-    if _values_readable(weights) and bool((weights < 0).any()):
-        _fail(op, "weights", "non-negative values (confidences or masks)",
-              f"a minimum of {weights.min().item():g}")
+    # On the CPU the values are read at once (a clear ValueError). On a GPU reading them
+    # back would cost a host sync per call, so a device-side assertion runs instead: it
+    # fails the next synchronising call with the same message. Skipped where values cannot
+    # be checked: while torch.compile traces (a data-dependent branch would break a
+    # fullgraph graph), for meta tensors, and during CUDA graph capture.
+    if _values_readable(weights):
+        if weights.device.type == "cpu":
+            if bool((weights < 0).any()):
+                _fail(op, "weights", "non-negative values (confidences or masks)",
+                      f"a minimum of {weights.min().item():g}")
+        elif weights.numel():
+            torch._assert_async(weights.min() >= 0,
+                                f"{op}: weights: expected non-negative values (confidences or masks), got a "
+                                "negative value")
     return weights
 
 

@@ -72,3 +72,28 @@ def test_smoothing_is_what_makes_the_features_match():
     got = encode(torch.from_numpy(joints).double(), SMPL22, facing_sigma=0.0, backend="reference").numpy()
     sl = channel_groups(SMPL22)["root_rot_vel"]
     assert np.abs(got[:, sl] - vecs[:169, sl]).mean() > 1e-2
+
+
+# --------------------------------------------------------------------------- stale artefacts
+
+
+def test_artefacts_of_the_old_convention_are_refused(tmp_path):
+    """Everything derived from features records their convention; the old one is refused by name."""
+    import json
+
+    from vmdm.data.dataset import check_corpus_convention
+    from vmdm.data.representation import (FEATURE_CONVENTION, FeatureConventionError, check_feature_convention,
+                                          feature_convention_record)
+
+    assert feature_convention_record()["feature_convention"] == FEATURE_CONVENTION == 2
+    check_feature_convention(feature_convention_record(), "new")
+    with pytest.raises(FeatureConventionError, match="old.pt: made from motion features of convention 1"):
+        check_feature_convention({"format": 2}, "old.pt")  # written before conventions were recorded
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "meta.jsonl").write_text("")
+    with pytest.raises(FeatureConventionError, match="rebuild"):
+        check_corpus_convention(corpus)
+    (corpus / "features.json").write_text(json.dumps(feature_convention_record()))
+    check_corpus_convention(corpus)
+    check_corpus_convention(SAMPLE)  # a HumanML3D folder from elsewhere: HumanML3D's features

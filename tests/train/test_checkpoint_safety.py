@@ -243,6 +243,8 @@ def _as_written_before(ck: dict) -> dict:
     """A checkpoint in the layout vmdm.train wrote before format 2: numpy arrays and random-state tuples."""
     old = dict(ck, version=1)
     del old["format"]
+    for k in ("feature_convention", "feature_convention_name"):
+        old.pop(k)  # recorded since the HumanML3D-exact features (convention 2)
     old["normalizer"] = {k: v.numpy() for k, v in ck["normalizer"].items()}
     np.random.seed(7), random.seed(7)
     old["rng"] = [{"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}]
@@ -267,7 +269,12 @@ def test_an_older_checkpoint_is_refused_then_converts_and_resumes_its_random_sta
     for k, v in ck["ema"].items():
         assert torch.equal(conv["ema"][k], v), k
     assert torch.equal(conv["normalizer"]["mean"], ck["normalizer"]["mean"])
-    assert load_model(new, "cpu").body_scale == load_model(good_checkpoint, "cpu").body_scale
+    assert conv["body_scale"] == ck["body_scale"]
+    # Its model was trained on the old feature convention: loading it says so.
+    from vmdm.data.representation import FeatureConventionError
+
+    with pytest.raises(FeatureConventionError, match=r"new.pt: made from motion features of convention 1"):
+        load_model(new, "cpu")
 
     # The converted random state continues the streams exactly where the old tuples left them.
     np.random.set_state(old_ck["rng"][0]["numpy"]), random.setstate(old_ck["rng"][0]["python"])

@@ -56,7 +56,7 @@ from .cameras import (
 )
 from .humanml3d import read_ids, read_texts
 from .lifter import LearnedTeacher, NoiseTeacher, NoiseTeacherConfig, OracleTeacher, Teacher
-from .representation import canonicalize, compute_mean_std, encode
+from .representation import canonicalize, compute_mean_std, encode, feature_convention_record
 from .skeleton import SMPL22, Skeleton
 
 __all__ = [
@@ -415,6 +415,7 @@ def build_2d(
             np.save(tmp / sub / "Std.npy", std)
         meta = {
             "format": FORMAT,
+            **feature_convention_record(),
             "skeleton": SMPL22.name,
             "fps": 20.0,
             "feature_dim": SMPL22.feature_dim,

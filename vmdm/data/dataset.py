@@ -40,7 +40,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .kinematics import rotation_about_y
-from .representation import Normalizer, decode
+from .representation import Normalizer, check_feature_convention, decode
 from .skeleton import SMPL22, get_skeleton
 
 __all__ = [
@@ -56,6 +56,17 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+def check_corpus_convention(root) -> None:
+    """A corpus this project generated (it has ``meta.jsonl``) records its feature
+    convention in ``features.json``; a HumanML3D folder from elsewhere carries
+    HumanML3D's own features and is taken as it is."""
+    root = Path(root)
+    if not (root / "meta.jsonl").is_file():
+        return
+    rec = json.loads((root / "features.json").read_text()) if (root / "features.json").is_file() else {}
+    check_feature_convention(rec, root)
 
 MODES = ("3d", "teacher", "2d")
 
@@ -192,6 +203,7 @@ class MotionDataset(Dataset):
         meta = json.loads((self.root / "vmdm_2d.json").read_text())
         if meta.get("format") != "vmdm-2d-1":
             raise ValueError(f"{self.root / 'vmdm_2d.json'}: format {meta.get('format')!r}, expected 'vmdm-2d-1'")
+        check_feature_convention(meta, self.root / "vmdm_2d.json")
         self.meta = meta
         obs = _load_npz(self.root / f"obs_{self.split}.npz")
         self._obs = obs
@@ -239,6 +251,7 @@ class MotionDataset(Dataset):
             raise ValueError(f"{self.root}: a HumanML3D folder has only 3D data; use mode '3d', not {self.mode!r}")
         from .humanml3d import HumanML3DIndex
 
+        check_corpus_convention(self.root)
         index = HumanML3DIndex(self.root, self.skeleton)
         self.meta = {"format": "humanml3d"}
         self.normalizer = index.normalizer()

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .build_2d import Build2DConfig, build_2d
+from .dataset import check_corpus_convention
 from .lifter import LifterConfig, LifterTrainConfig, load_lifter
+from .representation import FeatureConventionError, check_feature_convention
 
 __all__ = ["DataPaths", "default_cache_dir", "ensure_default_data", "QUICK", "FULL"]
 
@@ -73,8 +75,22 @@ def _publish_dir(tmp: Path, target: Path) -> None:
             raise
 
 
+def _stale(target: Path, check) -> bool:
+    """True (and ``target`` removed) when a finished artefact holds features of another
+    convention: it is rebuilt rather than mixed with the new ones."""
+    try:
+        check(target)
+        return False
+    except FeatureConventionError as e:
+        print(f"vmdm: rebuilding {target}: {str(e).split(';')[0]}")
+        shutil.rmtree(target)
+        return True
+
+
 def _ensure_corpus(target: Path, recipe: _Recipe, progress: bool) -> None:
-    if (target / "meta.jsonl").is_file():
+    """The corpus's joints do not depend on the feature convention (nor does the lifter
+    trained on them); its features do, so a stale corpus is regenerated."""
+    if (target / "meta.jsonl").is_file() and not _stale(target, check_corpus_convention):
         return
     from .synth import generate_corpus
 
@@ -110,8 +126,14 @@ def _ensure_lifter(target: Path, corpus: Path, recipe: _Recipe, progress: bool) 
     return True
 
 
+def _dataset_convention(target: Path) -> None:
+    import json
+
+    check_feature_convention(json.loads((target / "vmdm_2d.json").read_text()), target / "vmdm_2d.json")
+
+
 def _ensure_dataset(target: Path, corpus: Path, lifter: Path, progress: bool) -> None:
-    if (target / "vmdm_2d.json").is_file():
+    if (target / "vmdm_2d.json").is_file() and not _stale(target, _dataset_convention):
         return
     _clean_stale(target)
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent)) / "d"

@@ -53,6 +53,9 @@ from vmdm.data.skeleton import Skeleton, feature_skeleton
 __all__ = [
     "CanonicalTransform",
     "FEATURE_CONVENTION",
+    "FeatureConventionError",
+    "check_feature_convention",
+    "feature_convention_record",
     "Normalizer",
     "canonicalize",
     "channel_groups",
@@ -73,6 +76,30 @@ FACING_SIGMA = _mf.HUMANML3D_FACING_SIGMA
 # 2026-12-03): a heading-relative variant with per-frame facing and yaw-invariant IK.
 FEATURE_CONVENTION = 2
 FEATURE_CONVENTION_NAME = "humanml3d-process-file"
+
+
+# --------------------------------------------------------------------------- convention
+
+
+class FeatureConventionError(ValueError):
+    """An artefact made from motion features of another convention than this code's."""
+
+
+def feature_convention_record() -> dict:
+    """What every artefact derived from features records about them."""
+    return {"feature_convention": FEATURE_CONVENTION, "feature_convention_name": FEATURE_CONVENTION_NAME}
+
+
+def check_feature_convention(record, where) -> None:
+    """Refuse ``where`` (a path or a name) when its recorded convention is not this code's;
+    artefacts from before conventions were recorded are convention 1."""
+    got = record.get("feature_convention", 1) if isinstance(record, dict) else 1
+    if got != FEATURE_CONVENTION:
+        raise FeatureConventionError(
+            f"{where}: made from motion features of convention {got} (1: the heading-relative variant used "
+            f"before 2026-12-03); this code encodes convention {FEATURE_CONVENTION} ({FEATURE_CONVENTION_NAME}: "
+            "HumanML3D's own features). The two differ in 196 of 263 channels and must not be mixed: rebuild "
+            "the data (delete the cache folder or rerun its build command) and retrain models and evaluators.")
 
 
 # --------------------------------------------------------------------------- layout

@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from vmdm.checkpoint import atomic_save, load_checkpoint
-from vmdm.data.representation import Normalizer, channel_groups
+from vmdm.data.representation import Normalizer, channel_groups, check_feature_convention, feature_convention_record
 from vmdm.data.skeleton import Skeleton, get_skeleton
 from vmdm.text import TextEncoder, build_text_encoder
 
@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 EVALUATOR_FORMAT = "vmdm-evaluator"
-EVALUATOR_VERSION = 1
+EVALUATOR_VERSION = 2  # 2: HumanML3D-exact features (feature convention 2)
 UNIT_LENGTH = 4  # frames per movement token (two stride-2 convolutions)
 
 
@@ -218,6 +218,7 @@ def save_evaluator(path: str | os.PathLike, model: Evaluator, *, train_split: di
     return atomic_save({
         "format": EVALUATOR_FORMAT,
         "version": EVALUATOR_VERSION,
+        **feature_convention_record(),
         "config": asdict(model.cfg),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "normalizer": {"mean": np.asarray(model.normalizer.mean), "std": np.asarray(model.normalizer.std)},
@@ -233,6 +234,7 @@ def load_evaluator(path: str | os.PathLike, device: str | torch.device = "cpu",
     ck = load_checkpoint(path)
     if not isinstance(ck, dict) or ck.get("format") != EVALUATOR_FORMAT:
         raise ValueError(f"{path}: not an evaluator checkpoint (format {ck.get('format') if isinstance(ck, dict) else type(ck)!r})")
+    check_feature_convention(ck, path)
     if ck.get("version") != EVALUATOR_VERSION:
         raise ValueError(f"{path}: evaluator format version {ck.get('version')}, this code reads {EVALUATOR_VERSION}; "
                          "retrain it with python -m vmdm.eval.train_evaluator")

@@ -136,8 +136,11 @@ def _train_variant(name: str, overrides: dict, budget: Budget, work: Path, cache
         # changed default retrains instead of reusing a stale model.
         from vmdm.checkpoint import load_checkpoint
 
+        from vmdm.data.representation import FEATURE_CONVENTION
+
         ck = load_checkpoint(ckpt)
-        if ck["step"] >= ck["config"]["steps"] and not _training_differences(ck["config"], cfg):
+        same_features = ck.get("feature_convention", 1) == FEATURE_CONVENTION  # else retrain
+        if same_features and ck["step"] >= ck["config"]["steps"] and not _training_differences(ck["config"], cfg):
             log.info("%s (seed %d): reusing %s", name, seed, ckpt)
             return ckpt, float("nan")
     t0 = time.time()

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from vmdm.data.humanml3d import write_clip, write_ids
-from vmdm.data.representation import Normalizer, canonicalize, encode, feature_dim, group_std
+from vmdm.data.representation import (Normalizer, canonicalize, encode, feature_convention_record, feature_dim,
+                                      group_std)
 from vmdm.data.skeleton import SMPL22
 from vmdm.data.synth.clip import MAX_FRAMES, generate_clip
 from vmdm.data.synth.families import FAMILIES, family_groups
@@ -167,6 +168,7 @@ def generate_corpus(
     Normalizer(*group_std(mean, std, SMPL22)).save(out)
     for split in ("train", "val", "test"):
         write_ids(out, split, [m["id"] for m in metas if m["split"] == split])
+    (out / "features.json").write_text(json.dumps(feature_convention_record(), indent=1) + "\n")
     with open(out / "meta.jsonl", "w") as f:
         for m in metas:
             f.write(json.dumps(m, sort_keys=True) + "\n")
