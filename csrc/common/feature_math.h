@@ -167,19 +167,28 @@ inline int gaussian_radius(double sigma) { return sigma > 0 ? static_cast<int>(4
 
 // Frame t's root rotation (w, y) from the clip's unsmoothed facings f [len, 2]: the
 // smoothed facing (edges repeated) taken to +z by the shortest arc; identity at frame 0.
+// taps [2 radius + 1] are the Gaussian's, cum [2 radius + 2] their running sums: the taps
+// that fall past either end of the clip weigh its first or last frame in one product, so
+// every frame costs one contiguous loop over the taps inside the clip.
 template <typename acc_t>
-VMDM_HD void root_rotation(const acc_t* f, int64_t t, int64_t len, const acc_t* taps, int radius, acc_t* q) {
+VMDM_HD void root_rotation(const acc_t* f, int64_t t, int64_t len, const acc_t* taps, const acc_t* cum, int radius,
+                           acc_t* q) {
   if (t == 0) {
     q[0] = acc_t(1);
     q[1] = acc_t(0);
     return;
   }
-  acc_t sx = acc_t(0), sz = acc_t(0);
-  for (int k = -radius; k <= radius; ++k) {
-    int64_t s = t + k;
-    s = s < 0 ? 0 : (s >= len ? len - 1 : s);
-    sx += taps[k + radius] * f[2 * s];
-    sz += taps[k + radius] * f[2 * s + 1];
+  const int64_t lo = t - radius < 0 ? 0 : t - radius;
+  const int64_t hi = t + radius > len - 1 ? len - 1 : t + radius;
+  const int64_t n_lo = radius - t > 0 ? radius - t : 0;                   // taps before frame 0
+  const int64_t n_hi = t + radius - (len - 1) > 0 ? t + radius - (len - 1) : 0;  // taps past the end
+  const acc_t w_lo = cum[n_lo], w_hi = cum[2 * radius + 1] - cum[2 * radius + 1 - n_hi];
+  acc_t sx = w_lo * f[0] + w_hi * f[2 * (len - 1)];
+  acc_t sz = w_lo * f[1] + w_hi * f[2 * (len - 1) + 1];
+  const acc_t* window = taps + (lo - t + radius);
+  for (int64_t s = lo; s <= hi; ++s) {
+    sx += window[s - lo] * f[2 * s];
+    sz += window[s - lo] * f[2 * s + 1];
   }
   const acc_t n = sqrt(sx * sx + sz * sz);
   const acc_t inv = acc_t(1) / (n > acc_t(1e-8) ? n : acc_t(1e-8));

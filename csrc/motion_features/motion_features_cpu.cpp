@@ -25,8 +25,15 @@ std::vector<acc_t> gaussian_taps(double sigma) {
     w[k + radius] = std::exp(-0.5 * (k / sigma) * (k / sigma));
   }
   for (double v : w) total += v;
-  std::vector<acc_t> out(w.size());
-  for (size_t i = 0; i < w.size(); ++i) out[i] = static_cast<acc_t>(w[i] / total);
+  // The taps, then their running sums (cum[0] = 0, cum[k] = taps[0] + ... + taps[k-1]).
+  std::vector<acc_t> out(2 * w.size() + 1);
+  double run = 0.0;
+  out[w.size()] = acc_t(0);
+  for (size_t i = 0; i < w.size(); ++i) {
+    out[i] = static_cast<acc_t>(w[i] / total);
+    run += w[i] / total;
+    out[w.size() + 1 + i] = static_cast<acc_t>(run);
+  }
   return out;
 }
 
@@ -71,7 +78,9 @@ void fwd_impl(const at::Tensor& joints, const at::Tensor& lengths, const Feature
   at::parallel_for(0, frames, 64, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const int64_t b = r / T, t = r % T;
-      if (t < clips[b].len) root_rotation<acc_t>(&facing[2 * b * T], t, clips[b].len, taps.data(), radius, &quat[2 * r]);
+      if (t < clips[b].len)
+        root_rotation<acc_t>(&facing[2 * b * T], t, clips[b].len, taps.data(), taps.data() + 2 * radius + 1, radius,
+                             &quat[2 * r]);
     }
   });
   const int64_t rows = B * (T - 1);

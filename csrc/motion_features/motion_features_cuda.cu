@@ -20,7 +20,7 @@ namespace {
 constexpr int kClipThreads = 256;
 constexpr int kFrameThreads = 128;
 constexpr int kRowThreads = 128;
-// Taps of the largest smoothing window kept in shared memory; wider windows compute them.
+// Taps (and running sums) of the widest smoothing window kept in shared memory; wider ones read global memory.
 constexpr int kSharedTaps = 1024;
 
 template <typename scalar_t, typename acc_t>
@@ -74,7 +74,7 @@ __global__ void __launch_bounds__(kFrameThreads)
                                 const acc_t* __restrict__ facing, const acc_t* __restrict__ taps_global, int radius,
                                 acc_t* __restrict__ quat) {
   __shared__ acc_t taps_shared[kSharedTaps];
-  const int ntaps = 2 * radius + 1;
+  const int ntaps = 4 * radius + 3;  // taps and their running sums
   const bool shared = ntaps <= kSharedTaps;
   if (shared)
     for (int i = threadIdx.x; i < ntaps; i += blockDim.x) taps_shared[i] = taps_global[i];
@@ -83,7 +83,8 @@ __global__ void __launch_bounds__(kFrameThreads)
   if (r >= B * T) return;
   const int64_t b = r / T, t = r % T;
   const int64_t len = clips[b].len;
-  if (t < len) root_rotation<acc_t>(facing + 2 * b * T, t, len, shared ? taps_shared : taps_global, radius, quat + 2 * r);
+  const acc_t* taps = shared ? taps_shared : taps_global;
+  if (t < len) root_rotation<acc_t>(facing + 2 * b * T, t, len, taps, taps + 2 * radius + 1, radius, quat + 2 * r);
 }
 
 template <typename scalar_t, typename acc_t, int MaxJ>
@@ -123,6 +124,11 @@ at::Tensor motion_features_fwd_cuda(const at::Tensor& joints, const at::Tensor& 
     taps[k + radius] = std::exp(-0.5 * (k / facing_sigma) * (k / facing_sigma));
   for (double v : taps) total += v;
   for (double& v : taps) v /= total;
+  // Then their running sums (see root_rotation): cum[0] = 0, cum[k] = taps[0..k-1].
+  const size_t ntaps = taps.size();
+  double run = 0.0;
+  taps.push_back(0.0);
+  for (size_t i = 0; i < ntaps; ++i) taps.push_back(run += taps[i]);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, joints.scalar_type(), "motion_features_fwd_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const auto acc_dtype = std::is_same<acc_t, double>::value ? at::kDouble : at::kFloat;
