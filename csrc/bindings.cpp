@@ -1,7 +1,12 @@
 // Registers the kernels with the PyTorch dispatcher as vmdm_C::<op>_{fwd,bwd}.
 // The Python package wraps them in autograd-aware custom ops (vmdm_kernels/ops.py);
 // C++ users can call them through the dispatcher directly.
-#include <torch/extension.h>
+//
+// The Python module itself is made with the bare CPython API, not pybind11:
+// it only has to exist (importing it runs the registrations below) and answer
+// with_cuda(), and torch/extension.h + pybind11 made this the slowest file to
+// compile (twice the time of any kernel file, 2-core CPU).
+#include <Python.h>
 #include <torch/library.h>
 
 #include "motion_features/motion_features.h"
@@ -53,13 +58,28 @@ TORCH_LIBRARY_IMPL(vmdm_C, CPU, m) { VMDM_REGISTER_IMPLS(m) }
 TORCH_LIBRARY_IMPL(vmdm_C, CUDA, m) { VMDM_REGISTER_IMPLS(m) }
 #endif
 
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "vmdm_kernels compiled backends (C++ CPU, CUDA)";
-  m.def("with_cuda", [] {
+namespace {
+
+PyObject* with_cuda(PyObject*, PyObject*) {
 #ifdef WITH_CUDA
-    return true;
+  Py_RETURN_TRUE;
 #else
-    return false;
+  Py_RETURN_FALSE;
 #endif
-  }, "Whether the extension was compiled with its CUDA kernels.");
 }
+
+PyMethodDef methods[] = {
+    {"with_cuda", with_cuda, METH_NOARGS, "Whether the extension was compiled with its CUDA kernels."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "vmdm_kernels._C", "vmdm_kernels compiled backends (C++ CPU, CUDA)", -1, methods,
+};
+
+}  // namespace
+
+// PyInit_<TORCH_EXTENSION_NAME>: the name the import system looks for.
+#define VMDM_CONCAT_(a, b) a##b
+#define VMDM_CONCAT(a, b) VMDM_CONCAT_(a, b)
+PyMODINIT_FUNC VMDM_CONCAT(PyInit_, TORCH_EXTENSION_NAME)(void) { return PyModule_Create(&module_def); }

@@ -19,6 +19,8 @@ def test_ci_installs_and_tests_exactly_as_the_readme_says():
     assert install in ci, f"CI does not run the README's install command:\n{install}"
     assert tests in ci, f"CI does not run the README's test command:\n{tests}"
     assert "--benchmark-skip" in tests
+    # Without a visible GPU the default install skips the CUDA kernels; CI must still compile them.
+    assert "export VMDM_CUDA=1" in ci.split(install)[0], "CI must build the CUDA kernels (VMDM_CUDA=1)"
 
 
 def test_readme_example_runs():

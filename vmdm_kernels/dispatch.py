@@ -97,7 +97,8 @@ def _report(interpreted: bool) -> BackendReport:
         report["cuda"] = BackendInfo("cuda", False, why, ("cuda",))
     elif not ext.with_cuda():
         report["cuda"] = BackendInfo(
-            "cuda", False, "extension built without CUDA (no CUDA toolkit or CPU-only torch at build time)", ("cuda",)
+            "cuda", False, "extension built without CUDA (no CUDA toolkit, CPU-only torch, or no visible GPU at build time; "
+            "rebuild with VMDM_CUDA=1)", ("cuda",)
         )
     elif not torch.cuda.is_available():
         report["cuda"] = BackendInfo("cuda", False, "built with CUDA, but no CUDA device is visible", ("cuda",))

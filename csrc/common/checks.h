@@ -3,7 +3,7 @@
 // message that says how to fix it.
 #pragma once
 
-#include <torch/types.h>
+#include <ATen/core/Tensor.h>
 
 #include <optional>
 #include <sstream>

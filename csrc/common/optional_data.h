@@ -2,7 +2,7 @@
 // optional operands (intrinsics, normalisation statistics) as nullable pointers.
 #pragma once
 
-#include <torch/types.h>
+#include <ATen/core/Tensor.h>
 
 #include <optional>
 

@@ -2,7 +2,7 @@
 // ray through its observed keypoint. Math: vmdm_kernels/ref/ray_targets.py.
 #pragma once
 
-#include <torch/types.h>
+#include <ATen/core/Tensor.h>
 
 #include <optional>
 #include <tuple>

@@ -11,6 +11,8 @@
 // at::sum on the host: deterministic, no atomics. One launch per pass.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 
 #include "../common/camera_math.h"
 #include "../common/cuda_utils.cuh"

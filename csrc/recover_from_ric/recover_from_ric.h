@@ -2,7 +2,7 @@
 // Math: vmdm_kernels/ref/recover_from_ric.py.
 #pragma once
 
-#include <torch/types.h>
+#include <ATen/core/Tensor.h>
 
 #include <optional>
 

@@ -6,6 +6,8 @@
 // two launches, backward three, no host synchronisation.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros_like.h>
 
 #include "../common/cuda_utils.cuh"
 #include "../common/ric_math.h"

@@ -35,8 +35,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> reproj_vel_fwd(
                                weights.contiguous(), intr, depth_mode, depth_power, z_min, with_pos, with_vel);
 #else
     TORCH_CHECK(false, "reproj_vel_fwd: joints are on ", joints.device(),
-                " but the vmdm_kernels extension was built without CUDA; rebuild with a CUDA toolkit "
-                "and a CUDA-enabled torch, or use backend='triton' or 'reference'");
+                " but the vmdm_kernels extension was built without CUDA; rebuild with VMDM_CUDA=1 "
+                "(needs a CUDA toolkit and a CUDA-enabled torch), or use backend='triton' or 'reference'");
 #endif
   }
   TORCH_CHECK(joints.is_cpu(), "reproj_vel_fwd: unsupported device ", joints.device());

@@ -6,7 +6,7 @@
 // The math is documented in vmdm_kernels/ref/reproj_vel.py.
 #pragma once
 
-#include <torch/types.h>
+#include <ATen/core/Tensor.h>
 
 #include <optional>
 #include <tuple>

@@ -20,6 +20,8 @@
 // gradients when they are requested).
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 
 #include "../common/camera_math.h"
 #include "../common/cuda_utils.cuh"

@@ -2,7 +2,7 @@
 // L[b] = sum(W_t W_t+1 |dX - dY|^2) / sum(W_t W_t+1). Math: vmdm_kernels/ref/velocity3d.py.
 #pragma once
 
-#include <torch/types.h>
+#include <ATen/core/Tensor.h>
 
 #include <tuple>
 

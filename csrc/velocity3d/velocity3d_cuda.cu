@@ -16,6 +16,8 @@
 // Launches: forward 1 or 2, backward 2.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 
 #include "../common/cuda_utils.cuh"
 #include "velocity3d.h"
