@@ -151,6 +151,8 @@ def test_corpus_is_readable_and_consistent(small_corpus):
 def test_corpus_is_deterministic_across_workers(small_corpus, tmp_path):
     again = generate_corpus(tmp_path / "b", num_clips=40, seed=3, workers=2, progress=False)
     files = [p.relative_to(small_corpus) for p in small_corpus.rglob("*") if p.is_file()]
-    assert len(files) == 40 * 3 + 7
+    # Three files per clip, plus the splits, statistics, labels and the feature convention.
+    assert len(files) == 40 * 3 + 8
+    assert "features.json" in {str(f) for f in files}
     _, mismatch, errors = filecmp.cmpfiles(small_corpus, again, [str(f) for f in files], shallow=False)
     assert not mismatch and not errors
