@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from vmdm.data import build_2d as b2d
 from vmdm.data.build_2d import Build2DConfig, build_2d, corpus_families, family_split
 from vmdm.data.cameras import CameraConfig, project
 from vmdm.data.lifter import load_lifter
+from vmdm.data.numerics import PINNED_ENV
 from vmdm.data.prepare import ensure_default_data
 from vmdm.data.representation import decode
 from vmdm.data.skeleton import SMPL22
@@ -134,26 +136,31 @@ def test_cli_writes_dataset(corpus, tmp_path, capsys):
     assert (tmp_path / "cli" / "vmdm_2d.json").is_file()
 
 
-def test_prepare_quick_builds_once_and_survives_failures(tmp_path_factory, monkeypatch):
-    cache = tmp_path_factory.getbasetemp() / "vmdm-cache"
-    paths = ensure_default_data(cache, quick=True, progress=False)
+def test_prepare_quick_builds_once_and_survives_failures(quick_data, tmp_path_factory, monkeypatch):
+    paths = quick_data
     assert (paths.corpus / "meta.jsonl").is_file() and (paths.dataset_2d / "vmdm_2d.json").is_file()
     lifter = load_lifter(paths.lifter)
     meta = json.loads((paths.dataset_2d / "vmdm_2d.json").read_text())
     assert meta["teacher"] == "learned" and meta["lifter_families"] == lifter.extra["lifter_families"]
+    record = json.loads((paths.root / "data_hash.json").read_text())
+    assert record["numerics"]["pinned"] and record["recipe"] == "quick"
     stamps = {p: p.stat().st_mtime_ns for p in (paths.lifter, paths.dataset_2d / "obs_train.npz")}
     # Second call: nothing is rebuilt.
     calls = []
+    monkeypatch.setattr("vmdm.data.prepare.run_pinned", lambda *a, **k: calls.append(a))
     monkeypatch.setattr("vmdm.data.prepare.build_2d", lambda *a, **k: calls.append(1))
-    assert ensure_default_data(cache, quick=True, progress=False) == paths
+    assert ensure_default_data(paths.root.parent, quick=True, progress=False) == paths
     assert not calls and all(p.stat().st_mtime_ns == t for p, t in stamps.items())
 
-    # A build that dies half-way leaves nothing that looks complete, and the next call builds.
+    # A build that dies half-way leaves nothing that looks complete, and the next call builds
+    # (in this process: its numerics are declared pinned, as in the child a build runs in).
+    for k, v in PINNED_ENV.items():
+        monkeypatch.setenv(k, v)
     other = tmp_path_factory.mktemp("cache2")
     (other / "quick").mkdir()
     for name in ("corpus", "lifter.pt"):
-        src = paths.root / name
-        os.symlink(src, other / "quick" / name)
+        os.symlink(paths.root / name, other / "quick" / name)
+    shutil.copy(paths.root / "build.json", other / "quick" / "build.json")
 
     def boom(corpus, out, *a, **k):
         out.mkdir(parents=True)
@@ -165,30 +172,55 @@ def test_prepare_quick_builds_once_and_survives_failures(tmp_path_factory, monke
         ensure_default_data(other, quick=True, progress=False)
     assert not (other / "quick" / "data_2d").exists()
     assert not list((other / "quick").glob("data_2d.tmp-*"))
+    assert not (other / "quick" / "data_hash.json").exists()
     monkeypatch.setattr("vmdm.data.prepare.build_2d", build_2d)
     again = ensure_default_data(other, quick=True, progress=False)
     assert (again.dataset_2d / "vmdm_2d.json").is_file()
+    # Same corpus and teacher, same 2D data: the same bytes as the session's build.
+    assert json.loads((again.root / "data_hash.json").read_text())["data"] == record["data"]
 
 
-def test_default_teacher_does_not_depend_on_the_thread_count(quick_data, tmp_path):
-    """The default recipe trains the lifter with one thread whatever the caller's setting
-    or the machine's load, so every machine builds the same teacher."""
-    import torch
+def test_data_of_an_earlier_build_are_rebuilt_not_mixed(tmp_path, monkeypatch):
+    from vmdm.data import prepare
 
-    from vmdm.data.prepare import QUICK, _ensure_lifter
+    for k, v in PINNED_ENV.items():
+        monkeypatch.setenv(k, v)
+    root = tmp_path / "quick"
+    (root / "corpus").mkdir(parents=True)
+    (root / "corpus" / "meta.jsonl").write_text("{}\n")
+    (root / "lifter.pt").write_bytes(b"old")
+    built = []
+    monkeypatch.setattr(prepare, "_ensure_corpus", lambda target, *a: built.append(target.exists()))
+    monkeypatch.setattr(prepare, "_ensure_lifter", lambda target, *a: built.append(target.exists()) or False)
+    monkeypatch.setattr(prepare, "_ensure_dataset", lambda *a: None)
+    monkeypatch.setattr(prepare, "data_record", lambda *a: {"data": "x"})
+    prepare.ensure_default_data(tmp_path, quick=True, progress=False)
+    assert built == [False, False]  # the earlier artefacts were removed before building
+    assert json.loads((root / "build.json").read_text()) == {"build": prepare.DATA_BUILD}
 
-    before = torch.get_num_threads()
-    states = []
-    try:
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            target = tmp_path / f"lifter{threads}.pt"
-            assert _ensure_lifter(target, quick_data.corpus, QUICK, progress=False)
-            ck = torch.load(target, weights_only=True)  # what the project writes loads without code
-            assert ck["metrics"]["threads"] == 1
-            states.append(ck["state_dict"])
-    finally:
-        torch.set_num_threads(before)
-    assert states[0].keys() == states[1].keys()
-    for k in states[0]:
-        assert torch.equal(states[0][k], states[1][k]), k
+
+def test_default_data_are_the_same_bytes_under_other_threads_and_cpu_dispatch(quick_data, tmp_path):
+    """The whole quick build (corpus, teacher, 2D data) again, in a process with another
+    thread count, numpy without its AVX2 code paths and ATen asked for its baseline
+    kernels: the data hash is the session's. Where the numerics match those the hashes
+    were published with, both equal the published ones."""
+    import subprocess
+    import sys
+
+    from vmdm.data.prepare import expected_hashes
+
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "NPY_DISABLE_CPU_FEATURES": "X86_V3",
+           "ATEN_CPU_CAPABILITY": "default"}
+    for k in PINNED_ENV:
+        if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "ATEN_CPU_CAPABILITY"):
+            env.pop(k, None)
+    subprocess.run([sys.executable, "-m", "vmdm.data.prepare", "build", "--quick", "--cache-dir", str(tmp_path),
+                    "--no-progress"], env=env, check=True)
+    mine = json.loads((quick_data.root / "data_hash.json").read_text())
+    other = json.loads((tmp_path / "quick" / "data_hash.json").read_text())
+    for k in ("corpus", "lifter", "dataset_2d", "data"):
+        assert other[k] == mine[k], k
+    want = expected_hashes()["quick"]
+    if all(mine["numerics"].get(k) == v for k, v in want["numerics"].items()):
+        assert {k: mine[k] for k in ("corpus", "lifter", "dataset_2d", "data")} == {
+            k: want[k] for k in ("corpus", "lifter", "dataset_2d", "data")}

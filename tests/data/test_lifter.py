@@ -182,3 +182,14 @@ def test_mirror_augmentation_keeps_keypoints_and_targets_consistent():
     # The same windows without mirroring differ: some of them were mirrored.
     plain, *_ = _batch(views, list(range(6)) * 4, 32, torch.Generator().manual_seed(0), None)
     assert not torch.allclose(plain, kp)
+
+
+@pytest.mark.parametrize("kernel,dilation,mode", [(1, 1, "zeros"), (3, 1, "zeros"), (3, 4, "replicate")])
+def test_lifter_convolution_as_matrix_product_is_conv1d(kernel, dilation, mode):
+    from vmdm.data.lifter import _conv1d
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(6, 5, kernel, padding=dilation * (kernel // 2), dilation=dilation,
+                           padding_mode=mode).double()
+    x = torch.randn(2, 6, 17, dtype=torch.float64)
+    torch.testing.assert_close(_conv1d(conv, x), conv(x), rtol=0, atol=1e-12)

@@ -56,6 +56,7 @@ from .cameras import (
 )
 from .humanml3d import read_ids, read_texts
 from .lifter import LearnedTeacher, NoiseTeacher, NoiseTeacherConfig, OracleTeacher, Teacher
+from .numerics import round_significand
 from .representation import canonicalize, compute_mean_std, encode, feature_convention_record
 from .skeleton import SMPL22, Skeleton
 
@@ -218,7 +219,8 @@ def observe_clip(
 
     t_canon, cam_t = to_canonical(lift)
     g_canon, cam_g = to_canonical(j)
-    f32 = lambda x: x.detach().cpu().numpy().astype(np.float32)  # noqa: E731
+    # Rounded so that last-bit differences between CPUs never reach the files (vmdm.data.numerics).
+    f32 = lambda x: round_significand(x.detach().cpu().numpy())  # noqa: E731
     return {
         "keypoints": f32(pixels_to_normalized(noisy_px, K)[:F]),
         "scores": f32(scores[:F]),

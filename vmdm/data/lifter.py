@@ -106,6 +106,26 @@ class LifterConfig:
     skeleton: str = "smpl22"
 
 
+def _conv1d(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for ``x [B, C, T]`` as one matrix product over the stacked taps.
+
+    With pinned numerics (see :mod:`vmdm.data.numerics`) oneDNN is off, and torch's own
+    convolution fallback is several times slower than this on a CPU; a matrix product goes
+    to MKL, whose results are pinned across CPUs.
+    """
+    w, (d,), (p,) = conv.weight, conv.dilation, conv.padding
+    K = w.shape[-1]
+    if K == 1:
+        y = torch.matmul(w[:, :, 0], x)
+    else:
+        mode = "replicate" if conv.padding_mode == "replicate" else "constant"
+        xp = torch.nn.functional.pad(x, (p, p), mode=mode)
+        T = x.shape[-1]
+        taps = torch.cat([xp[:, :, k * d : k * d + T] for k in range(K)], dim=1)
+        y = torch.matmul(w.permute(0, 2, 1).reshape(w.shape[0], -1), taps)
+    return y + conv.bias[:, None]
+
+
 class _Block(nn.Module):
     def __init__(self, c: int, dilation: int, dropout: float):
         super().__init__()
@@ -115,7 +135,7 @@ class _Block(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x):
-        return x + self.drop(self.mix(torch.nn.functional.gelu(self.conv(self.norm(x)))))
+        return x + self.drop(_conv1d(self.mix, torch.nn.functional.gelu(_conv1d(self.conv, self.norm(x)))))
 
 
 class TemporalLifter(nn.Module):
@@ -144,10 +164,10 @@ class TemporalLifter(nn.Module):
         # image position is kept separately (perspective cue for depth and tilt).
         rel = (keypoints - root[:, :, None]) * 3.0 * valid[..., None]
         x = torch.cat([rel.reshape(B, T, J * 2), scores, root], dim=-1).transpose(1, 2)
-        h = self.inp(x)
+        h = _conv1d(self.inp, x)
         for blk in self.blocks:
             h = blk(h)
-        y = self.out(torch.nn.functional.gelu(self.out_norm(h))).transpose(1, 2)
+        y = _conv1d(self.out, torch.nn.functional.gelu(self.out_norm(h))).transpose(1, 2)
         rel3 = y[..., : J * 3].reshape(B, T, J, 3) * 0.5
         rel3 = rel3 - rel3[:, :, :1]
         log_depth = y[..., J * 3] + math.log(3.5)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from vmdm.data.humanml3d import write_clip, write_ids
+from vmdm.data.numerics import round_significand
 from vmdm.data.representation import (Normalizer, canonicalize, encode, feature_convention_record, feature_dim,
                                       group_std)
 from vmdm.data.skeleton import SMPL22
@@ -95,6 +96,18 @@ def clip_id(i: int) -> str:
     return f"{i:06d}"
 
 
+def _round_floats(obj, digits: int = 8):
+    """Floats of a JSON record to ``digits`` significant digits: a last-bit difference of
+    the math that drew a parameter must not change the record's text."""
+    if isinstance(obj, float):
+        return float(f"{obj:.{digits}g}")
+    if isinstance(obj, dict):
+        return {k: _round_floats(v, digits) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_round_floats(v, digits) for v in obj]
+    return obj
+
+
 def _work(args):
     out_dir, seed, items = args
     import torch
@@ -107,14 +120,17 @@ def _work(args):
         rng = np.random.default_rng([seed, i])
         joints, captions, meta = generate_clip(plan, rng)
         canon, _ = canonicalize(joints.astype(np.float64), SMPL22)
-        feats = encode(canon, SMPL22).astype(np.float32)
-        write_clip(out_dir, clip_id(i), canon.astype(np.float32), captions, skeleton=SMPL22, features=feats)
+        # Rounded so that the last-bit differences of numpy's math on other CPUs never
+        # reach the files (see vmdm.data.numerics); features come from the stored joints.
+        canon = round_significand(canon)
+        feats = round_significand(encode(canon.astype(np.float64), SMPL22))
+        write_clip(out_dir, clip_id(i), canon, captions, skeleton=SMPL22, features=feats)
         if split == "train":
             f64 = feats.astype(np.float64)
             n += len(f64)
             s1 += f64.sum(0)
             s2 += (f64 * f64).sum(0)
-        metas.append({"id": clip_id(i), "split": split, **meta, "captions": captions})
+        metas.append({"id": clip_id(i), "split": split, **_round_floats(meta), "captions": captions})
     return metas, n, s1, s2
 
 
