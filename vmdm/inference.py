@@ -36,6 +36,8 @@ class LoadedModel:
     # How much larger the training inputs' bodies are than the denoiser's predictions of
     # them (vmdm.body_scale); 1 for checkpoints that do not record it.
     body_scale: float = 1.0
+    # Content hash of the dataset it was trained on (vmdm.data.fingerprint); None if unrecorded.
+    data_hash: str | None = None
 
     def normalize(self, features: torch.Tensor) -> torch.Tensor:
         mean = torch.as_tensor(self.normalizer.mean, dtype=features.dtype, device=features.device)
@@ -107,4 +109,4 @@ def load_model(path: str | Path, device: str | torch.device | None = None, *, us
         raise ValueError(f"text encoder {enc.name!r} gives {enc.dim}-dim embeddings; the checkpoint expects "
                          f"{model.cfg.text_dim}")
     return LoadedModel(model, Diffusion(cfg["diffusion_steps"]), norm, get_skeleton(ck["skeleton"]), enc, cfg,
-                       device, float(ck.get("body_scale") or 1.0))
+                       device, float(ck.get("body_scale") or 1.0), ck.get("data_hash"))

@@ -29,6 +29,7 @@ from vmdm.body_scale import measure_body_scale
 from vmdm.checkpoint import FORMAT, atomic_save, load_checkpoint, rng_state, set_rng_state
 from vmdm.config import build_parser, field, from_args, save_config
 from vmdm.data.dataset import MotionDataset, collate
+from vmdm.data.fingerprint import dataset_hash
 from vmdm.data.representation import check_feature_convention, feature_convention_record
 from vmdm.data.skeleton import get_skeleton
 from vmdm.diffusion import Diffusion
@@ -400,6 +401,7 @@ def _train(cfg: TrainConfig) -> Path:
         enable_nvtx(True)
 
     dataset, data_root = open_dataset(cfg, rank, world)
+    data_hash = dataset_hash(data_root) if rank == 0 else None
     skeleton = dataset.skeleton
     text_encoder = build_text_encoder(cfg.text_encoder, cache_dir=Path(data_root).parent / "text_cache"
                                       if cfg.data is None else None, device="cpu")
@@ -497,6 +499,7 @@ def _train(cfg: TrainConfig) -> Path:
             "normalizer": {"mean": np.asarray(dataset.normalizer.mean), "std": np.asarray(dataset.normalizer.std)},
             "skeleton": skeleton.name,
             "data_root": data_root,
+            "data_hash": data_hash,
         }, ckpt_path)
         text_encoder.save_cache()
 

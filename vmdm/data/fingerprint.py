@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["dataset_hash", "lifter_hash", "data_record", "short", "HASH_FILE"]
+__all__ = ["dataset_hash", "lifter_hash", "data_record", "short", "warn_mismatch", "HASH_FILE"]
 
 HASH_FILE = "data_hash.json"  # in a default-data cache folder: the record of its last build
 _SKIP = {"vmdm_2d.json", HASH_FILE}
@@ -82,3 +82,19 @@ def data_record(corpus: str | os.PathLike, lifter: str | os.PathLike, dataset_2d
     rec["data"] = hashlib.sha256("".join(rec[k] for k in ("corpus", "lifter", "dataset_2d")).encode()).hexdigest()
     rec["numerics"] = numerics_record()
     return rec
+
+
+def warn_mismatch(what: str, current: str | None, recorded: str | None, where: str) -> bool:
+    """Print a loud warning when two hashes differ (a missing one counts as different);
+    True if they did. Results made with other data or another evaluator are not comparable."""
+    if current and recorded and current == recorded:
+        return False
+    import logging
+    import sys
+
+    msg = (f"{what} hash {short(current)} differs from {short(recorded)} recorded in {where}: "
+           "these results are NOT comparable with it")
+    logging.getLogger("vmdm").warning(msg)
+    bar = "!" * min(100, len(msg) + 8)
+    print(f"{bar}\n!!! {msg}\n{bar}", file=sys.stderr)
+    return True

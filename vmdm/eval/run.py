@@ -26,6 +26,7 @@ import torch
 
 from vmdm.config import build_parser, field, from_args
 from vmdm.data.dataset import MotionDataset
+from vmdm.data.fingerprint import dataset_hash, short, warn_mismatch
 from vmdm.data.representation import decode
 from vmdm.eval.evaluator import UNIT_LENGTH, Evaluator, load_evaluator
 from vmdm.eval.geometry import geometric_metrics
@@ -289,6 +290,10 @@ def evaluate(cfg: EvalConfig, *, evaluator: Evaluator | None = None, evaluator_m
     t0 = time.time()
     test = test if test is not None else load_test_set(data_root, cfg.split)
     _check_disjoint(evaluator_meta, test, data_root)
+    data_hash = dataset_hash(data_root)
+    if lm.data_hash is not None and cfg.data is None:  # its own data root: changed since training?
+        warn_mismatch("the evaluated data's", data_hash, lm.data_hash, f"{cfg.checkpoint} (the data it was trained on)")
+    _check_extending(cfg, data_hash, evaluator_meta["train_split"]["hash"])
     res: dict = {
         "checkpoint": str(cfg.checkpoint),
         "supervision": lm.config.get("supervision"),
@@ -296,6 +301,8 @@ def evaluate(cfg: EvalConfig, *, evaluator: Evaluator | None = None, evaluator_m
                                                        "lambda_pos", "lambda_vel", "lambda_align", "align_smooth",
                                                        "align_outlier", "text_encoder", "seed")},
         "data_root": str(data_root),
+        "data_hash": data_hash,
+        "model_data_hash": lm.data_hash,
         "split": cfg.split,
         "evaluator": {"path": evaluator_meta.get("path"), "hash": evaluator_meta["train_split"]["hash"],
                       "heldout": evaluator_meta.get("metrics", {}).get("heldout")},
@@ -346,6 +353,20 @@ def _cmu(lm, cfg: EvalConfig, s: Settings, data_root, cases) -> dict:
     if teacher is None:
         out["teacher"] = {"skipped": f"no teacher lifter found for {data_root}"}
     return out
+
+
+def _check_extending(cfg, data_hash: str, evaluator_hash: str) -> None:
+    """Warn loudly when the results file about to be replaced was made with other data or
+    another evaluator: a table that mixes the two compares unlike things."""
+    if cfg.out == "":
+        return
+    old = (Path(cfg.out) if cfg.out else Path(cfg.checkpoint).parent / "eval") / "results.json"
+    try:
+        prev = json.loads(old.read_text())
+    except (OSError, ValueError):
+        return
+    warn_mismatch("the data's", data_hash, prev.get("data_hash"), str(old))
+    warn_mismatch("the evaluator's train split", evaluator_hash, (prev.get("evaluator") or {}).get("hash"), str(old))
 
 
 def lm_data_root(checkpoint: str | Path) -> str:
@@ -420,7 +441,9 @@ def format_markdown(res: dict) -> str:
                 continue
             lines.append(f"| {name} | " + " | ".join(_cell(row.get(k), f) for k, _, f in LIFT_COLUMNS) + " |")
     ev = res["evaluator"]
-    lines += ["", f"Evaluator `{ev['path']}` (train split hash {ev['hash'][:12]}); timings {res.get('timings')}.", ""]
+    lines += ["", f"Data `{res.get('data_root')}` (hash {short(res.get('data_hash'))}; the model was trained on data "
+              f"with hash {short(res.get('model_data_hash'))}). Evaluator `{ev['path']}` (train split hash "
+              f"{ev['hash'][:12]}); timings {res.get('timings')}.", ""]
     return "\n".join(lines)
 
 

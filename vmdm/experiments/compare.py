@@ -140,7 +140,13 @@ def _train_variant(name: str, overrides: dict, budget: Budget, work: Path, cache
 
         ck = load_checkpoint(ckpt)
         same_features = ck.get("feature_convention", 1) == FEATURE_CONVENTION  # else retrain
-        if same_features and ck["step"] >= ck["config"]["steps"] and not _training_differences(ck["config"], cfg):
+        from vmdm.data.fingerprint import dataset_hash, warn_mismatch
+
+        # A run trained on data that have changed since is retrained, loudly.
+        same_data = Path(ck.get("data_root", "")).is_dir() and not warn_mismatch(
+            "the training data's", dataset_hash(ck["data_root"]), ck.get("data_hash"), str(ckpt))
+        if (same_features and same_data and ck["step"] >= ck["config"]["steps"]
+                and not _training_differences(ck["config"], cfg)):
             log.info("%s (seed %d): reusing %s", name, seed, ckpt)
             return ckpt, float("nan")
     t0 = time.time()
@@ -396,6 +402,7 @@ def run_comparison(budget: Budget, *, work: Path, out: Path | None, cache_dir: s
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": machine,
         "data_root": data_root,
+        "data": _data_hashes(paths),
         "seed": seed,
         "seeds": seeds,
         "train": {**budget.train, **({"steps": steps} if steps is not None else {})},
@@ -412,12 +419,34 @@ def run_comparison(budget: Budget, *, work: Path, out: Path | None, cache_dir: s
         summary["ratios"]["per_seed"] = {
             str(s): _ratios({n: r["runs"][str(s)] for n, r in rows.items()}) for s in seeds}
     if out is not None:
+        _check_extending(out.with_suffix(".json"), summary)
         out.parent.mkdir(parents=True, exist_ok=True)
         from vmdm.eval.run import _jsonable
 
         out.with_suffix(".json").write_text(json.dumps(_jsonable(summary), indent=1) + "\n")
         out.with_suffix(".md").write_text(format_table(summary))
     return summary
+
+
+def _data_hashes(paths) -> dict:
+    from vmdm.data.prepare import read_data_record
+
+    rec = read_data_record(paths) or {}
+    return {k: rec.get(k) for k in ("data", "corpus", "lifter", "dataset_2d")}
+
+
+def _check_extending(path: Path, summary: dict) -> None:
+    """Warn loudly when the table about to be replaced was made with other data or another
+    evaluator."""
+    from vmdm.data.fingerprint import warn_mismatch
+
+    try:
+        prev = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    warn_mismatch("the default data's", summary["data"]["data"], (prev.get("data") or {}).get("data"), str(path))
+    warn_mismatch("the evaluator's train split", summary["evaluator"]["hash"],
+                  (prev.get("evaluator") or {}).get("hash"), str(path))
 
 
 def _across_seeds(runs: dict[int, dict]) -> dict:
@@ -489,6 +518,12 @@ def _spread_text(seeds: list, repeats) -> str:
             f"{repeats} evaluation repeats); lifting: mean over seeds; times: summed")
 
 
+def _short(h) -> str:
+    from vmdm.data.fingerprint import short
+
+    return short(h)
+
+
 def format_table(summary: dict) -> str:
     rows = summary["rows"]
     seeds = summary.get("seeds") or [summary["seed"]]
@@ -500,7 +535,9 @@ def format_table(summary: dict) -> str:
         f"- date: {summary['created']}",
         f"- machine: {summary['machine']}",
         f"- data: `{summary['data_root']}`, evaluated on the {summary.get('split', 'test')} split "
-        f"({summary['n_test']} clips)",
+        f"({summary['n_test']} clips); data hash {_short((summary.get('data') or {}).get('data'))} (corpus "
+        f"{_short((summary.get('data') or {}).get('corpus'))}, teacher {_short((summary.get('data') or {}).get('lifter'))}, "
+        f"2D {_short((summary.get('data') or {}).get('dataset_2d'))})",
         f"- training (every model): {json.dumps(summary['train'], sort_keys=True)}, {_seeds_text(seeds)}",
         f"- metrics: {_spread_text(seeds, st.get('repeats'))}; R-precision batches of "
         f"{next(iter(rows.values()))['results']['generation']['rprecision_batch'] if rows else '—'}; "
