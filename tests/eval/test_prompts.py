@@ -260,3 +260,17 @@ def test_cli_refuses_bad_options(tiny_prompt_checkpoint, tmp_path):
         main(["--checkpoint", str(tiny_prompt_checkpoint), "--length", "5000", "--out", str(tmp_path)])
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path)])
+
+
+def test_a_real_tennis_serve_neither_walks_nor_waves_nor_turns_a_quarter():
+    """HumanML3D's own clip 012314 (a tennis serve, shared/data/humanml3d_sample): the body
+    rotates by about 50 degrees and the root shuffles back and forth, which must not pass for
+    walking, running, walking backwards, waving or a 90/180 degree turn."""
+    path = ROOT.parent / "shared" / "data" / "humanml3d_sample" / "new_joints" / "012314.npy"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    m = measure(np.load(path))
+    assert 30 < abs(m["turn_deg"]) < 60
+    for p in PROMPTS:
+        if p.check != "jump":  # a serve may leave the ground
+            assert not run_check(p.check, p.params, m), p.caption

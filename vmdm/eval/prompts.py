@@ -81,7 +81,7 @@ THRESHOLDS = {
     "jump_max_frames": 16,
     "jump_max_speed": 0.6,
     # turn: heading change (last 10 frames vs first 10) within this many degrees of the caption's.
-    "turn_tolerance_deg": 45.0,
+    "turn_tolerance_deg": 30.0,
 }
 
 
