@@ -6,7 +6,7 @@ wrist above the right shoulder and moves it, "walks backwards" moves the root ag
 the facing direction, "turns around" changes the heading by about 180 degrees, and so
 on. Every caption is sampled ``K`` times (seeded); the report gives each caption's pass
 rate, the overall pass rate, and a *chance* reference: the pass rate of each caption's
-check on the generations for the captions of the OTHER checks, which is what a model that
+check on the generations for the captions of the OTHER actions, which is what a model that
 ignores the text scores. Writes ``prompts.json`` and ``prompts.md``.
 
 Conventions: joints ``[T, 22, 3]`` in SMPL-22 order (:data:`vmdm.data.skeleton.SMPL22`),
