@@ -16,7 +16,7 @@ def tiny_checkpoint(cache_dir, quick_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_model")
     cmd = [sys.executable, "-m", "vmdm.train", "--quick-data", "--cache-dir", str(cache_dir), "--text-encoder", "bow",
            "--model", "tiny", "--steps", "20", "--batch-size", "8", "--max-frames", "40", "--out", str(out),
-           "--no-progress"]
+           "--no-progress", "--samples", "0"]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     return out / "checkpoint.pt"
 

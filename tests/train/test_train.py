@@ -136,7 +136,7 @@ def test_atomic_save_keeps_the_old_checkpoint_when_writing_fails(tmp_path, monke
 def _train_cmd(quick_data, out, *extra):
     return [sys.executable, "-m", "vmdm.train", "--data", str(quick_data.dataset_2d), "--out", str(out),
             "--text-encoder", "bow", "--model", "tiny", "--batch-size", "4", "--max-frames", "40", "--log-every", "1",
-            "--no-progress", *extra]
+            "--no-progress", "--samples", "0", *extra]
 
 
 def test_sigkill_during_checkpointing_then_resume(quick_data, tmp_path):
@@ -286,3 +286,108 @@ def test_deterministic_option_trains_and_restores_the_global_setting(quick_data,
     ra, rb = _rows(tmp_path / "a"), _rows(tmp_path / "b")
     assert [r["loss"] for r in ra] == [r["loss"] for r in rb]  # the CPU path was deterministic already
     assert load_checkpoint(a)["config"]["deterministic"] is True
+
+
+# --------------------------------------------------------------------------- samples at the end of a run
+
+
+def _split_captions(data_root, split):
+    import json
+
+    ids = set(Path(data_root, f"{split}.txt").read_text().split())
+    caps = set()
+    for line in Path(data_root, "texts.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if rec["id"] in ids:
+            caps |= {c.strip() for c in rec["captions"]}
+    return caps
+
+
+def _is_video(path: Path) -> bool:
+    head = path.read_bytes()[:12]
+    return path.stat().st_size > 1000 and (head[4:8] == b"ftyp" if path.suffix == ".mp4" else head[:6] in (b"GIF89a", b"GIF87a"))
+
+
+def test_cli_ends_with_videos_of_heldout_captions_and_a_runnable_command(quick_data, tmp_path):
+    import json
+    import shlex
+
+    out = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [a for a in _train_cmd(quick_data, out, "--steps", "3", "--body-scale-windows", "0")]
+    cmd = cmd[:cmd.index("--samples")] + ["--samples", "2"] + cmd[cmd.index("--samples") + 2:]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    samples = out / "samples"
+    results = json.loads((samples / "results.json").read_text())
+    texts = [s["text"] for s in results["samples"]]
+    assert len(texts) == 2 and len(set(texts)) == 2
+    val, trn = _split_captions(quick_data.dataset_2d, "val"), _split_captions(quick_data.dataset_2d, "train")
+    for t in texts:
+        assert t in val and t not in trn, t
+    videos = sorted(p for p in samples.iterdir() if p.suffix in (".mp4", ".gif"))
+    assert len(videos) == 2 and all(_is_video(v) for v in videos), videos
+    for v in videos:
+        assert str(v) in res.stdout  # where they are
+    lines = res.stdout.splitlines()
+    command = lines[lines.index("sample more with:") + 1].strip()
+    args = shlex.split(command)
+    assert args[:3] == ["python", "-m", "vmdm.sample"] and args[args.index("--checkpoint") + 1] == str(out / "checkpoint.pt")
+    assert [args[i + 1] for i, a in enumerate(args) if a == "--text"] == texts
+    # Run it as printed, only cheaper: one sample per caption, joints only, another folder.
+    args[args.index("--num-samples") + 1] = "1"
+    more = tmp_path / "more"
+    args[args.index("--out") + 1] = str(more)
+    run = subprocess.run([sys.executable, *args[1:], "--formats", "npy", "--no-progress"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert [s["text"] for s in json.loads((more / "results.json").read_text())["samples"]] == texts
+    assert np.load(more / "sample00_rep00_joints.npy").shape[1:] == (22, 3)
+
+
+def test_samples_0_writes_none_and_a_rendering_failure_keeps_the_checkpoint(quick_data, tmp_path, monkeypatch,
+                                                                           caplog):
+    import vmdm.export.render as render_mod
+
+    base = ["--data", str(quick_data.dataset_2d), "--text-encoder", "bow", "--model", "tiny", "--batch-size", "4",
+            "--max-frames", "40", "--steps", "2", "--no-progress", "--body-scale-windows", "0"]
+    assert train_mod.main([*base, "--out", str(tmp_path / "off"), "--samples", "0"]) == 0
+    assert (tmp_path / "off" / "checkpoint.pt").is_file() and not (tmp_path / "off" / "samples").exists()
+
+    def broken(*a, **k):
+        raise RuntimeError("no display today")
+
+    monkeypatch.setattr(render_mod, "render_motion", broken)
+    with caplog.at_level("WARNING", logger="vmdm.train"):
+        assert train_mod.main([*base, "--out", str(tmp_path / "broken"), "--samples", "1"]) == 0
+    assert load_checkpoint(tmp_path / "broken" / "checkpoint.pt")["step"] == 2
+    assert "no display today" in caplog.text and "checkpoint" in caplog.text
+
+
+def test_samples_fall_back_to_gif_without_ffmpeg(quick_data, tmp_path, monkeypatch):
+    import vmdm.export.render as render_mod
+
+    monkeypatch.setattr(render_mod, "ffmpeg_available", lambda: False)
+    assert train_mod.main(["--data", str(quick_data.dataset_2d), "--text-encoder", "bow", "--model", "tiny",
+                           "--batch-size", "4", "--max-frames", "40", "--steps", "2", "--no-progress",
+                           "--body-scale-windows", "0", "--out", str(tmp_path), "--samples", "1"]) == 0
+    gifs = list((tmp_path / "samples").glob("*.gif"))
+    assert len(gifs) == 1 and _is_video(gifs[0]) and not list((tmp_path / "samples").glob("*.mp4"))
+
+
+def test_heldout_captions_are_seeded_distinct_and_only_rank_0_samples(quick_data, tmp_path, monkeypatch):
+    from vmdm.train import heldout_captions
+
+    root = quick_data.dataset_2d
+    a = heldout_captions(root, 3, seed=0)
+    assert a == heldout_captions(root, 3, seed=0) and len(set(a)) == 3
+    assert set(a) <= _split_captions(root, "val") and not set(a) & _split_captions(root, "train")
+    calls = []
+    monkeypatch.setattr(train_mod, "train", lambda cfg: tmp_path / "checkpoint.pt")
+    monkeypatch.setattr(train_mod, "write_samples", lambda cfg, path: calls.append(path))
+    monkeypatch.setenv("RANK", "1")
+    train_mod.main(["--samples", "3"])
+    assert calls == []
+    monkeypatch.setenv("RANK", "0")
+    train_mod.main(["--samples", "3"])
+    assert calls == [tmp_path / "checkpoint.pt"]
