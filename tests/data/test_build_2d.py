@@ -224,3 +224,20 @@ def test_default_data_are_the_same_bytes_under_other_threads_and_cpu_dispatch(qu
     if all(mine["numerics"].get(k) == v for k, v in want["numerics"].items()):
         assert {k: mine[k] for k in ("corpus", "lifter", "dataset_2d", "data")} == {
             k: want[k] for k in ("corpus", "lifter", "dataset_2d", "data")}
+
+
+def test_check_command_reports_changed_data(quick_data, tmp_path, capsys):
+    from vmdm.data import prepare
+
+    shutil.copytree(quick_data.root, tmp_path / "quick", symlinks=True)
+    assert prepare.main(["check", "--quick", "--cache-dir", str(tmp_path), "--no-progress"]) in (0, 1)
+    first = capsys.readouterr().out
+    # One caption edited: the corpus (and so the whole data) hash no longer matches.
+    texts = sorted((tmp_path / "quick" / "corpus" / "texts").glob("*.txt"))[0]
+    texts.write_text(texts.read_text() + "a person edits a caption.#a/DET#0.0#0.0\n")
+    assert prepare.main(["check", "--quick", "--cache-dir", str(tmp_path), "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert "corpus" in out and "DIFFERS" in out and "changed since they were built" in out
+    assert "not comparable" in out
+    if "match the published hashes" in first:
+        assert out.count("DIFFERS") == 2  # corpus and the hash over all three

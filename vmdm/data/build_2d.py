@@ -221,15 +221,18 @@ def observe_clip(
     g_canon, cam_g = to_canonical(j)
     # Rounded so that last-bit differences between CPUs never reach the files (vmdm.data.numerics).
     f32 = lambda x: round_significand(x.detach().cpu().numpy())  # noqa: E731
+    # Features are encoded from the joints as stored, so re-encoding a file's joints gives
+    # its features (the encoding is invariant to the canonical frame).
+    t_canon, g_canon = (torch.from_numpy(f32(x)).double() for x in (t_canon, g_canon))
     return {
         "keypoints": f32(pixels_to_normalized(noisy_px, K)[:F]),
         "scores": f32(scores[:F]),
         "camera": f32(cam_t),
         "camera_gt": f32(cam_g),
         "intrinsics": f32(K),
-        "teacher_features": f32(encode(lift, skeleton)),
+        "teacher_features": f32(encode(t_canon, skeleton)),
         "teacher_joints": f32(t_canon),
-        "gt_features": f32(encode(j, skeleton)),
+        "gt_features": f32(encode(g_canon, skeleton)),
         "gt_joints": f32(g_canon),
     }
 
