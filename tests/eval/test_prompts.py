@@ -242,6 +242,7 @@ def test_cli_end_to_end_writes_consistent_json(tiny_prompt_checkpoint, tmp_path)
         assert p["pass_rate"] == pytest.approx(np.mean(p["passed"]))
     assert 0.0 <= r["pass_rate"] <= 1.0
     assert r["pass_rate"] == pytest.approx(np.mean([p["pass_rate"] for p in r["prompts"]]))
+    assert len(r["data_hash"]) == 64  # the training data's content hash, from the checkpoint
     assert r["chance"] == pytest.approx(np.mean([p["chance"] for p in r["prompts"]]))
     # The recorded measures reproduce the recorded verdicts and chance rates.
     for p, q in zip(r["prompts"], PROMPTS):

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from vmdm.config import build_parser, field, from_args
+from vmdm.data.fingerprint import short
 from vmdm.data.representation import facing_yaw
 from vmdm.data.skeleton import SMPL22
 from vmdm.eval.geometry import FPS
@@ -325,6 +326,7 @@ def evaluate_prompts(cfg: PromptsConfig, prompts=PROMPTS, lm=None) -> dict:
         "checkpoint": str(cfg.checkpoint),
         "step": step,
         "supervision": lm.config.get("supervision"),
+        "data_hash": lm.data_hash,  # of the data the model was trained on
         "settings": dataclasses.asdict(cfg),
         "thresholds": THRESHOLDS,
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -355,7 +357,8 @@ def format_markdown(res: dict) -> str:
     for r in res["prompts"]:
         lines.append(f"| {r['caption']} | {r['key']} | {r['pass_rate']:.2f} | {r['chance']:.2f} |")
     lines += [f"| **all** | | **{res['pass_rate']:.2f}** | {res['chance']:.2f} |", "",
-              f"Thresholds: {res['thresholds']}.", ""]
+              f"Thresholds: {res['thresholds']}. The model was trained on data with hash "
+              f"{short(res.get('data_hash'))}.", ""]
     return "\n".join(lines)
 
 
