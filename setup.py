@@ -146,8 +146,8 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["vmdm", "vmdm.*", "vmdm_kernels", "vmdm_kernels.*"]),
-    # The published hashes of the default data (python -m vmdm.data.prepare check).
-    package_data={"vmdm.data": ["expected_hashes.json"]},
+    # The published hashes of the default data (python -m vmdm.data.build.prepare check).
+    package_data={"vmdm.data.build": ["expected_hashes.json"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
     # vmdm_kernels itself needs only torch; the rest is for the model, data and CLIs.

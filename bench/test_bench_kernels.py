@@ -124,7 +124,7 @@ RIC_IMPLS = FEATURE_IMPLS + ["triton"]
 @pytest.mark.parametrize("impl", FEATURE_IMPLS)
 def test_motion_features(benchmark, device, impl, workload):
     """The 263-dim feature encoder (alignment targets, data preparation): forward only."""
-    from vmdm.data.skeleton import SMPL22, feature_skeleton
+    from vmdm.motion.skeleton import SMPL22, feature_skeleton
 
     reason = _skip_reason(impl, device, workload)
     if reason:

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from vmdm.data.dataset import MotionDataset, collate
-from vmdm.data.prepare import ensure_default_data
-from vmdm.diffusion import Diffusion
-from vmdm.model import MotionDenoiser
-from vmdm.objectives import LossConfig, Objective
+from vmdm.data.build.prepare import ensure_default_data
+from vmdm.model.diffusion import Diffusion
+from vmdm.model.denoiser import MotionDenoiser
+from vmdm.training.objectives import LossConfig, Objective
 
 from .conftest import device_name
 

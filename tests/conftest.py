@@ -41,6 +41,6 @@ def cache_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def quick_data(cache_dir):
     """The small built-in dataset (corpus, teacher lifter, 2D-only dataset)."""
-    from vmdm.data.prepare import ensure_default_data
+    from vmdm.data.build.prepare import ensure_default_data
 
     return ensure_default_data(cache_dir, quick=True, progress=False)

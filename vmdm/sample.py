@@ -5,7 +5,7 @@ Text to motion::
     python -m vmdm.sample --checkpoint runs/2d/checkpoint.pt \\
         --text "a person waves with his right hand." --num-samples 3 --length 120 --out samples/
 
-Lifting (the prior with ray-projection guidance, see :mod:`vmdm.lifting`)::
+Lifting (the prior with ray-projection guidance, see :mod:`vmdm.inference.lifting`)::
 
     python -m vmdm.sample --checkpoint runs/2d/checkpoint.pt --lift clip.npz --out lifted/
 
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "checkpoints trained with --supervision 2d or teacher, 0 for 3d; see docs/sampling.md)")
     p.add_argument("--lift-body-scale", type=float, default=None,
                    help="set depths for a body this much larger than the prior predicts (default: the "
-                        "checkpoint's measured value, see vmdm.body_scale; 1 when it has none)")
+                        "checkpoint's measured value, see vmdm.training.body_scale; 1 when it has none)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     return p
 
@@ -182,7 +182,7 @@ def main(argv=None) -> int:
 
     clip = None
     if args.lift is not None:
-        from vmdm.data.video import VideoFormatError, load_video_clip
+        from vmdm.data.formats.video import VideoFormatError, load_video_clip
 
         try:
             clip = load_video_clip(args.lift)
@@ -191,7 +191,7 @@ def main(argv=None) -> int:
 
     import torch  # after argument checks, so bad input fails fast
 
-    from vmdm.inference import load_model
+    from vmdm.inference.loading import load_model
 
     try:
         lm = load_model(ckpt, device=args.device)
@@ -226,7 +226,7 @@ def main(argv=None) -> int:
         joints, feats = gen["joints"].numpy(), gen["features"].numpy()
         extra = [{} for _ in texts]
     else:
-        from vmdm.lifting import lift_details
+        from vmdm.inference.lifting import lift_details
 
         F = length
         text = prompts[0] if prompts else ""

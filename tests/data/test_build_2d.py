@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from vmdm.data import build_2d as b2d
-from vmdm.data.build_2d import Build2DConfig, build_2d, corpus_families, family_split
-from vmdm.data.cameras import CameraConfig, project
-from vmdm.data.lifter import load_lifter
-from vmdm.data.numerics import PINNED_ENV
-from vmdm.data.prepare import ensure_default_data
-from vmdm.data.representation import decode
-from vmdm.data.skeleton import SMPL22
-from vmdm.data.synth import generate_corpus
+from vmdm.data.build import build_2d as b2d
+from vmdm.data.build.build_2d import Build2DConfig, build_2d, corpus_families, family_split
+from vmdm.motion.cameras import CameraConfig, project
+from vmdm.data.build.teacher import load_lifter
+from vmdm.data.build.numerics import PINNED_ENV
+from vmdm.data.build.prepare import ensure_default_data
+from vmdm.motion.representation import decode
+from vmdm.motion.skeleton import SMPL22
+from vmdm.data.build.synth import generate_corpus
 
 
 @pytest.fixture(scope="module")
@@ -147,8 +147,8 @@ def test_prepare_quick_builds_once_and_survives_failures(quick_data, tmp_path_fa
     stamps = {p: p.stat().st_mtime_ns for p in (paths.lifter, paths.dataset_2d / "obs_train.npz")}
     # Second call: nothing is rebuilt.
     calls = []
-    monkeypatch.setattr("vmdm.data.prepare.run_pinned", lambda *a, **k: calls.append(a))
-    monkeypatch.setattr("vmdm.data.prepare.build_2d", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr("vmdm.data.build.prepare.run_pinned", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr("vmdm.data.build.prepare.build_2d", lambda *a, **k: calls.append(1))
     assert ensure_default_data(paths.root.parent, quick=True, progress=False) == paths
     assert not calls and all(p.stat().st_mtime_ns == t for p, t in stamps.items())
 
@@ -167,13 +167,13 @@ def test_prepare_quick_builds_once_and_survives_failures(quick_data, tmp_path_fa
         (out / "obs_train.npz").write_bytes(b"partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("vmdm.data.prepare.build_2d", boom)
+    monkeypatch.setattr("vmdm.data.build.prepare.build_2d", boom)
     with pytest.raises(KeyboardInterrupt):
         ensure_default_data(other, quick=True, progress=False)
     assert not (other / "quick" / "data_2d").exists()
     assert not list((other / "quick").glob("data_2d.tmp-*"))
     assert not (other / "quick" / "data_hash.json").exists()
-    monkeypatch.setattr("vmdm.data.prepare.build_2d", build_2d)
+    monkeypatch.setattr("vmdm.data.build.prepare.build_2d", build_2d)
     again = ensure_default_data(other, quick=True, progress=False)
     assert (again.dataset_2d / "vmdm_2d.json").is_file()
     # Same corpus and teacher, same 2D data: the same bytes as the session's build.
@@ -181,7 +181,7 @@ def test_prepare_quick_builds_once_and_survives_failures(quick_data, tmp_path_fa
 
 
 def test_data_of_an_earlier_build_are_rebuilt_not_mixed(tmp_path, monkeypatch):
-    from vmdm.data import prepare
+    from vmdm.data.build import prepare
 
     for k, v in PINNED_ENV.items():
         monkeypatch.setenv(k, v)
@@ -207,14 +207,14 @@ def test_default_data_are_the_same_bytes_under_other_threads_and_cpu_dispatch(qu
     import subprocess
     import sys
 
-    from vmdm.data.prepare import expected_hashes
+    from vmdm.data.build.prepare import expected_hashes
 
     env = {**os.environ, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "NPY_DISABLE_CPU_FEATURES": "X86_V3",
            "ATEN_CPU_CAPABILITY": "default"}
     for k in PINNED_ENV:
         if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "ATEN_CPU_CAPABILITY"):
             env.pop(k, None)
-    subprocess.run([sys.executable, "-m", "vmdm.data.prepare", "build", "--quick", "--cache-dir", str(tmp_path),
+    subprocess.run([sys.executable, "-m", "vmdm.data.build.prepare", "build", "--quick", "--cache-dir", str(tmp_path),
                     "--no-progress"], env=env, check=True)
     mine = json.loads((quick_data.root / "data_hash.json").read_text())
     other = json.loads((tmp_path / "quick" / "data_hash.json").read_text())
@@ -227,7 +227,7 @@ def test_default_data_are_the_same_bytes_under_other_threads_and_cpu_dispatch(qu
 
 
 def test_check_command_reports_changed_data(quick_data, tmp_path, capsys):
-    from vmdm.data import prepare
+    from vmdm.data.build import prepare
 
     shutil.copytree(quick_data.root, tmp_path / "quick", symlinks=True)
     assert prepare.main(["check", "--quick", "--cache-dir", str(tmp_path), "--no-progress"]) in (0, 1)

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from vmdm.data.cameras import (
+from vmdm.motion.cameras import (
     CameraConfig,
     DetectorNoiseConfig,
     camera_center,
@@ -17,7 +17,7 @@ from vmdm.data.cameras import (
     sample_camera,
     transform_points,
 )
-from vmdm.data.skeleton import SMPL22
+from vmdm.motion.skeleton import SMPL22
 
 
 def _clip(T=40, seed=0):

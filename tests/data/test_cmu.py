@@ -3,7 +3,7 @@ import gzip
 import numpy as np
 import pytest
 
-from vmdm.data.cmu import (
+from vmdm.data.formats.cmu import (
     SMPL22_FROM_CMU,
     amc_bone_positions,
     default_cmu_dir,
@@ -13,7 +13,7 @@ from vmdm.data.cmu import (
     parse_amc,
     parse_asf,
 )
-from vmdm.data.skeleton import SMPL22
+from vmdm.motion.skeleton import SMPL22
 
 TINY_ASF = """# tiny test skeleton
 :version 1.10
@@ -124,7 +124,7 @@ needs_cmu = pytest.mark.skipif(CMU is None, reason="CMU test data (shared/data/c
 def cmu_clips():
     root = CMU
     # Three clips are enough to check the geometry; the full set loads in stats.
-    from vmdm.data.cmu import CmuClip, _read_tsv
+    from vmdm.data.formats.cmu import CmuClip, _read_tsv
 
     rows = {r["cmu_subject_trial"]: r for r in _read_tsv(root / "clips.tsv")}
     out = []
@@ -179,8 +179,8 @@ def test_full_testset_and_segments():
 
 
 def test_motion_statistics_on_a_known_motion():
-    from vmdm.data.stats import cut_clips, markdown_table, motion_statistics, roundtrip_errors
-    from vmdm.data.skeleton import forward_kinematics
+    from vmdm.data.build.stats import cut_clips, markdown_table, motion_statistics, roundtrip_errors
+    from vmdm.motion.skeleton import forward_kinematics
     import torch
 
     # A rigid rest-pose body gliding at 1 m/s along +z with its pelvis 0.9 m above the feet.
@@ -207,7 +207,7 @@ def test_motion_statistics_on_a_known_motion():
 
 
 def test_write_docs_replaces_only_the_stats_block(tmp_path):
-    from vmdm.data.stats import write_docs
+    from vmdm.data.build.stats import write_docs
 
     doc = tmp_path / "d.md"
     doc.write_text("intro\n<!-- stats:begin -->\nold\n<!-- stats:end -->\noutro\n")

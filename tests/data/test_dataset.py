@@ -5,12 +5,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from vmdm.data.build_2d import Build2DConfig, build_2d
-from vmdm.data.cameras import CameraConfig, project
+from vmdm.data.build.build_2d import Build2DConfig, build_2d
+from vmdm.motion.cameras import CameraConfig, project
 from vmdm.data.dataset import GroundTruthAccessError, MotionDataset, collate
-from vmdm.data.representation import decode
-from vmdm.data.skeleton import SMPL22
-from vmdm.data.synth import generate_corpus
+from vmdm.motion.representation import decode
+from vmdm.motion.skeleton import SMPL22
+from vmdm.data.build.synth import generate_corpus
 
 
 @pytest.fixture(scope="module")

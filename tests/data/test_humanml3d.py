@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from vmdm.data.humanml3d import (
+from vmdm.data.formats.humanml3d import (
     Caption,
     HumanML3DFormatError,
     HumanML3DIndex,
@@ -17,9 +17,9 @@ from vmdm.data.humanml3d import (
     write_ids,
     write_normalizer,
 )
-from vmdm.data.kinematics import axis_angle_to_matrix
-from vmdm.data.representation import Normalizer, canonicalize, decode
-from vmdm.data.skeleton import KIT21, SMPL22, forward_kinematics
+from vmdm.motion.kinematics import axis_angle_to_matrix
+from vmdm.motion.representation import Normalizer, canonicalize, decode
+from vmdm.motion.skeleton import KIT21, SMPL22, forward_kinematics
 
 
 def motion(T, seed=0, skeleton=SMPL22):

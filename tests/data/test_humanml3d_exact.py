@@ -14,8 +14,8 @@ import pytest
 import torch
 
 import vmdm_kernels as vk
-from vmdm.data.representation import channel_groups, decode, encode
-from vmdm.data.skeleton import SMPL22
+from vmdm.motion.representation import channel_groups, decode, encode
+from vmdm.motion.skeleton import SMPL22
 
 SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "humanml3d_sample"
 pytestmark = pytest.mark.skipif(not (SAMPLE / "new_joints" / "012314.npy").is_file(),
@@ -82,7 +82,7 @@ def test_artefacts_of_the_old_convention_are_refused(tmp_path):
     import json
 
     from vmdm.data.dataset import check_corpus_convention
-    from vmdm.data.representation import (FEATURE_CONVENTION, FeatureConventionError, check_feature_convention,
+    from vmdm.motion.representation import (FEATURE_CONVENTION, FeatureConventionError, check_feature_convention,
                                           feature_convention_record)
 
     assert feature_convention_record()["feature_convention"] == FEATURE_CONVENTION == 2

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from vmdm.data.kinematics import (
+from vmdm.motion.kinematics import (
     axis_angle_to_matrix,
     bone_lengths,
     chain_bone_rotations,
@@ -20,7 +20,7 @@ from vmdm.data.kinematics import (
     rot6d_to_matrix,
     rotation_about_y,
 )
-from vmdm.data.skeleton import DETECTOR16, KIT21, SMPL22, forward_kinematics
+from vmdm.motion.skeleton import DETECTOR16, KIT21, SMPL22, forward_kinematics
 
 
 def random_rotations(*shape, dtype=torch.float64, scale=2.0, seed=0):
@@ -137,7 +137,7 @@ def test_chain_bone_rotations_follow_humanml3d_chains(skeleton):
     """HumanML3D's chain IK: composing a bone's rotation with its frame (the root rotation
     for a chain's first bone, else the previous bone's world rotation) rebuilds the bone's
     direction, including a bone pointing exactly against its rest direction."""
-    from vmdm.data.skeleton import feature_skeleton
+    from vmdm.motion.skeleton import feature_skeleton
 
     J = skeleton.num_joints
     joints, _ = _scaled_motion(skeleton, B=2, T=5)

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from vmdm.data.cameras import CameraConfig, project, sample_camera, transform_points
-from vmdm.data.lifter import (
+from vmdm.motion.cameras import CameraConfig, project, sample_camera, transform_points
+from vmdm.data.build.teacher import (
     LearnedTeacher,
     LifterConfig,
     LifterTrainConfig,
@@ -18,7 +18,7 @@ from vmdm.data.lifter import (
     save_lifter,
     train_lifter,
 )
-from vmdm.data.synth import generate_clip
+from vmdm.data.build.synth import generate_clip
 
 PLANS = ("walk", "wave", "squat", "jog", "clap", "kick", "bow", "sidestep")
 
@@ -152,9 +152,9 @@ def test_train_lifter_rejects_empty_input():
 def test_train_lifter_cli_uses_held_out_families(tmp_path, capsys):
     import json
 
-    from vmdm.data import train_lifter as cli
-    from vmdm.data.build_2d import corpus_families
-    from vmdm.data.synth import generate_corpus
+    from vmdm.data.build import train_teacher as cli
+    from vmdm.data.build.build_2d import corpus_families
+    from vmdm.data.build.synth import generate_corpus
 
     corpus = generate_corpus(tmp_path / "corpus", num_clips=40, seed=5, workers=1, progress=False)
     out = tmp_path / "lifter.pt"
@@ -169,9 +169,9 @@ def test_train_lifter_cli_uses_held_out_families(tmp_path, capsys):
 
 
 def test_mirror_augmentation_keeps_keypoints_and_targets_consistent():
-    from vmdm.data.cameras import DetectorNoiseConfig
-    from vmdm.data.lifter import _batch, _flip_permutation
-    from vmdm.data.skeleton import SMPL22
+    from vmdm.motion.cameras import DetectorNoiseConfig
+    from vmdm.data.build.teacher import _batch, _flip_permutation
+    from vmdm.motion.skeleton import SMPL22
 
     clean = DetectorNoiseConfig(sigma_px=0.0, outlier_prob=0.0, drop_prob=0.0)
     views = make_views(_clips(3), 2, noise=clean, seed=0)
@@ -186,7 +186,7 @@ def test_mirror_augmentation_keeps_keypoints_and_targets_consistent():
 
 @pytest.mark.parametrize("kernel,dilation,mode", [(1, 1, "zeros"), (3, 1, "zeros"), (3, 4, "replicate")])
 def test_lifter_convolution_as_matrix_product_is_conv1d(kernel, dilation, mode):
-    from vmdm.data.lifter import _conv1d
+    from vmdm.data.build.teacher import _conv1d
 
     torch.manual_seed(0)
     conv = torch.nn.Conv1d(6, 5, kernel, padding=dilation * (kernel // 2), dilation=dilation,

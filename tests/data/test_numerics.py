@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from vmdm.data.fingerprint import dataset_hash
-from vmdm.data.numerics import STORED_BITS, round_significand
+from vmdm.data.build.fingerprint import dataset_hash
+from vmdm.data.build.numerics import STORED_BITS, round_significand
 
 
 def test_round_significand_keeps_bits_and_is_idempotent():

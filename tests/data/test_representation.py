@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from vmdm.data.kinematics import axis_angle_to_matrix, rotation_about_y
-from vmdm.data.representation import (
+from vmdm.motion.kinematics import axis_angle_to_matrix, rotation_about_y
+from vmdm.motion.representation import (
     Normalizer,
     canonicalize,
     channel_groups,
@@ -16,7 +16,7 @@ from vmdm.data.representation import (
     feature_dim,
     redundant_slice,
 )
-from vmdm.data.skeleton import DETECTOR16, KIT21, SMPL22, forward_kinematics
+from vmdm.motion.skeleton import DETECTOR16, KIT21, SMPL22, forward_kinematics
 
 
 def smooth_motion(B=2, T=50, seed=0, turn=4.0, dtype=torch.float64, skeleton=SMPL22):

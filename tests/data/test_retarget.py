@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from vmdm.data.representation import decode, encode
-from vmdm.data.retarget import HUMANML3D_BONE_LENGTHS, humanml3d_offsets, uniform_skeleton
-from vmdm.data.skeleton import KIT21, SMPL22
+from vmdm.motion.representation import decode, encode
+from vmdm.motion.retarget import HUMANML3D_BONE_LENGTHS, humanml3d_offsets, uniform_skeleton
+from vmdm.motion.skeleton import KIT21, SMPL22
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 SAMPLE = SHARED / "humanml3d_sample" / "new_joints" / "012314.npy"
@@ -63,7 +63,7 @@ def test_bad_input():
 
 @pytest.mark.skipif(not (SHARED / "cmu_humanml" / "asfamc").is_dir(), reason="CMU mocap not found in shared data")
 def test_real_cmu_motion_on_the_humanml3d_skeleton():
-    from vmdm.data.cmu import load_cmu_testset
+    from vmdm.data.formats.cmu import load_cmu_testset
 
     clip = load_cmu_testset(SHARED / "cmu_humanml")[0]
     x = np.asarray(clip.joints, dtype=np.float64)

@@ -4,9 +4,9 @@ import torch
 
 smplx = pytest.importorskip("smplx", reason="smplx not installed (pip install smplx)")
 
-from vmdm.data.kinematics import axis_angle_to_matrix  # noqa: E402
-from vmdm.data.skeleton import SMPL22, forward_kinematics  # noqa: E402
-from vmdm.data.smpl_export import (  # noqa: E402
+from vmdm.motion.kinematics import axis_angle_to_matrix  # noqa: E402
+from vmdm.motion.skeleton import SMPL22, forward_kinematics  # noqa: E402
+from vmdm.export.smpl import (  # noqa: E402
     SMPLTensors,
     export_smpl,
     joints_to_smpl_params,

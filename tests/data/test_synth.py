@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from vmdm.data.humanml3d import load_split, read_ids
-from vmdm.data.kinematics import bone_lengths, inverse_kinematics, offsets_from_lengths
-from vmdm.data.representation import Normalizer, canonicalize, decode, encode
-from vmdm.data.skeleton import SMPL22, forward_kinematics
-from vmdm.data.synth import FAMILIES, family_groups, generate_clip, generate_corpus, plan_corpus, read_meta
+from vmdm.data.formats.humanml3d import load_split, read_ids
+from vmdm.motion.kinematics import bone_lengths, inverse_kinematics, offsets_from_lengths
+from vmdm.motion.representation import Normalizer, canonicalize, decode, encode
+from vmdm.motion.skeleton import SMPL22, forward_kinematics
+from vmdm.data.build.synth import FAMILIES, family_groups, generate_clip, generate_corpus, plan_corpus, read_meta
 
 FEET = [7, 8, 10, 11]
 # Words every caption of a family must contain (one of).

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from vmdm.data.build_2d import Build2DConfig, build_2d
-from vmdm.data.cameras import project, sample_camera
+from vmdm.data.build.build_2d import Build2DConfig, build_2d
+from vmdm.motion.cameras import project, sample_camera
 from vmdm.data.dataset import MotionDataset, collate
-from vmdm.data.representation import decode
-from vmdm.data.skeleton import SMPL22
-from vmdm.data.synth import generate_clip, generate_corpus
-from vmdm.data.video import (
+from vmdm.motion.representation import decode
+from vmdm.motion.skeleton import SMPL22
+from vmdm.data.build.synth import generate_clip, generate_corpus
+from vmdm.data.formats.video import (
     JOINT_MAPS,
     VideoFormatError,
     convert_2d_dataset,

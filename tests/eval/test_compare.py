@@ -38,19 +38,19 @@ def test_comparison_table_and_reuse(quick_data, cache_dir, tiny_evaluator, tmp_p
     assert md == format_table(json.loads(out.with_suffix(".json").read_text()))
     assert md.count("\n| (") == 3 and "Real test motions" in md and f"{r['fid_c_over_a']:.2f}" in md
     # Every model was trained with the budget's settings and its own supervision.
-    from vmdm.checkpoint import load_checkpoint
+    from vmdm.training.checkpoint import load_checkpoint
 
     cfgs = {n: load_checkpoint(work / n / "checkpoint.pt")["config"] for n in names}
     assert [cfgs[n]["supervision"] for n in names] == ["3d", "teacher", "2d"]
     assert all(c["steps"] == 3 and c["model"] == "tiny" for c in cfgs.values())
 
     # A second run finds the finished checkpoints and does not train again.
-    import vmdm.train
+    import vmdm.training.trainer
 
     def no_training(cfg):
         raise AssertionError(f"retrained {cfg.out}")
 
-    monkeypatch.setattr(vmdm.train, "train", no_training)
+    monkeypatch.setattr(vmdm.training.trainer, "train", no_training)
     again = run_comparison(TINY, work=work, out=None, cache_dir=str(cache_dir), variants=names[:1], progress=False,
                            cmu=False, eval_overrides=SMALL_EVAL)
     assert math.isnan(again["rows"]["mdm_3d"]["train_s"])
@@ -75,7 +75,7 @@ def test_reuse_compares_every_resolved_option_of_the_mode():
     import dataclasses
 
     from vmdm.experiments.compare import _training_differences
-    from vmdm.train import TrainConfig
+    from vmdm.training.trainer import TrainConfig
 
     def saved(**kw):
         return dataclasses.asdict(TrainConfig(**{**QUICK.train, **kw}, out="elsewhere").resolved())
@@ -115,7 +115,7 @@ def test_parallel_variants_match_one_at_a_time(quick_data, cache_dir, tiny_evalu
     assert "2 runs at a time" in (tmp_path / "t2.md").read_text()
     import torch
 
-    from vmdm.checkpoint import load_checkpoint
+    from vmdm.training.checkpoint import load_checkpoint
 
     for n in names:
         a, b = (load_checkpoint(tmp_path / f"work{j}" / n / "checkpoint.pt") for j in (1, 2))
@@ -174,7 +174,7 @@ def test_several_training_seeds(quick_data, cache_dir, tiny_evaluator, tmp_path)
         assert row["train_s"] == pytest.approx(sum(row["runs"][k]["train_s"] for k in ("0", "1")))
         lift = [row["runs"][k]["results"]["lifting_test"]["prior"]["mpjpe_mm"] for k in ("0", "1")]
         assert row["results"]["lifting_test"]["prior"]["mpjpe_mm"] == pytest.approx(sum(lift) / 2)
-        from vmdm.checkpoint import load_checkpoint
+        from vmdm.training.checkpoint import load_checkpoint
 
         assert load_checkpoint(work / f"{n}_seed1" / "checkpoint.pt")["config"]["seed"] == 1
     r = s["ratios"]

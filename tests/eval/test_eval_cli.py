@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from vmdm.data.cmu import default_cmu_dir, load_cmu_clip
+from vmdm.data.formats.cmu import default_cmu_dir, load_cmu_clip
 from vmdm.eval.lifting_eval import cmu_cases, score_lifters, stored_teacher, split_cases
 from vmdm.eval.run import _check_disjoint, load_test_set, main
 
@@ -62,7 +62,7 @@ def test_split_cases_frames_agree(quick_data):
 def test_cmu_cases_project_real_motion():
     root = default_cmu_dir()
     clip = load_cmu_clip(root / "asfamc/02/02.asf.gz", root / "asfamc/02/02_03.amc.gz")
-    from vmdm.data.cmu import CmuClip
+    from vmdm.data.formats.cmu import CmuClip
 
     cases = cmu_cases(clips=[CmuClip("02_03", clip)], window=16, views=2, seed=0)
     assert len(cases) == 2 * (len(clip) // 16)

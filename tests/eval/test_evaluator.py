@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import vmdm.data.dataset as dataset_mod
-from vmdm.checkpoint import load_checkpoint
+from vmdm.training.checkpoint import load_checkpoint
 from vmdm.data.dataset import NpzGTStore
 from vmdm.eval.evaluator import EVALUATOR_VERSION, load_evaluator, split_hash
 from vmdm.eval.train_evaluator import EvaluatorTrainConfig, _open_split, load_train_split, train_evaluator

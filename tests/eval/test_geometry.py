@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from vmdm.data.cameras import project
-from vmdm.data.kinematics import axis_angle_to_matrix
-from vmdm.data.skeleton import SMPL22
+from vmdm.motion.cameras import project
+from vmdm.motion.kinematics import axis_angle_to_matrix
+from vmdm.motion.skeleton import SMPL22
 from vmdm.eval.geometry import (
     accel_error_per_frame,
     floor_penetration,

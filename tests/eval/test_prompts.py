@@ -22,7 +22,7 @@ N = 6  # clips per action
 
 def _clips(plan: str, n: int = N, **want) -> list[np.ndarray]:
     """``n`` clips of one family of the built-in corpus whose parameters match ``want``."""
-    from vmdm.data.synth import generate_clip
+    from vmdm.data.build.synth import generate_clip
 
     out, seed = [], 0
     while len(out) < n:
@@ -146,7 +146,7 @@ def test_checks_are_invariant_to_where_the_clip_is_and_which_way_it_faces(corpus
 
 @pytest.fixture(scope="module")
 def cmu():
-    from vmdm.data.cmu import default_cmu_dir, load_cmu_clip, parse_asf
+    from vmdm.data.formats.cmu import default_cmu_dir, load_cmu_clip, parse_asf
 
     root = default_cmu_dir()
     if root is None:
@@ -218,7 +218,7 @@ def test_chance_is_the_pass_rate_on_the_other_actions_generations(corpus):
 
 @pytest.fixture(scope="module")
 def tiny_prompt_checkpoint(quick_data, tmp_path_factory):
-    from vmdm.train import TrainConfig, train
+    from vmdm.training.trainer import TrainConfig, train
 
     out = tmp_path_factory.mktemp("prompts_ckpt")
     return train(TrainConfig(supervision="2d", data=str(quick_data.dataset_2d), out=str(out), text_encoder="bow",

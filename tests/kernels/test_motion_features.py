@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import vmdm_kernels as vk
-from vmdm.data.representation import encode
-from vmdm.data.skeleton import DETECTOR16, KIT21, SMPL22, feature_skeleton
+from vmdm.motion.representation import encode
+from vmdm.motion.skeleton import DETECTOR16, KIT21, SMPL22, feature_skeleton
 from vmdm_kernels.ref.motion_features import motion_features as reference
 
 KERNELS = [pytest.param("cpp", "cpu", marks=pytest.mark.skipif(not vk.backends()["cpp"].available,
@@ -132,8 +132,8 @@ def test_low_precision_within_twice_eager_error(backend, device, dtype):
 def test_agrees_with_encode_on_corpus_motion(backend, device):
     import numpy as np
 
-    from vmdm.data.synth.clip import generate_clip
-    from vmdm.data.synth.corpus import plan_corpus
+    from vmdm.data.build.synth.clip import generate_clip
+    from vmdm.data.build.synth.corpus import plan_corpus
 
     clips = [generate_clip(p, np.random.default_rng(i))[0] for i, p in enumerate(plan_corpus(5, seed=3))]
     T = max(len(c) for c in clips)
@@ -209,7 +209,7 @@ def test_window_encoded_on_its_own_matches_reference(backend, device):
 def test_heading_through_half_turn_keeps_its_velocity_sign(backend, device):
     """A body turning steadily by 1.5 turns: the root's angular velocity keeps one sign
     (quaternion continuity) and decoding integrates the whole turn back."""
-    from vmdm.data.representation import decode
+    from vmdm.motion.representation import decode
 
     T = 160
     X = walking_joints(SMPL22, B=1, T=T, seed=2) * torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64)

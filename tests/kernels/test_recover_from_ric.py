@@ -198,7 +198,7 @@ def test_triton_chunk_sizes_agree(block_t):
 def test_triton_backend_runs_motion_features_on_the_cuda_kernel_or_the_reference():
     """motion_features has no Triton kernel: asking for ``triton`` runs the CUDA kernel where
     the extension has one, else the reference (never an error when Triton itself can run)."""
-    from vmdm.data.skeleton import SMPL22, feature_skeleton
+    from vmdm.motion.skeleton import SMPL22, feature_skeleton
 
     if not _TRITON.available:
         pytest.skip(str(_TRITON))

@@ -13,7 +13,7 @@ import torch
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(quick_data, tmp_path_factory):
-    from vmdm.train import TrainConfig, train
+    from vmdm.training.trainer import TrainConfig, train
 
     out = tmp_path_factory.mktemp("sample_ckpt")
     cfg = TrainConfig(supervision="2d", data=str(quick_data.dataset_2d), out=str(out), text_encoder="bow",
@@ -26,7 +26,7 @@ def tiny_checkpoint(quick_data, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def loaded_tiny(tiny_checkpoint):
-    from vmdm.inference import load_model
+    from vmdm.inference.loading import load_model
 
     return load_model(tiny_checkpoint, device="cpu")
 
@@ -35,8 +35,8 @@ def loaded_tiny(tiny_checkpoint):
 def known_clip():
     """A rigid synthetic walk (40 frames, world frame, y up) seen by a random camera:
     ``(joints [F, 22, 3], extrinsic [3, 4], intrinsics [4] pixels, keypoints [F, 22, 2] pixels)``."""
-    from vmdm.data.cameras import sample_camera, project
-    from vmdm.data.synth import generate_clip
+    from vmdm.motion.cameras import sample_camera, project
+    from vmdm.data.build.synth import generate_clip
 
     joints, _, _ = generate_clip("walk", np.random.default_rng(3))
     # Move and turn the walk so that the world frame is not the canonical one.

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from vmdm.data.kinematics import axis_angle_to_matrix, offsets_from_lengths
-from vmdm.data.skeleton import SMPL22, forward_kinematics
+from vmdm.motion.kinematics import axis_angle_to_matrix, offsets_from_lengths
+from vmdm.motion.skeleton import SMPL22, forward_kinematics
 from vmdm.export.bvh import (
     EULER_ORDERS,
     BVHFormatError,
@@ -52,7 +52,7 @@ def test_round_trip_reproduces_the_joints(tmp_path, order):
 
 
 def test_round_trip_of_a_corpus_motion(tmp_path):
-    from vmdm.data.synth import generate_clip
+    from vmdm.data.build.synth import generate_clip
 
     joints, _, _ = generate_clip("jump", np.random.default_rng(1))
     bvh = read_bvh(write_bvh(tmp_path / "j.bvh", joints, fps=30.0))

@@ -94,7 +94,7 @@ def test_bad_input_names_the_argument(tiny_checkpoint, loaded_tiny, tmp_path, ca
     assert "--lift" in err and "broken.npz" in err
     err = _error(capsys, [*ck, "--lift", str(tmp_path / "absent.npz"), *base])
     assert "--lift" in err and "absent.npz" in err
-    from vmdm.data.video import write_video_clip
+    from vmdm.data.formats.video import write_video_clip
 
     # A clip longer than the model can denoise in one go (T frames -> T - 1 motion frames).
     T = loaded_tiny.model.cfg.max_frames + 2

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from vmdm.data.cameras import pixels_to_normalized, project
-from vmdm.data.kinematics import rotation_about_y
-from vmdm.data.representation import canonicalize
-from vmdm.data.skeleton import SMPL22
-from vmdm.lifting import apply_placement, fit_placement, lift, lift_details, reprojection_error
+from vmdm.motion.cameras import pixels_to_normalized, project
+from vmdm.motion.kinematics import rotation_about_y
+from vmdm.motion.representation import canonicalize
+from vmdm.motion.skeleton import SMPL22
+from vmdm.inference.lifting import apply_placement, fit_placement, lift, lift_details, reprojection_error
 
 STEPS = 5  # DDIM steps: enough for the mechanics, quick on a CPU
 # No temporal smoothing where a test checks that joints end exactly on their rays (the
@@ -123,7 +123,7 @@ def test_per_frame_camera_stays_consistent(loaded_tiny, known_clip):
 
 
 def test_lift_from_a_clip_file_on_the_command_line(tiny_checkpoint, known_clip, tmp_path):
-    from vmdm.data.video import write_video_clip
+    from vmdm.data.formats.video import write_video_clip
     from vmdm.sample import main
 
     joints, E, K, kp = known_clip
@@ -201,7 +201,7 @@ def test_refit_with_keep_depth_moves_only_across_the_line_of_sight(known_clip):
 
 
 def test_depth_follows_the_clip_average_body_size():
-    from vmdm.lifting import _keep_body_size
+    from vmdm.inference.lifting import _keep_body_size
 
     torch.manual_seed(0)
     par = torch.tensor([max(p, 0) for p in SMPL22.parents])
@@ -221,8 +221,8 @@ class _OraclePrior:
     guidance's corrections add up over the steps."""
 
     def __init__(self, joints, persistent: bool = False):
-        from vmdm.data.representation import encode
-        from vmdm.diffusion import Diffusion
+        from vmdm.motion.representation import encode
+        from vmdm.model.diffusion import Diffusion
 
         self.skeleton = SMPL22
         self.config = {"supervision": "3d"}  # no guidance ramp
@@ -236,7 +236,7 @@ class _OraclePrior:
     normalize = denormalize = staticmethod(lambda x: x)
 
     def generate(self, texts, F, *, guide=None, sampler="ddim", sample_steps=None, **kw):
-        from vmdm.data.representation import decode
+        from vmdm.motion.representation import decode
 
         n = len(texts)
         x = self.truth.expand(n, -1, -1).clone()
@@ -265,7 +265,7 @@ def test_smoothing_turns_keypoint_noise_into_less_jitter(known_clip):
 
 
 def test_body_scale_sets_the_depth_for_a_larger_body(known_clip):
-    from vmdm.data.cameras import camera_center
+    from vmdm.motion.cameras import camera_center
 
     joints, E, K, kp = known_clip
     prior = _OraclePrior(joints)
@@ -278,7 +278,7 @@ def test_body_scale_sets_the_depth_for_a_larger_body(known_clip):
     given = lift(prior, kp, scores, E, K, body_scale=1.1, **EXACT).double()
     assert torch.equal(stored, given)
     # Same rays, a body 10 % larger, so farther away.
-    from vmdm.body_scale import bone_length_sum
+    from vmdm.training.body_scale import bone_length_sum
 
     size = bone_length_sum(stored, SMPL22.parents) / bone_length_sum(plain, SMPL22.parents)
     depth = (stored - centre).norm(dim=-1).mean() / (plain - centre).norm(dim=-1).mean()
@@ -326,7 +326,7 @@ def test_guidance_ramp_defaults_by_supervision(loaded_tiny, known_clip):
 def test_lift_steps_default_by_supervision(loaded_tiny, known_clip):
     import copy
 
-    from vmdm.lifting import LIFT_SAMPLE_STEPS
+    from vmdm.inference.lifting import LIFT_SAMPLE_STEPS
 
     joints, E, K, kp = known_clip
     scores = torch.ones(kp.shape[:2])
@@ -345,7 +345,7 @@ def test_lift_steps_default_by_supervision(loaded_tiny, known_clip):
 def test_default_ramp_follows_what_the_prior_learnt_from():
     from types import SimpleNamespace
 
-    from vmdm.lifting import _resolve_ramp
+    from vmdm.inference.lifting import _resolve_ramp
 
     ramp = {sup: _resolve_ramp(SimpleNamespace(config={"supervision": sup}), None) for sup in ("2d", "teacher", "3d")}
     assert ramp == {"2d": 12.0, "teacher": 12.0, "3d": 0.0}
@@ -354,7 +354,7 @@ def test_default_ramp_follows_what_the_prior_learnt_from():
 
 
 def test_more_steps_divide_the_guidance_instead_of_compounding_it(known_clip):
-    from vmdm.lifting import GUIDED_STEPS_REF
+    from vmdm.inference.lifting import GUIDED_STEPS_REF
 
     joints, E, K, kp = known_clip
     # The arms' keypoints 20 px off the truth's projections (a change of pose no placement
@@ -380,8 +380,8 @@ def test_more_steps_divide_the_guidance_instead_of_compounding_it(known_clip):
 
 @pytest.mark.parametrize("per_frame", [False, True])
 def test_ray_points_behind_the_camera_are_brought_in_front(per_frame):
-    from vmdm.data.cameras import project
-    from vmdm.lifting import _in_front_of_camera
+    from vmdm.motion.cameras import project
+    from vmdm.inference.lifting import _in_front_of_camera
 
     g = torch.Generator().manual_seed(0)
     b, F, J = 2, 4, 3
@@ -411,8 +411,8 @@ def test_ray_points_behind_the_camera_are_brought_in_front(per_frame):
 
 
 def test_size_corrections_are_divided_by_more_steps_never_multiplied(known_clip, monkeypatch):
-    import vmdm.lifting as lifting
-    from vmdm.data.cameras import camera_center
+    import vmdm.inference.lifting as lifting
+    from vmdm.motion.cameras import camera_center
 
     joints, E, K, kp = known_clip
     scores = torch.ones(kp.shape[:2])

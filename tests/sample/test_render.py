@@ -8,7 +8,7 @@ from vmdm.export.render import ffmpeg_available, render_frames, render_motion
 
 @pytest.fixture(scope="module")
 def walk():
-    from vmdm.data.synth import generate_clip
+    from vmdm.data.build.synth import generate_clip
 
     joints, captions, _ = generate_clip("walk", np.random.default_rng(0))
     return joints[:12], captions[0]

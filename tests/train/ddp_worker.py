@@ -5,8 +5,8 @@ import sys
 
 import torch.distributed as dist
 
-import vmdm.train as train_mod
-from vmdm.train import TrainConfig, train
+import vmdm.training.trainer as train_mod
+from vmdm.training.trainer import TrainConfig, train
 
 real_call = train_mod.Objective.__call__
 

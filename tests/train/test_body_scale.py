@@ -1,16 +1,16 @@
-"""vmdm.body_scale: the denoiser's shrinkage of the bodies it is given, measured on training data,
+"""vmdm.training.body_scale: the denoiser's shrinkage of the bodies it is given, measured on training data,
 recorded in every checkpoint and reproduced by the command line."""
 
 import pytest
 import torch
 
-from vmdm.body_scale import bone_length_sum, main, measure_body_scale
-from vmdm.checkpoint import load_checkpoint
+from vmdm.training.body_scale import bone_length_sum, main, measure_body_scale
+from vmdm.training.checkpoint import load_checkpoint
 from vmdm.data.dataset import MotionDataset
-from vmdm.data.representation import channel_groups
-from vmdm.data.skeleton import SMPL22
-from vmdm.text import build_text_encoder
-from vmdm.train import TrainConfig, train
+from vmdm.motion.representation import channel_groups
+from vmdm.motion.skeleton import SMPL22
+from vmdm.model.text import build_text_encoder
+from vmdm.training.trainer import TrainConfig, train
 
 
 class _Shrinker(torch.nn.Module):
@@ -67,7 +67,7 @@ def test_checkpoints_record_it_and_the_command_line_reproduces_it(quick_data, tm
     printed = float(capsys.readouterr().out.split()[2])
     assert printed == pytest.approx(recorded, abs=1e-4)  # printed with 4 decimals, on the same 4 clips
 
-    from vmdm.inference import load_model
+    from vmdm.inference.loading import load_model
 
     assert load_model(ckpt, "cpu").body_scale == pytest.approx(recorded)
     # Without the measurement (body_scale_windows=0) the lifter gets 1.

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from vmdm.checkpoint import (FORMAT, UnsafeCheckpointError, atomic_save, load_checkpoint, main as checkpoint_main,
+from vmdm.training.checkpoint import (FORMAT, UnsafeCheckpointError, atomic_save, load_checkpoint, main as checkpoint_main,
                              rng_state, set_rng_state)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +41,7 @@ def evil(tmp_path):
 
 @pytest.fixture(scope="module")
 def good_checkpoint(quick_data, tmp_path_factory):
-    from vmdm.train import TrainConfig, train
+    from vmdm.training.trainer import TrainConfig, train
 
     out = tmp_path_factory.mktemp("safe_ckpt")
     return train(TrainConfig(supervision="2d", data=str(quick_data.dataset_2d), out=str(out), text_encoder="bow",
@@ -52,7 +52,7 @@ def good_checkpoint(quick_data, tmp_path_factory):
 def _assert_refused(message: str, path: Path, marker: Path):
     assert str(path) in message
     assert "not loaded" in message and "may contain code" in message
-    assert "python -m vmdm.checkpoint convert" in message
+    assert "python -m vmdm.training.checkpoint convert" in message
     assert "posix.system" in message  # says what the safe loader refused
     assert not marker.exists(), "the payload ran"
 
@@ -86,14 +86,14 @@ def _eval_checkpoint(path, tmp_path, quick_data):
 
 
 def _build_2d(path, tmp_path, quick_data):
-    from vmdm.data.build_2d import main
+    from vmdm.data.build.build_2d import main
 
     return lambda: main(["--corpus", str(quick_data.corpus), "--out", str(tmp_path / "built"), "--lifter", str(path),
                          "--no-progress"]), path
 
 
 def _body_scale(path, tmp_path, quick_data):
-    from vmdm.body_scale import main
+    from vmdm.training.body_scale import main
 
     return lambda: main(["--checkpoint", str(path), "--data", str(quick_data.dataset_2d), "--windows", "2"]), path
 
@@ -113,13 +113,13 @@ def _loader(load):
 
 
 def _lifter(path):
-    from vmdm.data.lifter import load_lifter
+    from vmdm.data.build.teacher import load_lifter
 
     load_lifter(path)
 
 
 def _teacher(path):
-    from vmdm.data.lifter import LearnedTeacher
+    from vmdm.data.build.teacher import LearnedTeacher
 
     LearnedTeacher.from_checkpoint(path)
 
@@ -131,7 +131,7 @@ def _evaluator(path):
 
 
 def _model(path):
-    from vmdm.inference import load_model
+    from vmdm.inference.loading import load_model
 
     load_model(path, "cpu")
 
@@ -145,8 +145,8 @@ def _data_root(path):
 ENTRY_POINTS = {
     "vmdm.train --resume": _train_resume,
     "vmdm.eval --checkpoint": _eval_checkpoint,
-    "vmdm.data.build_2d --lifter": _build_2d,
-    "vmdm.body_scale --checkpoint": _body_scale,
+    "vmdm.data.build.build_2d --lifter": _build_2d,
+    "vmdm.training.body_scale --checkpoint": _body_scale,
     "compare reuses a finished run": _compare_reuse,
     "load_checkpoint": _loader(load_checkpoint),
     "load_lifter": _loader(_lifter),
@@ -186,15 +186,15 @@ def test_sample_command_line_refuses_a_crafted_checkpoint(evil, tmp_path):
 
 
 def test_every_file_the_project_writes_loads_with_weights_only(good_checkpoint, quick_data, tmp_path):
-    from vmdm.body_scale import main as body_scale_main
-    from vmdm.data.lifter import load_lifter, save_lifter
-    from vmdm.text import build_text_encoder
+    from vmdm.training.body_scale import main as body_scale_main
+    from vmdm.data.build.teacher import load_lifter, save_lifter
+    from vmdm.model.text import build_text_encoder
 
     ck = torch.load(good_checkpoint, weights_only=True)
     assert ck["format"] == FORMAT and "version" not in ck
     assert isinstance(ck["normalizer"]["mean"], torch.Tensor) and isinstance(ck["rng"][0]["numpy"], dict)
     assert ck["body_scale"] > 0
-    # vmdm.body_scale rewrites the checkpoint in place.
+    # vmdm.training.body_scale rewrites the checkpoint in place.
     copy = tmp_path / "ck.pt"
     copy.write_bytes(good_checkpoint.read_bytes())
     assert body_scale_main(["--checkpoint", str(copy), "--windows", "2"]) == 0
@@ -252,14 +252,14 @@ def _as_written_before(ck: dict) -> dict:
 
 
 def test_an_older_checkpoint_is_refused_then_converts_and_resumes_its_random_state(good_checkpoint, tmp_path):
-    from vmdm.inference import load_model
+    from vmdm.inference.loading import load_model
 
     ck = load_checkpoint(good_checkpoint)
     old_ck = _as_written_before(ck)
     old = tmp_path / "old.pt"
     torch.save(old_ck, old)
     with pytest.raises(UnsafeCheckpointError, match=r"old.pt: not loaded: .*numpy.*may contain code.*"
-                                                    r"python -m vmdm.checkpoint convert .*old.pt NEW.pt"):
+                                                    r"python -m vmdm.training.checkpoint convert .*old.pt NEW.pt"):
         load_model(old, "cpu")
 
     new = tmp_path / "new.pt"
@@ -271,7 +271,7 @@ def test_an_older_checkpoint_is_refused_then_converts_and_resumes_its_random_sta
     assert torch.equal(conv["normalizer"]["mean"], ck["normalizer"]["mean"])
     assert conv["body_scale"] == ck["body_scale"]
     # Its model was trained on the old feature convention: loading it says so.
-    from vmdm.data.representation import FeatureConventionError
+    from vmdm.motion.representation import FeatureConventionError
 
     with pytest.raises(FeatureConventionError, match=r"new.pt: made from motion features of convention 1"):
         load_model(new, "cpu")
@@ -305,7 +305,7 @@ def test_an_older_evaluator_or_lifter_converts(tmp_path):
 
 
 def test_convert_help_says_it_runs_code_and_is_for_trusted_files():
-    res = subprocess.run([sys.executable, "-m", "vmdm.checkpoint", "convert", "--help"], capture_output=True,
+    res = subprocess.run([sys.executable, "-m", "vmdm.training.checkpoint", "convert", "--help"], capture_output=True,
                          text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
     assert res.returncode == 0
     text = " ".join(res.stdout.split())

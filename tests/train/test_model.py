@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from vmdm.diffusion import Diffusion
-from vmdm.model import PRESETS, MotionDenoiser
+from vmdm.model.diffusion import Diffusion
+from vmdm.model.denoiser import PRESETS, MotionDenoiser
 
 
 @pytest.fixture

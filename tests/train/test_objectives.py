@@ -4,9 +4,9 @@ import pytest
 import torch
 
 import vmdm_kernels as vk
-from vmdm.data.representation import channel_groups, encode
+from vmdm.motion.representation import channel_groups, encode
 from vmdm.data.dataset import MotionDataset, collate
-from vmdm.objectives import LossConfig, Objective
+from vmdm.training.objectives import LossConfig, Objective
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_3d_objective_with_geometric_terms(quick_data):
 
 def _scaled_body(ds, x_norm, s):
     """Normalised features of the same motion with every length scaled by ``s`` about the origin."""
-    from vmdm.data.representation import channel_groups
+    from vmdm.motion.representation import channel_groups
 
     g = channel_groups(ds.skeleton)
     mean, std = (torch.as_tensor(v, dtype=torch.float32) for v in (ds.normalizer.mean, ds.normalizer.std))

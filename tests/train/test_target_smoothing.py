@@ -5,8 +5,8 @@ import torch
 
 import vmdm_kernels as vk
 from vmdm.data.dataset import MotionDataset, collate
-from vmdm.objectives import LossConfig, Objective
-from vmdm.target_smoothing import masked_gaussian_smooth, smooth_corrections
+from vmdm.training.objectives import LossConfig, Objective
+from vmdm.motion.smoothing import masked_gaussian_smooth, smooth_corrections
 
 
 def test_smoothing_keeps_constants_and_ramps_and_fills_gaps():

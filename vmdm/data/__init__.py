@@ -1,22 +1,12 @@
-"""Motion data: skeletons, the HumanML3D representation, the built-in corpus,
-cameras, the 2D-only dataset with its teacher lifter, and real-data loaders."""
+"""Motion data for training and evaluation.
 
-from vmdm.data.skeleton import DETECTOR16, KIT21, SMPL22, Skeleton, forward_kinematics, get_skeleton
-from vmdm.data.representation import (
-    CanonicalTransform,
-    Normalizer,
-    canonicalize,
-    channel_groups,
-    compute_mean_std,
-    decode,
-    encode,
-    feature_dim,
-    redundant_slice,
-)
-from vmdm.data.humanml3d import HumanML3DIndex, load_split
+:mod:`vmdm.data.dataset` serves every training regime from one class; real file formats
+(HumanML3D folders, CMU ASF/AMC, video keypoint folders) are read by
+:mod:`vmdm.data.formats`; :mod:`vmdm.data.build` makes the built-in corpus, the teacher
+lifter and the 2D-only dataset. Geometry (skeletons, kinematics, the HumanML3D
+representation, cameras) lives in :mod:`vmdm.motion`.
+"""
 
-__all__ = [
-    "Skeleton", "SMPL22", "DETECTOR16", "KIT21", "forward_kinematics", "get_skeleton",
-    "CanonicalTransform", "Normalizer", "canonicalize", "channel_groups", "compute_mean_std",
-    "decode", "encode", "feature_dim", "redundant_slice", "HumanML3DIndex", "load_split",
-]
+from vmdm.data.dataset import MotionDataset, collate
+
+__all__ = ["MotionDataset", "collate"]

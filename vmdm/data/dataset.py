@@ -39,9 +39,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .kinematics import rotation_about_y
-from .representation import Normalizer, check_feature_convention, decode
-from .skeleton import SMPL22, get_skeleton
+from vmdm.motion.kinematics import rotation_about_y
+from vmdm.motion.representation import Normalizer, check_feature_convention, decode
+from vmdm.motion.skeleton import SMPL22, get_skeleton
 
 __all__ = [
     "MotionDataset",
@@ -234,7 +234,7 @@ class MotionDataset(Dataset):
             raise ValueError(f"{self.root}: a video folder has no 3D ground truth; use mode '2d' or 'teacher'")
         if self.return_gt:
             raise GroundTruthAccessError(f"{self.root}: a video folder has no 3D ground truth (return_gt)")
-        from .video import load_video_dataset
+        from vmdm.data.formats.video import load_video_dataset
 
         packed, self.normalizer, captions = load_video_dataset(self.root, self.split, skip_bad=skip_bad)
         self.meta = {"format": "vmdm-video-1"}
@@ -249,7 +249,7 @@ class MotionDataset(Dataset):
     def _init_humanml3d(self, skip_bad):
         if self.mode != "3d":
             raise ValueError(f"{self.root}: a HumanML3D folder has only 3D data; use mode '3d', not {self.mode!r}")
-        from .humanml3d import HumanML3DIndex
+        from vmdm.data.formats.humanml3d import HumanML3DIndex
 
         check_corpus_convention(self.root)
         index = HumanML3DIndex(self.root, self.skeleton)

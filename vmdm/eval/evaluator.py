@@ -6,7 +6,7 @@ Built after Guo et al. 2022's HumanML3D evaluator, sized for two CPU cores:
   drops them too) -> a movement encoder of two stride-2 temporal convolutions (one token
   per 4 frames, the HumanML3D unit length) -> a bidirectional GRU over the tokens of each
   clip's valid length -> an MLP head on the final forward and backward states;
-* text: a frozen sentence embedding (``vmdm.text``, MiniLM by default) -> a trainable MLP.
+* text: a frozen sentence embedding (``vmdm.model.text``, MiniLM by default) -> a trainable MLP.
 
 Both heads emit L2-normalised ``embed_dim`` vectors; all metrics measure Euclidean
 distances between them. Training (``train_evaluator``) is contrastive: symmetric InfoNCE
@@ -32,10 +32,10 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from vmdm.checkpoint import atomic_save, load_checkpoint
-from vmdm.data.representation import Normalizer, channel_groups, check_feature_convention, feature_convention_record
-from vmdm.data.skeleton import Skeleton, get_skeleton
-from vmdm.text import TextEncoder, build_text_encoder
+from vmdm.training.checkpoint import atomic_save, load_checkpoint
+from vmdm.motion.representation import Normalizer, channel_groups, check_feature_convention, feature_convention_record
+from vmdm.motion.skeleton import Skeleton, get_skeleton
+from vmdm.model.text import TextEncoder, build_text_encoder
 
 __all__ = [
     "EVALUATOR_FORMAT",

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vmdm.data.skeleton import SMPL22, Skeleton
+from vmdm.motion.skeleton import SMPL22, Skeleton
 
 __all__ = [
     "FPS",
@@ -182,7 +182,7 @@ def reprojection_error_per_frame(joints, keypoints, camera, scores, intrinsics=N
     """
     import torch
 
-    from vmdm.data.cameras import project
+    from vmdm.motion.cameras import project
 
     j = torch.as_tensor(_np(joints))
     cam = torch.as_tensor(_np(camera))

@@ -12,7 +12,7 @@ Two sources of cases, one scoring path:
 
 A lifter is any ``f(case, index) -> joints [F, J, 3]`` in the case's world frame.
 :func:`teacher_lifter` wraps the learned teacher, :func:`prior_lifter` a trained motion
-prior through :func:`vmdm.lifting.lift` (ray-projection guidance). :func:`score_lifters`
+prior through :func:`vmdm.inference.lifting.lift` (ray-projection guidance). :func:`score_lifters`
 pools per-frame errors over all cases: MPJPE without any alignment, PA-MPJPE, acceleration
 error (all mm) and the 2D reprojection error against the observed keypoints (pixels).
 """
@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from vmdm.data.cameras import (
+from vmdm.motion.cameras import (
     CameraConfig,
     DetectorNoiseConfig,
     compose_rigid,
@@ -109,11 +109,11 @@ def split_cases(data_root: str | Path, max_frames: int = 196, limit: int | None 
 def cmu_cases(root: str | Path | None = None, *, window: int = 120, max_windows_per_clip: int | None = None,
               views: int = 1, seed: int = 0, camera: CameraConfig = CameraConfig(),
               noise: DetectorNoiseConfig = DetectorNoiseConfig(), clips=None) -> list[LiftCase]:
-    """Real CMU clips (``vmdm.data.cmu.load_cmu_testset``) cut into non-overlapping windows of
+    """Real CMU clips (``vmdm.data.formats.cmu.load_cmu_testset``) cut into non-overlapping windows of
     ``window`` frames (a shorter clip is one window), each filmed by ``views`` random cameras
     with detector noise. ``clips``: pre-loaded ``CmuClip`` list (else read from ``root``)."""
     if clips is None:
-        from vmdm.data.cmu import load_cmu_testset
+        from vmdm.data.formats.cmu import load_cmu_testset
 
         clips = load_cmu_testset(root)
     g = torch.Generator().manual_seed(seed)
@@ -149,7 +149,7 @@ def stored_teacher(case: LiftCase, index: int) -> np.ndarray:
 
 def teacher_lifter(lifter_path: str | Path) -> Lifter:
     """Re-run the learned teacher lifter on each case's keypoints."""
-    from vmdm.data.lifter import LearnedTeacher
+    from vmdm.data.build.teacher import LearnedTeacher
 
     teacher = LearnedTeacher.from_checkpoint(lifter_path)
 
@@ -163,9 +163,9 @@ def teacher_lifter(lifter_path: str | Path) -> Lifter:
 
 def prior_lifter(loaded_model, *, sample_steps: int | None = None, seed: int = 0, use_text: bool = False,
                  guidance_strength: float = 1.0) -> Lifter:
-    """A trained motion prior used as a lifter (:func:`vmdm.lifting.lift`); unconditional
+    """A trained motion prior used as a lifter (:func:`vmdm.inference.lifting.lift`); unconditional
     unless ``use_text`` (the teacher sees no text either)."""
-    from vmdm.lifting import lift
+    from vmdm.inference.lifting import lift
 
     max_f = loaded_model.model.cfg.max_frames
 

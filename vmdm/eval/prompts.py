@@ -9,8 +9,8 @@ rate, the overall pass rate, and a *chance* reference: the pass rate of each cap
 check on the generations for the captions of the OTHER actions, which is what a model that
 ignores the text scores. Writes ``prompts.json`` and ``prompts.md``.
 
-Conventions: joints ``[T, 22, 3]`` in SMPL-22 order (:data:`vmdm.data.skeleton.SMPL22`),
-metres, y up, 20 fps. Headings come from :func:`vmdm.data.representation.facing_yaw`
+Conventions: joints ``[T, 22, 3]`` in SMPL-22 order (:data:`vmdm.motion.skeleton.SMPL22`),
+metres, y up, 20 fps. Headings come from :func:`vmdm.motion.representation.facing_yaw`
 (the hip and shoulder lines, as HumanML3D's features measure them); a positive heading
 change is a turn to the person's LEFT (counter-clockwise seen from above): the facing
 direction ``(sin yaw, cos yaw)`` on the floor rotates towards the left shoulder, checked on
@@ -38,10 +38,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vmdm.config import build_parser, field, from_args
-from vmdm.data.fingerprint import short
-from vmdm.data.representation import facing_yaw
-from vmdm.data.skeleton import SMPL22
+from vmdm.cli import build_parser, field, from_args
+from vmdm.data.build.fingerprint import short
+from vmdm.motion.representation import facing_yaw
+from vmdm.motion.skeleton import SMPL22
 from vmdm.eval.geometry import FPS
 
 __all__ = ["THRESHOLDS", "Prompt", "PROMPTS", "PromptsConfig", "measure", "run_check", "check_clip",
@@ -238,7 +238,7 @@ class Prompt:
         return self.check + "".join(f" {k}={v}" for k, v in sorted(self.params.items()))
 
 
-# Wordings the built-in corpus itself uses (vmdm/data/synth/families.py: wave, walk_backward,
+# Wordings the built-in corpus itself uses (vmdm/data/build/synth/families.py: wave, walk_backward,
 # walk, run, jump, turn_around), so a model trained on it can be asked for them.
 PROMPTS: tuple[Prompt, ...] = (
     Prompt("a person waves with his right hand.", "wave", {"side": "right"}, "wave right"),
@@ -288,9 +288,9 @@ class PromptsConfig:
 def evaluate_prompts(cfg: PromptsConfig, prompts=PROMPTS, lm=None) -> dict:
     """Generate ``cfg.samples`` motions per prompt, check them and return (and write, unless
     ``cfg.out == ""``) the results."""
-    from vmdm.checkpoint import load_checkpoint
+    from vmdm.training.checkpoint import load_checkpoint
     from vmdm.eval.run import _jsonable, machine_description
-    from vmdm.inference import load_model
+    from vmdm.inference.loading import load_model
 
     if not cfg.checkpoint:
         raise ValueError("--checkpoint is required")

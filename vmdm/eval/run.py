@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vmdm.config import build_parser, field, from_args
+from vmdm.cli import build_parser, field, from_args
 from vmdm.data.dataset import MotionDataset
-from vmdm.data.fingerprint import dataset_hash, short, warn_mismatch
-from vmdm.data.representation import decode
+from vmdm.data.build.fingerprint import dataset_hash, short, warn_mismatch
+from vmdm.motion.representation import decode
 from vmdm.eval.evaluator import UNIT_LENGTH, Evaluator, load_evaluator
 from vmdm.eval.geometry import geometric_metrics
 from vmdm.eval.metrics import diversity, fid, matching_distance, mean_ci, multimodality, r_precision
@@ -271,7 +271,7 @@ def evaluate(cfg: EvalConfig, *, evaluator: Evaluator | None = None, evaluator_m
              test: TestSet | None = None, test_cases=None, cmu_cases=None) -> dict:
     """Run every evaluation of ``cfg``; returns the results dict (also written to ``cfg.out``
     unless it is the empty string). Pre-loaded pieces may be passed to share them between runs."""
-    from vmdm.inference import load_model
+    from vmdm.inference.loading import load_model
 
     if not cfg.checkpoint:
         raise ValueError("--checkpoint is required")
@@ -370,7 +370,7 @@ def _check_extending(cfg, data_hash: str, evaluator_hash: str) -> None:
 
 
 def lm_data_root(checkpoint: str | Path) -> str:
-    from vmdm.checkpoint import load_checkpoint
+    from vmdm.training.checkpoint import load_checkpoint
 
     root = load_checkpoint(checkpoint).get("data_root")
     if not root:

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vmdm.config import build_parser, field, from_args
+from vmdm.cli import build_parser, field, from_args
 from vmdm.data.dataset import GTStore, MotionDataset
-from vmdm.data.representation import Normalizer, compute_mean_std
-from vmdm.data.skeleton import get_skeleton
+from vmdm.motion.representation import Normalizer, compute_mean_std
+from vmdm.motion.skeleton import get_skeleton
 from vmdm.eval.evaluator import (
     UNIT_LENGTH,
     Evaluator,
@@ -36,7 +36,7 @@ from vmdm.eval.evaluator import (
     split_hash,
 )
 from vmdm.eval.metrics import matching_distance, r_precision
-from vmdm.text import build_text_encoder
+from vmdm.model.text import build_text_encoder
 
 __all__ = ["EvaluatorTrainConfig", "TrainSplit", "load_train_split", "train_evaluator", "heldout_metrics",
            "default_evaluator_path", "main"]
@@ -173,7 +173,7 @@ def default_evaluator_path(data_root: str | Path) -> Path:
 def _resolve_data(cfg: EvaluatorTrainConfig) -> str:
     if cfg.data is not None:
         return cfg.data
-    from vmdm.data.prepare import ensure_default_data
+    from vmdm.data.build.prepare import ensure_default_data
 
     return str(ensure_default_data(cfg.cache_dir, progress=cfg.progress, quick=cfg.quick_data).dataset_2d)
 

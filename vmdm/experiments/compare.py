@@ -122,7 +122,7 @@ def run_dir_name(name: str, seed: int) -> str:
 
 def _train_variant(name: str, overrides: dict, budget: Budget, work: Path, cache_dir: str | None, seed: int,
                    steps: int | None, progress: bool) -> tuple[Path, float]:
-    from vmdm.train import TrainConfig, train
+    from vmdm.training.trainer import TrainConfig, train
 
     out = work / run_dir_name(name, seed)
     ckpt = out / "checkpoint.pt"
@@ -134,13 +134,13 @@ def _train_variant(name: str, overrides: dict, budget: Budget, work: Path, cache
         # Reuse a finished run of exactly this configuration (an interrupted comparison resumes):
         # every resolved option that changes training must match, defaults included, so a
         # changed default retrains instead of reusing a stale model.
-        from vmdm.checkpoint import load_checkpoint
+        from vmdm.training.checkpoint import load_checkpoint
 
-        from vmdm.data.representation import FEATURE_CONVENTION
+        from vmdm.motion.representation import FEATURE_CONVENTION
 
         ck = load_checkpoint(ckpt)
         same_features = ck.get("feature_convention", 1) == FEATURE_CONVENTION  # else retrain
-        from vmdm.data.fingerprint import dataset_hash, warn_mismatch
+        from vmdm.data.build.fingerprint import dataset_hash, warn_mismatch
 
         # A run trained on data that have changed since is retrained, loudly.
         same_data = Path(ck.get("data_root", "")).is_dir() and not warn_mismatch(
@@ -334,7 +334,7 @@ def run_comparison(budget: Budget, *, work: Path, out: Path | None, cache_dir: s
     (default: the cores shared out): the evaluator's training, each run's training, and
     each run's evaluation once its model and the evaluator are both ready. The table is
     the same, in the order of ``variants``."""
-    from vmdm.data.prepare import ensure_default_data
+    from vmdm.data.build.prepare import ensure_default_data
     from vmdm.eval.run import EvalConfig, machine_description
 
     if jobs < 1:
@@ -429,7 +429,7 @@ def run_comparison(budget: Budget, *, work: Path, out: Path | None, cache_dir: s
 
 
 def _data_hashes(paths) -> dict:
-    from vmdm.data.prepare import read_data_record
+    from vmdm.data.build.prepare import read_data_record
 
     rec = read_data_record(paths) or {}
     return {k: rec.get(k) for k in ("data", "corpus", "lifter", "dataset_2d")}
@@ -438,7 +438,7 @@ def _data_hashes(paths) -> dict:
 def _check_extending(path: Path, summary: dict) -> None:
     """Warn loudly when the table about to be replaced was made with other data or another
     evaluator."""
-    from vmdm.data.fingerprint import warn_mismatch
+    from vmdm.data.build.fingerprint import warn_mismatch
 
     try:
         prev = json.loads(path.read_text())
@@ -519,7 +519,7 @@ def _spread_text(seeds: list, repeats) -> str:
 
 
 def _short(h) -> str:
-    from vmdm.data.fingerprint import short
+    from vmdm.data.build.fingerprint import short
 
     return short(h)
 

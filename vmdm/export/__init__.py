@@ -1,0 +1,1 @@
+"""Exporting motion: BVH files, rendered videos and SMPL parameters."""

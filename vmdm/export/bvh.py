@@ -5,9 +5,9 @@ a fixed skeleton (per-joint offsets) plus per-frame joint rotations and a root
 trajectory, so the writer
 
 * scales the skeleton's rest bone directions to the motion's mean bone lengths
-  (:func:`vmdm.data.kinematics.offsets_from_lengths`), which is the skeleton the BVH
+  (:func:`vmdm.motion.kinematics.offsets_from_lengths`), which is the skeleton the BVH
   declares;
-* recovers local joint rotations with :func:`vmdm.data.kinematics.inverse_kinematics`
+* recovers local joint rotations with :func:`vmdm.motion.kinematics.inverse_kinematics`
   and writes them as Euler angles (``ZYX`` or ``XYZ``, degrees), kept continuous from
   frame to frame;
 * writes the root position channels (the root's ``OFFSET`` is zero, so readers that add
@@ -18,7 +18,7 @@ BVH semantics used here (the ones Blender's importer and most tools follow): joi
 local rotation is the product of its rotation channels in the order listed (channels
 ``Zrotation Yrotation Xrotation`` mean ``Rz @ Ry @ Rx``), and a child sits at
 ``parent position + parent global rotation @ child OFFSET``. That is exactly the
-project's :func:`vmdm.data.skeleton.forward_kinematics`, so a motion made of rigid bones
+project's :func:`vmdm.motion.skeleton.forward_kinematics`, so a motion made of rigid bones
 along the rest directions round-trips exactly; generated motions, whose bone lengths
 drift slightly from frame to frame, come back within the drift
 (:func:`bvh_reconstruction_error` measures it).
@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vmdm.data.kinematics import bone_lengths, inverse_kinematics, offsets_from_lengths
-from vmdm.data.skeleton import SMPL22, Skeleton
+from vmdm.motion.kinematics import bone_lengths, inverse_kinematics, offsets_from_lengths
+from vmdm.motion.skeleton import SMPL22, Skeleton
 
 __all__ = [
     "EULER_ORDERS",

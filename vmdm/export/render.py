@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vmdm.data.skeleton import SMPL22, Skeleton
+from vmdm.motion.skeleton import SMPL22, Skeleton
 
 __all__ = ["ffmpeg_available", "render_frames", "render_motion", "VIDEO_FORMATS"]
 

@@ -1,0 +1,246 @@
+"""Side-by-side statistics of the built-in corpus and real CMU motion capture.
+
+``python -m vmdm.data.build.stats --corpus DIR [--lifter CKPT] [--cmu DIR] [--write-docs docs/data.md]``
+
+Measures, for both sources at 20 fps and cut into clips of at most 196 frames: joint and
+root speeds, acceleration, foot-contact ratio, foot skating, root height and its range;
+the representation's encode/decode round trip and the IK -> FK error; and, given a lifter
+checkpoint, the teacher lifter's error on random-camera projections with detector noise.
+Prints a Markdown table; ``--write-docs`` also replaces the block between
+``<!-- stats:begin -->`` and ``<!-- stats:end -->`` in the given file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from vmdm.motion.kinematics import bone_lengths, forward_kinematics, inverse_kinematics, offsets_from_lengths
+from vmdm.motion.representation import canonicalize, decode, encode
+from vmdm.motion.skeleton import SMPL22, Skeleton
+
+__all__ = [
+    "FPS",
+    "cut_clips",
+    "motion_statistics",
+    "roundtrip_errors",
+    "lifter_errors",
+    "markdown_table",
+    "collect",
+    "main",
+]
+
+FPS = 20.0
+FOOT_HEIGHT = 0.05  # m above the clip's floor: "low" foot for the skating measure
+CONTACT_SPEED = 0.2  # m/s: a low foot slower than this is in contact
+
+
+def cut_clips(clips: Sequence[np.ndarray], max_frames: int = 196, min_frames: int = 40) -> list[np.ndarray]:
+    """Consecutive windows of at most ``max_frames`` (shorter tails dropped below ``min_frames``)."""
+    out = []
+    for c in clips:
+        for s in range(0, len(c), max_frames):
+            w = c[s : s + max_frames]
+            if len(w) >= min_frames:
+                out.append(np.asarray(w, dtype=np.float64))
+    return out
+
+
+def motion_statistics(clips: Sequence[np.ndarray], skeleton: Skeleton = SMPL22, fps: float = FPS) -> dict[str, float]:
+    """Per-frame statistics averaged over all frames of all clips (heights per clip)."""
+    if not clips:
+        raise ValueError("motion_statistics: no clips")
+    feet = list(skeleton.feet_left) + list(skeleton.feet_right)
+    speed, root_speed, acc, contact_any, skate, low_frames = [], [], [], [], [], []
+    height, height_range, seconds = [], [], []
+    for c in clips:
+        c = np.asarray(c, dtype=np.float64)
+        if c.ndim != 3 or c.shape[1:] != (skeleton.num_joints, 3) or len(c) < 3:
+            raise ValueError(f"motion_statistics: clips must be [T >= 3, {skeleton.num_joints}, 3], got {c.shape}")
+        c = c.copy()
+        c[..., 1] -= c[..., 1].min()  # floor at the clip's lowest joint, as the representation does
+        v = np.diff(c, axis=0) * fps
+        speed.append(np.linalg.norm(v, axis=-1).mean(axis=1))
+        root_speed.append(np.linalg.norm(v[:, 0, [0, 2]], axis=-1))
+        acc.append(np.linalg.norm(np.diff(v, axis=0) * fps, axis=-1).mean(axis=1))
+        foot_h = c[:-1, feet, 1]
+        foot_v = np.linalg.norm(v[:, feet][..., [0, 2]], axis=-1)
+        low = foot_h < FOOT_HEIGHT
+        contact_any.append((low & (foot_v < CONTACT_SPEED)).any(axis=1))
+        skate.append(foot_v[low])
+        low_frames.append(low.any(axis=1))
+        height.append(c[:, 0, 1].mean())
+        height_range.append(np.ptp(c[:, 0, 1]))
+        seconds.append(len(c) / fps)
+    cat = np.concatenate
+    return {
+        "clips": len(clips),
+        "seconds_per_clip": float(np.mean(seconds)),
+        "joint_speed_m_s": float(cat(speed).mean()),
+        "root_speed_m_s": float(cat(root_speed).mean()),
+        "joint_accel_m_s2": float(cat(acc).mean()),
+        "foot_contact_ratio": float(cat(contact_any).mean()),
+        "foot_low_ratio": float(cat(low_frames).mean()),
+        "foot_skating_cm_s": float(100 * cat(skate).mean()) if sum(len(s) for s in skate) else float("nan"),
+        "root_height_m": float(np.mean(height)),
+        "root_height_range_m": float(np.mean(height_range)),
+    }
+
+
+def roundtrip_errors(clips: Sequence[np.ndarray], skeleton: Skeleton = SMPL22) -> dict[str, float]:
+    """Representation round trip ``decode(encode(x))`` vs canonical ``x``, and IK -> FK, in mm."""
+    rt_mean, rt_max, ik_mean, ik_max = [], [], [], []
+    for c in clips:
+        x = torch.as_tensor(np.asarray(c), dtype=torch.float64)
+        canon, _ = canonicalize(x, skeleton)
+        rec = decode(encode(x, skeleton), skeleton)
+        e = (rec - canon[:-1]).norm(dim=-1)
+        rt_mean.append(float(e.mean()))
+        rt_max.append(float(e.max()))
+        R = inverse_kinematics(x, skeleton)
+        offs = offsets_from_lengths(bone_lengths(x, skeleton), skeleton)
+        fk = forward_kinematics(R, x[:, 0], skeleton, offs)
+        e = (fk - x).norm(dim=-1)
+        ik_mean.append(float(e.mean()))
+        ik_max.append(float(e.max()))
+    return {
+        "roundtrip_mean_mm": 1000 * float(np.mean(rt_mean)),
+        "roundtrip_max_mm": 1000 * float(np.max(rt_max)),
+        "ik_fk_mean_mm": 1000 * float(np.mean(ik_mean)),
+        "ik_fk_max_mm": 1000 * float(np.max(ik_max)),
+    }
+
+
+def lifter_errors(clips: Sequence[np.ndarray], lifter_path: str | Path, views: int = 2, seed: int = 0) -> dict[str, float]:
+    """The teacher lifter's errors (mm) on random-camera, detector-noise projections."""
+    from vmdm.data.build.teacher import evaluate_lifter, load_lifter, make_views
+
+    model = load_lifter(lifter_path)
+    v = make_views([np.asarray(c, dtype=np.float32) for c in clips], views, seed=seed)
+    return evaluate_lifter(model, v)
+
+
+def collect(
+    corpus: str | Path,
+    cmu: str | Path | None = None,
+    lifter: str | Path | None = None,
+    max_clips: int = 400,
+    seed: int = 0,
+) -> dict[str, dict]:
+    """All statistics for up to ``max_clips`` corpus clips (test split first) and the CMU set."""
+    from vmdm.data.build.build_2d import family_split, load_corpus_joints
+    from vmdm.data.formats.cmu import load_cmu_testset
+
+    rng = np.random.default_rng(seed)
+    ids = [l.strip() for l in (Path(corpus) / "test.txt").read_text().splitlines() if l.strip()]
+    if len(ids) > max_clips:
+        ids = sorted(rng.choice(ids, size=max_clips, replace=False).tolist())
+    sources = {"built-in corpus": cut_clips(load_corpus_joints(corpus, ids))}
+    if cmu is not None:
+        clips = load_cmu_testset(cmu)
+        sources["CMU mocap (24 clips)"] = cut_clips([c.joints for c in clips])
+        # Subject 02 does everyday actions; subject 01 climbs playground equipment, which
+        # dominates the height and contact statistics of the whole set.
+        sources["CMU subject 02 only"] = cut_clips([c.joints for c in clips if c.name.startswith("02_")])
+    out: dict[str, dict] = {}
+    for name, clips in sources.items():
+        t0 = time.time()
+        row = motion_statistics(clips)
+        row.update(roundtrip_errors(clips))
+        if lifter is not None:
+            row.update({f"lifter_{k}": v for k, v in lifter_errors(clips, lifter, seed=seed).items()})
+        row["stats_s"] = time.time() - t0
+        out[name] = row
+    if lifter is not None:
+        # The lifter on its own validation clips (held-out families it was trained on).
+        from vmdm.data.build.teacher import load_lifter
+
+        fam = load_lifter(lifter).extra.get("lifter_families")
+        if fam:
+            split = family_split(corpus, fam)
+            val = cut_clips(load_corpus_joints(corpus, split.lifter_val))
+            out["_lifter_val"] = {f"lifter_{k}": v for k, v in lifter_errors(val, lifter, seed=seed).items()}
+    return out
+
+
+ROWS = [
+    ("clips", "clips (<= 196 frames)", "{:.0f}"),
+    ("seconds_per_clip", "seconds per clip", "{:.1f}"),
+    ("joint_speed_m_s", "mean joint speed (m/s)", "{:.3f}"),
+    ("root_speed_m_s", "mean root horizontal speed (m/s)", "{:.3f}"),
+    ("joint_accel_m_s2", "mean joint acceleration (m/s^2)", "{:.2f}"),
+    ("foot_contact_ratio", "frames with a foot in contact", "{:.2f}"),
+    ("foot_skating_cm_s", "foot skating: horizontal speed of feet < 5 cm high (cm/s)", "{:.1f}"),
+    ("root_height_m", "mean root height (m)", "{:.3f}"),
+    ("root_height_range_m", "root height range per clip (m)", "{:.3f}"),
+    ("roundtrip_mean_mm", "encode/decode round trip, mean (mm)", "{:.2g}"),
+    ("roundtrip_max_mm", "encode/decode round trip, max (mm)", "{:.2g}"),
+    ("ik_fk_mean_mm", "IK -> FK error, mean (mm)", "{:.2f}"),
+    ("ik_fk_max_mm", "IK -> FK error, max (mm)", "{:.2f}"),
+    ("lifter_mpjpe_mm", "teacher lifter MPJPE, root-relative (mm)", "{:.0f}"),
+    ("lifter_abs_mpjpe_mm", "teacher lifter MPJPE, absolute camera frame (mm)", "{:.0f}"),
+    ("lifter_root_depth_err_mm", "teacher lifter root depth error (mm)", "{:.0f}"),
+]
+
+
+def markdown_table(stats: dict[str, dict]) -> str:
+    names = [n for n in stats if not n.startswith("_")]
+    lines = ["| statistic | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for key, label, fmt in ROWS:
+        if not any(key in stats[n] for n in names):
+            continue
+        cells = [fmt.format(stats[n][key]) if key in stats[n] else "-" for n in names]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if "_lifter_val" in stats:
+        v = stats["_lifter_val"]
+        lines.append("")
+        lines.append(
+            f"Teacher lifter on its own validation clips (held-out families): MPJPE "
+            f"{v['lifter_mpjpe_mm']:.0f} mm root-relative, {v['lifter_abs_mpjpe_mm']:.0f} mm absolute."
+        )
+    return "\n".join(lines)
+
+
+def write_docs(path: str | Path, table: str) -> None:
+    path = Path(path)
+    text = path.read_text() if path.is_file() else ""
+    block = f"<!-- stats:begin -->\n{table}\n<!-- stats:end -->"
+    if "<!-- stats:begin -->" in text:
+        text = re.sub(r"<!-- stats:begin -->.*?<!-- stats:end -->", lambda _: block, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m vmdm.data.build.stats", description=__doc__.split("\n\n")[0])
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--cmu", help="cmu_humanml folder (default: found automatically, skipped if absent)")
+    p.add_argument("--lifter", help="lifter checkpoint to evaluate")
+    p.add_argument("--max-clips", type=int, default=400)
+    p.add_argument("--write-docs", help="Markdown file whose stats block is replaced")
+    a = p.parse_args(argv)
+    cmu = a.cmu
+    if cmu is None:
+        from vmdm.data.formats.cmu import default_cmu_dir
+
+        cmu = default_cmu_dir()
+        if cmu is None:
+            print("CMU data not found; reporting the corpus only", file=sys.stderr)
+    stats = collect(a.corpus, cmu, a.lifter, a.max_clips)
+    table = markdown_table(stats)
+    print(table)
+    if a.write_docs:
+        write_docs(a.write_docs, table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

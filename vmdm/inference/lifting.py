@@ -1,0 +1,527 @@
+"""Lifting 2D keypoint sequences to 3D with the trained motion prior.
+
+VideoMDM's lifting use of the text-to-motion model: sample a motion with the diffusion
+model and, at every denoising step, correct the model's clean-motion prediction so that
+it agrees with the observed keypoints, MDM-inpainting style:
+
+1. decode the predicted features ``x0`` to joints (in the prediction's canonical frame);
+2. place those joints in the camera's world frame (a rotation about the vertical plus a
+   translation: a yaw grid and Levenberg-Marquardt on the reprojection error at the first
+   step, then a few refinement steps that move the motion only across the line of sight,
+   see :func:`fit_placement`) -- equivalently, express the camera in the canonical frame;
+3. pull each joint towards the closest point on its keypoint's camera ray
+   (:func:`vmdm_kernels.ray_targets`), by ``guidance_strength`` times the keypoint's
+   confidence (joints with confidence 0 keep the prediction); the corrections are
+   averaged over frames first (``smooth``, with an ``outlier`` gate, as for the training
+   targets in :mod:`vmdm.motion.smoothing`), because white keypoint noise would
+   otherwise become 3D jitter; the last step (t = 0, or a one-step lift's only step)
+   moves every observed joint the whole way (``final_pull``); ray points that would lie
+   behind the camera (possible for a joint far off its ray: the closest point of the
+   ray's *line*) are moved in front of it;
+4. scale each frame about the camera centre so that the bones of its ray points match the
+   prediction's bone lengths averaged over the clip (a person's bones do not change
+   length): projections do not change, and the body's apparent size, not a possibly
+   wrong placement depth, sets how far from the camera it is;
+5. re-encode the corrected joints to features; encoding re-canonicalises them (floor,
+   frame-0 position and heading), so the placement -- equivalently the camera in the
+   canonical frame, as :meth:`CanonicalTransform.apply_camera` moves it -- follows them
+   and stays consistent with the joints the next prediction will decode to.
+
+The result is returned in the camera's world frame. The world is assumed y-up (the
+project's convention, see :mod:`vmdm.motion.cameras`): the body is only turned about the
+vertical, never tilted, to fit the camera.
+
+The pull is ramped in over the denoising steps for priors trained on teacher lifts (``ramp``; see
+:func:`lift_details`). Measured on real CMU windows (``results/lifting_2026-11-29.md``),
+steps 2-4 as they are now and the ramp halve the VideoMDM prior's MPJPE and cut its
+acceleration error four-fold compared with per-frame bone lengths from the partly moved
+joints, raw per-frame corrections, a confidence-weighted last step, free-depth refits
+(which could throw a lift metres away) and no ramp.
+
+Unguided samples are placed with the same :func:`fit_placement`, so comparing their
+:func:`reprojection_error` with a lift's isolates what the guidance adds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+import vmdm_kernels as vk
+from vmdm.motion.cameras import camera_center, pixels_to_normalized, project
+from vmdm.motion.kinematics import rotation_about_y
+from vmdm.motion.representation import canonicalize, decode, encode
+from vmdm.motion.smoothing import masked_gaussian_smooth, smooth_corrections
+
+__all__ = ["LIFT_SAMPLE_STEPS", "GUIDED_STEPS_REF", "LiftResult", "lift", "lift_details", "fit_placement",
+           "apply_placement", "reprojection_error"]
+
+# Placement fit: yaw grid of the linear initialisation, Huber threshold (normalised image
+# units, about 20 px at a 1000 px focal length) and the near-plane guard of the projection.
+_YAW_GRID = 24
+_HUBER = 0.02
+_Z_MIN = 0.1
+# Guidance ramp (see lift_details) by the checkpoint's supervision when none is given:
+# measured on real CMU windows (results/lifting_2026-11-29.md), priors that learnt from
+# teacher lifts (2D-supervised, or MDM on the lifts) lift far better when guided late, a
+# prior trained on true 3D far worse.
+_DEFAULT_RAMP = {"2d": 12.0, "teacher": 12.0}
+# DDIM steps of a lift when none are given, by the checkpoint's supervision; LIFT_SAMPLE_STEPS
+# for the others. Measured on 24 CMU windows x 4 camera draws (results/lifting_steps_2026-11-30.md):
+# the 2D-supervised prior lifts better on every measure with 50 steps than with 10 (MPJPE
+# 272.8 vs 301.9 mm, acceleration 22.8 vs 38.6 mm/frame^2; on the val split's keypoints
+# PA-MPJPE and acceleration too, not MPJPE), the 3D-supervised one worse (680.9 vs
+# 579.8 mm), MDM on the lifts mixed (MPJPE better, acceleration and reprojection worse).
+# Two more training seeds (results/seeds_6000_2026-11-30.md, seeds_6000_2026-12-02.md)
+# confirm the MPJPE gain (309.2 vs 340.7, 338.4 vs 350.3 mm); the smoothness holds with
+# one of them (acceleration 24.8 vs 33.1), not the other (50.2 vs 45.5).
+LIFT_SAMPLE_STEPS = 10
+_DEFAULT_LIFT_STEPS = {"2d": 50}
+# The pulls and size corrections are defined per step of a lift with this many steps; with
+# n steps each one is taken to the power (GUIDED_STEPS_REF - 1) / (n - 1), so that a
+# stretch of diffusion time moves a lift by the same total whatever the step count (see
+# lift_details). Applied whole at every step, 50 steps compounded the correction and threw
+# lifts off their rays (results/lifting_steps_2026-11-30.md).
+GUIDED_STEPS_REF = 10
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def _as_tensor(x, name: str) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        t = x.detach().cpu()
+    else:
+        try:
+            t = torch.as_tensor(np.asarray(x, dtype=np.float64))
+        except (TypeError, ValueError):
+            raise TypeError(f"{name}: expected an array, got {type(x).__name__}") from None
+    if not t.is_floating_point():
+        t = t.double()
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name}: contains NaN or inf")
+    return t.double()
+
+
+def _check_inputs(keypoints, scores, camera, intrinsics, J: int):
+    kp = _as_tensor(keypoints, "keypoints")
+    if kp.dim() != 3 or tuple(kp.shape[1:]) != (J, 2):
+        raise ValueError(f"keypoints: expected [F, {J}, 2] (SMPL22 order; map detector layouts with "
+                         f"vmdm.data.formats.video.map_keypoints), got {tuple(kp.shape)}")
+    F = kp.shape[0]
+    if F < 2:
+        raise ValueError(f"keypoints: need at least 2 frames, got {F}")
+    sc = _as_tensor(scores, "scores")
+    if tuple(sc.shape) != (F, J):
+        raise ValueError(f"scores: expected shape {(F, J)}, got {tuple(sc.shape)}")
+    if (sc < 0).any() or (sc > 1).any():
+        raise ValueError("scores: confidences must be in [0, 1]")
+    if not (sc > 0).any():
+        raise ValueError("scores: every confidence is 0; nothing to lift from")
+    cam = _as_tensor(camera, "camera")
+    if tuple(cam.shape) not in ((3, 4), (F, 3, 4)):
+        raise ValueError(f"camera: expected [3, 4] or [{F}, 3, 4] (X_cam = R X + t), got {tuple(cam.shape)}")
+    R = cam[..., :3]
+    ortho = (R @ R.transpose(-1, -2) - torch.eye(3, dtype=R.dtype)).abs().max()
+    if ortho > 1e-3 or (torch.linalg.det(R) < 0).any():
+        raise ValueError("camera: the 3x3 part must be a rotation (orthonormal, det +1)")
+    if intrinsics is not None:
+        K = _as_tensor(intrinsics, "intrinsics")
+        if tuple(K.shape) != (4,) or (K[:2] <= 0).any():
+            raise ValueError(f"intrinsics: expected (fx, fy, cx, cy) with positive focal lengths, got {K.tolist()}")
+        kp = pixels_to_normalized(kp, K)
+    return kp, sc, cam
+
+
+# --------------------------------------------------------------------------- placement
+
+
+def apply_placement(joints: torch.Tensor, rotation: torch.Tensor, translation: torch.Tensor) -> torch.Tensor:
+    """``rotation @ X + translation`` for joints ``[B, F, J, 3]``, ``rotation [B, 3, 3]``,
+    ``translation [B, 3]``."""
+    return (rotation[:, None, None] @ joints[..., None])[..., 0] + translation[:, None, None]
+
+
+def _camera_parts(camera: torch.Tensor, F: int):
+    """World camera as per-frame ``R [F, 3, 3]``, ``t [F, 3]``."""
+    cam = camera.expand(F, 3, 4) if camera.dim() == 2 else camera
+    return cam[..., :3], cam[..., 3]
+
+
+def _residuals(theta, tau, X, uv, w, R, t):
+    """Weighted reprojection residuals ``[B, N, 2]`` and their Jacobian ``[B, N, 2, 4]`` with
+    respect to ``(theta, tau)``. ``X [B, F, J, 3]`` canonical joints; ``uv [F, J, 2]``."""
+    Y = (rotation_about_y(theta)[:, None, None] @ X[..., None])[..., 0]  # [B, F, J, 3]
+    Xc = (R[None, :, None] @ (Y + tau[:, None, None])[..., None])[..., 0] + t[None, :, None]
+    z = Xc[..., 2].clamp(min=_Z_MIN)
+    proj = Xc[..., :2] / z[..., None]
+    r = proj - uv[None]
+    # d proj / d Xc ([.., 2, 3]); points clamped at the near plane get no depth gradient.
+    front = (Xc[..., 2] > _Z_MIN).to(X.dtype)
+    dP = torch.zeros(Xc.shape[:-1] + (2, 3), dtype=X.dtype)
+    dP[..., 0, 0] = 1 / z
+    dP[..., 1, 1] = 1 / z
+    dP[..., 0, 2] = -proj[..., 0] / z * front
+    dP[..., 1, 2] = -proj[..., 1] / z * front
+    # d Y / d theta = (Y_z, 0, -Y_x) for a rotation about y; d Xc / d tau = R.
+    dY = torch.stack((Y[..., 2], torch.zeros_like(Y[..., 0]), -Y[..., 0]), dim=-1)
+    d_theta = (R[None, :, None] @ dY[..., None])  # [B, F, J, 3, 1]
+    d_tau = R[None, :, None].expand(Xc.shape[:-1] + (3, 3))
+    Jac = dP @ torch.cat((d_theta, d_tau), dim=-1)  # [B, F, J, 2, 4]
+    B = X.shape[0]
+    return r.reshape(B, -1, 2), Jac.reshape(B, -1, 2, 4), w.reshape(1, -1).expand(B, -1)
+
+
+def _huber_cost(r, w):
+    n = r.norm(dim=-1)
+    rho = torch.where(n <= _HUBER, 0.5 * n**2, _HUBER * (n - 0.5 * _HUBER))
+    return (w * rho).sum(-1)
+
+
+def _init_placement(X, uv, w, R, t):
+    """Best yaw on a grid, each with its translation from a linear (algebraic) least-squares
+    fit of the projection equations ``u (R3 . (Y + tau) + t3) = R1 . (Y + tau) + t1``."""
+    B = X.shape[0]
+    thetas = torch.arange(_YAW_GRID, dtype=X.dtype) * (2 * math.pi / _YAW_GRID)
+    Y = (rotation_about_y(thetas)[:, None, None, None] @ X[None, ..., None])[..., 0]  # [G, B, F, J, 3]
+    a = (R[:, None] @ Y[..., None])[..., 0] + t[:, None]  # R Y + t  [G, B, F, J, 3]
+    Rr = R[:, None].expand(uv.shape[:2] + (3, 3))  # [F, J, 3, 3]
+    rows = torch.stack((Rr[..., 0, :] - uv[..., 0:1] * Rr[..., 2, :], Rr[..., 1, :] - uv[..., 1:2] * Rr[..., 2, :]),
+                       dim=-2)  # [F, J, 2, 3]
+    rhs = torch.stack((uv[..., 0] * a[..., 2] - a[..., 0], uv[..., 1] * a[..., 2] - a[..., 1]), dim=-1)
+    ww = w[..., None, None]
+    A = (rows.transpose(-1, -2) @ (ww * rows)).sum((0, 1))  # [3, 3]
+    b = ((rows * ww).transpose(-1, -2)[None, None] @ rhs[..., None]).sum((2, 3))[..., 0]  # [G, B, 3]
+    tau = torch.linalg.solve(A + 1e-9 * torch.eye(3, dtype=X.dtype), b[..., None])[..., 0]
+    cost = torch.stack([_huber_cost(_residuals(thetas[g].expand(B), tau[g], X, uv, w, R, t)[0], w.reshape(1, -1))
+                        for g in range(_YAW_GRID)])  # [G, B]
+    best = cost.argmin(0)
+    return thetas[best], tau[best, torch.arange(B)]
+
+
+def fit_placement(joints, keypoints, weights, camera, *, init=None, iterations: int = 15,
+                  keep_depth: bool = False):
+    """Place canonical joints in the camera's world frame.
+
+    Finds ``rotation`` (about +y) and ``translation`` per motion so that ``rotation @ X +
+    translation`` projects onto the keypoints: a yaw grid with linear translations, then
+    Levenberg-Marquardt on the Huber-weighted reprojection error. ``joints [B, F, J, 3]``
+    (or ``[F, J, 3]``), ``keypoints [F, J, 2]`` normalised image coordinates, ``weights
+    [F, J]``, ``camera [3, 4]`` or ``[F, 3, 4]`` world. ``init``: ``(rotation, translation)``
+    to refine instead of the grid search. ``keep_depth`` (with ``init``): move the motion
+    only across the camera's line of sight (its image x and y axes), not towards or away
+    from it. Reprojection pins depth only through perspective, weakly, so a refit of a
+    poor prediction can otherwise throw it metres away; the lifter sets depth from body
+    size instead. Returns ``(rotation [B, 3, 3], translation [B, 3])``.
+    """
+    X = torch.as_tensor(joints).double()
+    single = X.dim() == 3
+    if single:
+        X = X[None]
+    uv = torch.as_tensor(keypoints).double()
+    w = torch.as_tensor(weights).double()
+    R, t = _camera_parts(torch.as_tensor(camera).double(), X.shape[1])
+    if init is None:
+        theta, tau = _init_placement(X, uv, w, R, t)
+    else:
+        rot0, tau = (torch.as_tensor(v).double() for v in init)
+        if rot0.dim() == 2:
+            rot0, tau = rot0[None], tau[None]
+        theta = torch.atan2(rot0[:, 0, 2], rot0[:, 2, 2])
+    if keep_depth and init is None:
+        raise ValueError("keep_depth: needs an init placement to keep the depth of")
+    # Directions the translation may move in: all, or the camera's image axes in the world.
+    basis = R[R.shape[0] // 2, :2].T if keep_depth else torch.eye(3, dtype=X.dtype)  # [3, P - 1]
+    P = basis.shape[1] + 1
+
+    def residuals(theta, tau):
+        r, Jac, wr = _residuals(theta, tau, X, uv, w, R, t)
+        return r, torch.cat((Jac[..., :1], Jac[..., 1:] @ basis), dim=-1), wr
+
+    lam = torch.full_like(theta, 1e-3)
+    r, Jac, wr = residuals(theta, tau)
+    cost = _huber_cost(r, wr)
+    for _ in range(iterations):
+        n = r.norm(dim=-1)
+        hub = torch.where(n <= _HUBER, torch.ones_like(n), _HUBER / n.clamp(min=1e-12))
+        W = (wr * hub)[..., None, None]
+        H = (Jac.transpose(-1, -2) @ (W * Jac)).sum(1)  # [B, P, P]
+        g = (Jac.transpose(-1, -2) @ (W * r[..., None])).sum(1)[..., 0]  # [B, P]
+        damp = lam[:, None, None] * (torch.diag_embed(torch.diagonal(H, dim1=-2, dim2=-1)) + 1e-9 * torch.eye(P))
+        step = torch.linalg.solve(H + damp, -g[..., None])[..., 0]
+        theta_n, tau_n = theta + step[:, 0], tau + step[:, 1:] @ basis.T
+        r_n, Jac_n, _ = residuals(theta_n, tau_n)
+        cost_n = _huber_cost(r_n, wr)
+        ok = cost_n < cost
+        theta = torch.where(ok, theta_n, theta)
+        tau = torch.where(ok[:, None], tau_n, tau)
+        r = torch.where(ok[:, None, None], r_n, r)
+        Jac = torch.where(ok[:, None, None, None], Jac_n, Jac)
+        cost = torch.where(ok, cost_n, cost)
+        lam = torch.where(ok, (lam / 3).clamp(min=1e-7), lam * 10)
+        if bool((step.abs().max(-1).values < 1e-9).all()):
+            break
+    rot = rotation_about_y(theta)
+    return (rot[0], tau[0]) if single else (rot, tau)
+
+
+def reprojection_error(joints, keypoints, weights, camera, intrinsics=None) -> float:
+    """Confidence-weighted mean 2D distance between projected ``joints [F, J, 3]`` (world)
+    and ``keypoints [F, J, 2]``, in the keypoints' units (pixels with ``intrinsics``,
+    otherwise normalised image coordinates)."""
+    X = torch.as_tensor(np.asarray(joints, dtype=np.float64) if not isinstance(joints, torch.Tensor) else joints)
+    X = X.double()
+    cam = torch.as_tensor(np.asarray(camera, dtype=np.float64) if not isinstance(camera, torch.Tensor)
+                          else camera).double()
+    K = None if intrinsics is None else torch.as_tensor(np.asarray(intrinsics, dtype=np.float64))
+    uv, _ = project(X, cam, K)
+    kp = torch.as_tensor(np.asarray(keypoints, dtype=np.float64))
+    w = torch.as_tensor(np.asarray(weights, dtype=np.float64))
+    return float((w * (uv - kp).norm(dim=-1)).sum() / w.sum().clamp(min=1e-12))
+
+
+# --------------------------------------------------------------------------- lifting
+
+
+def _keep_body_size(pred: torch.Tensor, rays: torch.Tensor, bone_w: torch.Tensor,
+                    parents: torch.Tensor) -> torch.Tensor:
+    """Per-frame scale factors ``[B, F]`` about the camera centres that give the ray points
+    ``rays [B, F, J, 3]`` (each joint of ``pred`` moved onto its keypoint's ray) the
+    prediction's body size in every frame.
+
+    Moving joints onto their rays keeps them at the depth where the current placement put
+    them, so a wrong placement depth turns into a wrong body size, which the next
+    prediction inherits. Scaling about the camera centre keeps every joint on its ray
+    (the projections do not change) and lets the body's apparent size set the depth. A
+    person's bones do not change length, so the target is the prediction's bone lengths
+    averaged over the clip, not frame by frame: a size wobble of the prediction would
+    otherwise become a wobble in depth. ``bone_w [F, J]`` weighs the bone ending at each
+    joint (its reliability in the keypoints), ``parents [J]`` (root: itself).
+    """
+    lp = (pred - pred[:, :, parents]).norm(dim=-1).mean(1, keepdim=True)  # [B, 1, J]
+    lr = (rays - rays[:, :, parents]).norm(dim=-1)
+    num = (bone_w * lp).sum(-1)
+    den = (bone_w * lr).sum(-1)
+    return torch.where(den > 1e-6, num / den.clamp(min=1e-6), torch.ones_like(num))
+
+
+def _step_rate(n_steps: int) -> float:
+    """Exponent of each guided step's pull and size correction in a lift of ``n_steps``
+    steps: ``n`` steps of ``1 - (1 - w) ** rate`` leave what :data:`GUIDED_STEPS_REF` steps
+    of ``w`` leave, over the same stretch of diffusion time."""
+    return (GUIDED_STEPS_REF - 1) / max(n_steps - 1, 1)
+
+
+def _in_front_of_camera(targets: torch.Tensor, keypoints: torch.Tensor, camera: torch.Tensor,
+                        z_min: float = _Z_MIN) -> tuple[torch.Tensor, torch.Tensor]:
+    """``targets [b, F, J, 3]`` (in the frame of ``camera [b, 3, 4]`` or ``[b, F, 3, 4]``)
+    whose camera depth is below ``z_min`` moved to the point of their keypoint's ray
+    (``keypoints [F, J, 2]``, normalised) at depth ``z_min``; returns them and which were
+    moved (``[b, F, J]``).
+
+    A ray starts at the camera, but the closest point of its line to a joint far off it can
+    lie behind the camera; a joint pulled there projects to the mirror image of its
+    keypoint and drags the next predictions after it (measured: a 194-frame val clip whose
+    lift ended behind the camera, 35290 px mean reprojection error)."""
+    R, t = camera[..., :3], camera[..., 3]
+    if camera.dim() == 3:  # one camera per motion
+        R, t = R[:, None], t[:, None]
+    R, t = R[:, :, None], t[:, :, None]  # [b, F or 1, 1, 3, 3], [b, F or 1, 1, 3]
+    cam = (R @ targets[..., None])[..., 0] + t
+    near = cam[..., 2:] < z_min
+    if not bool(near.any()):
+        return targets, near[..., 0]
+    on_ray = z_min * torch.cat((keypoints, torch.ones_like(keypoints[..., :1])), dim=-1).to(targets.dtype)
+    back = (R.transpose(-1, -2) @ (on_ray - t)[..., None])[..., 0]
+    return torch.where(near, back, targets), near[..., 0]
+
+
+def _resolve_ramp(loaded_model, ramp: float | None) -> float:
+    """``ramp``, or the default for the checkpoint's supervision mode when ``None``."""
+    if ramp is None:
+        ramp = _DEFAULT_RAMP.get(loaded_model.config.get("supervision"), 0.0)
+    if ramp < 0:
+        raise ValueError(f"ramp: expected >= 0, got {ramp}")
+    return float(ramp)
+
+
+@dataclass
+class LiftResult:
+    joints: torch.Tensor  # [S, F, J, 3] in the camera's world frame
+    canonical_joints: torch.Tensor  # [S, F, J, 3] in each motion's canonical frame
+    features: torch.Tensor  # [S, F, D] denormalised
+    rotation: torch.Tensor  # [S, 3, 3] canonical -> world (about +y)
+    translation: torch.Tensor  # [S, 3]
+    camera_canonical: torch.Tensor  # [S, 3, 4] or [S, F, 3, 4]: the camera in the canonical frame
+    reprojection_error: list  # per sample, normalised image units
+
+
+def _compose(camera: torch.Tensor, rot: torch.Tensor, tr: torch.Tensor) -> torch.Tensor:
+    """World camera ``[3, 4]``/``[F, 3, 4]`` composed with placements -> canonical-frame
+    cameras ``[B, 3, 4]``/``[B, F, 3, 4]``: ``X_cam = R (rot X + tr) + t``."""
+    R, t = camera[..., :3], camera[..., 3]
+    if camera.dim() == 3:
+        rot, tr = rot[:, None], tr[:, None]
+    R_new = R @ rot
+    t_new = (R @ tr[..., None])[..., 0] + t
+    return torch.cat((R_new, t_new[..., None]), dim=-1)
+
+
+def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text: str = "", *,
+                 guidance_strength: float = 1.0, sample_steps: int | None = None, seed: int | None = None,
+                 num_samples: int = 1, sampler: str = "ddim", text_guidance: float = 2.5,
+                 refine_placement: bool = True, keep_size: bool = True, smooth: float = 3.0,
+                 outlier: float = 0.05, final_pull: bool = True, ramp: float | None = None,
+                 body_scale: float | None = None, progress: bool = False) -> LiftResult:
+    """:func:`lift` with everything it computes, for ``num_samples`` lifts at once
+    (different noise, same ``seed`` stream).
+
+    ``smooth``: standard deviation (frames) of the Gaussian over the ray corrections and
+    the per-frame depths (0: every keypoint followed exactly); ``outlier`` (metres):
+    corrections this far from their smoothed value are dropped; ``final_pull``: the last
+    step moves observed joints onto their rays whatever their confidence. ``ramp``: the
+    pull is multiplied by ``(1 - t / T) ** ramp`` at diffusion step ``t`` of ``T``, so that
+    the early, blurry predictions are guided little (0: the same pull at every step). A
+    prior that learnt from teacher lifts keeps -- the 2D-supervised one amplifies --
+    whatever depth structure its input has, and strong early pulls leave its lifts
+    leaning; a prior trained on true 3D corrects that itself but takes its body size from
+    the early, guided steps. ``None``: 12 for checkpoints trained with ``--supervision 2d``
+    or ``teacher``, 0 for ``3d``. ``body_scale``: the depth is set for a body this much
+    larger than the prediction's, correcting the denoiser's shrinkage (``None``: the value
+    measured on the training data and stored in the checkpoint, :mod:`vmdm.training.body_scale`;
+    1 where there is none). ``sample_steps``: DDIM steps; ``None``: 50 for checkpoints
+    trained with ``--supervision 2d``, :data:`LIFT_SAMPLE_STEPS` (10) for the others, as
+    measured (at most the model's diffusion steps).
+
+    The pull ``w`` and the size correction ``k`` are those of a step of a
+    :data:`GUIDED_STEPS_REF`-step lift: with ``n`` steps each step applies ``1 - (1 - w) **
+    r`` and ``k ** min(r, 1)``, ``r = (GUIDED_STEPS_REF - 1) / (n - 1)``, so that more
+    steps divide the same correction more finely instead of compounding it (the last step,
+    t = 0, is applied whole).
+    """
+    lm = loaded_model
+    sk = lm.skeleton
+    kp, sc, cam_w = _check_inputs(keypoints, scores, camera, intrinsics, sk.num_joints)
+    F = kp.shape[0]
+    max_f = lm.model.cfg.max_frames
+    if F > max_f:
+        raise ValueError(f"keypoints: {F} frames exceed the model's maximum of {max_f}")
+    if not 0.0 <= guidance_strength <= 1.0:
+        raise ValueError(f"guidance_strength: expected a value in [0, 1], got {guidance_strength}")
+    if num_samples < 1:
+        raise ValueError(f"num_samples: expected >= 1, got {num_samples}")
+    if smooth < 0 or outlier < 0:
+        raise ValueError(f"smooth, outlier: expected >= 0, got {smooth} and {outlier}")
+    ramp = _resolve_ramp(lm, ramp)
+    if sample_steps is None and sampler == "ddim":
+        sample_steps = min(_DEFAULT_LIFT_STEPS.get(lm.config.get("supervision"), LIFT_SAMPLE_STEPS),
+                           lm.diffusion.steps)
+    visited = lm.diffusion.timesteps(sampler, sample_steps)
+    step_rate, last_t = _step_rate(len(visited)), visited[-1]  # last_t: 0, unless one step
+    body_scale = lm.body_scale if body_scale is None else float(body_scale)
+    if not body_scale > 0:
+        raise ValueError(f"body_scale: expected a value > 0, got {body_scale}")
+    text = text or ""
+    # Empty text: the unconditional model (classifier-free scale 0 keeps only its output).
+    cfg_scale = text_guidance if text.strip() else 0.0
+
+    pull = (guidance_strength * sc).float()[None, ..., None]  # [1, F, J, 1]
+    observed = (sc > 0)[None]
+    full = (guidance_strength * observed).float()[..., None]
+    par = torch.tensor([max(p, 0) for p in sk.parents])
+    bone_w = torch.minimum(sc, sc[:, par]).float()  # a bone is as reliable as its less certain end
+    bone_w[:, 0] = 0  # the root has no bone
+    kp32 = kp.float()
+    # Per-sample placement (canonical -> world); None until the first prediction.
+    state = {"rot": None, "tr": None}
+
+    def guide(x0_norm, t, index):
+        b = x0_norm.shape[0]
+        joints = decode(lm.denormalize(x0_norm).float().cpu(), sk)  # [b, F, J, 3]
+        rot, tr = state["rot"], state["tr"]
+        init = None if rot is None else (rot[index], tr[index])
+        if init is None or refine_placement:
+            r_new, t_new = fit_placement(joints, kp, sc, cam_w, init=init, iterations=15 if init is None else 3,
+                                         keep_depth=init is not None)
+            if rot is None:
+                state["rot"], state["tr"] = (torch.zeros(num_samples, 3, 3, dtype=torch.float64),
+                                             torch.zeros(num_samples, 3, dtype=torch.float64))
+            state["rot"][index], state["tr"][index] = r_new, t_new
+        rot, tr = state["rot"][index], state["tr"][index]
+        cam_c = _compose(cam_w, rot, tr).float()
+        targets = vk.ray_targets(joints, kp32.expand(b, F, -1, -1).contiguous(), cam_c.contiguous())
+        if smooth > 0:
+            targets = smooth_corrections(joints, targets, observed.expand(b, F, -1), smooth, outlier)
+        targets, moved_in = _in_front_of_camera(targets, kp32, cam_c)
+        # Confidence sets how far each step trusts a keypoint; the last step (t = 0) moves
+        # every observed joint all the way, so that the lift agrees with the image instead
+        # of keeping a confidence-sized share of the prediction's last error.
+        last = int(t.min()) == last_t
+        w = full if final_pull and last else pull
+        if ramp > 0 and not last:
+            w = w * (1 - int(t.min()) / lm.diffusion.steps) ** ramp
+        # The last step is one final correction, not a share of a rate.
+        rate = 1.0 if last else step_rate
+        if rate != 1.0:
+            w = 1 - (1 - w) ** rate
+        moved = joints + w * (targets - joints)  # confidence 0: the prediction stays
+        if keep_size:
+            centre = camera_center(cam_c).to(moved.dtype)  # [b, 3] or [b, F, 3]
+            centre = (centre[:, None] if centre.dim() == 2 else centre)[:, :, None]
+            # The ray points' size, not the partly moved joints', says how far off the depth is.
+            # A ray point moved in front of the camera says nothing about the body's size.
+            bw = bone_w * ~(moved_in | moved_in[..., par]) if bool(moved_in.any()) else bone_w
+            # k is a whole correction, not a share: fewer steps than the reference apply it
+            # whole (a power above 1 would overshoot), more steps divide it.
+            k = (_keep_body_size(joints, targets, bw, par) * body_scale) ** min(rate, 1.0)
+            if smooth > 0:
+                k = masked_gaussian_smooth(k.log()[..., None, None], torch.ones(b, F, 1, dtype=torch.bool),
+                                           smooth)[..., 0, 0].exp()
+            moved = centre + k[..., None, None] * (moved - centre)
+        # encode() needs one frame more than it returns features for: extrapolate linearly.
+        ext = torch.cat((moved, 2 * moved[:, -1:] - moved[:, -2:-1]), dim=1)
+        feats = encode(ext, sk)
+        _, tf = canonicalize(ext, sk)
+        # The re-encoded joints live in their own canonical frame X' = Rt X + tt: move the
+        # placement with them (X_w = rot X + tr = rot Rt^T X' + tr - rot Rt^T tt).
+        Rt, tt = tf.rotation.double(), tf.translation.double()
+        rot_n = rot @ Rt.transpose(-1, -2)
+        state["rot"][index] = rot_n
+        state["tr"][index] = tr - (rot_n @ tt[..., None])[..., 0]
+        return lm.normalize(feats.to(x0_norm.device, x0_norm.dtype))
+
+    out = lm.generate([text] * num_samples, F, guidance=cfg_scale, sampler=sampler, sample_steps=sample_steps,
+                      seed=seed, guide=guide if guidance_strength > 0 else None, progress=progress)
+    canon = out["joints"].double()
+    if guidance_strength == 0 or state["rot"] is None:
+        # Unguided: place the finished samples the same way for a like-for-like comparison.
+        rot, tr = fit_placement(canon, kp, sc, cam_w)
+    else:
+        rot, tr = state["rot"], state["tr"]
+    world = apply_placement(canon, rot, tr)
+    errors = [reprojection_error(world[i], kp, sc, cam_w) for i in range(num_samples)]
+    return LiftResult(world.float(), canon.float(), out["features"], rot, tr, _compose(cam_w, rot, tr).float(),
+                      errors)
+
+
+def lift(loaded_model, keypoints, scores, camera, intrinsics=None, text: str = "", *,
+         guidance_strength: float = 1.0, sample_steps: int | None = None, seed: int | None = None, **kw):
+    """Lift a 2D keypoint sequence to 3D with the trained prior (see the module docstring).
+
+    ``keypoints [F, 22, 2]`` (SMPL22 order; pixels when ``intrinsics (fx, fy, cx, cy)`` is
+    given, else normalised image coordinates), ``scores [F, 22]`` confidences in [0, 1]
+    (0: not observed), ``camera [3, 4]`` or ``[F, 3, 4]`` world-to-camera ``X_cam = R X + t``
+    in a y-up world. ``text``: optional caption (empty: unconditional). ``guidance_strength``
+    in [0, 1]: the fraction of the way to the rays each step moves a fully confident joint
+    (0 gives an unguided sample, placed by :func:`fit_placement`). Extra keywords go to
+    :func:`lift_details`.
+
+    Returns joints ``[F, 22, 3]`` in the camera's world frame (numpy in, numpy out).
+    """
+    res = lift_details(loaded_model, keypoints, scores, camera, intrinsics, text, guidance_strength=guidance_strength,
+                       sample_steps=sample_steps, seed=seed, **kw)
+    joints = res.joints[0]
+    return joints if isinstance(keypoints, torch.Tensor) else joints.numpy()
