@@ -31,3 +31,27 @@ def test_kernel_docs_example_runs():
     exec(compile(example, "docs/kernels.md", "exec"), namespace)  # noqa: S102 - our own docs
     assert namespace["targets"].shape == (64, 196, 22, 3)
     assert namespace["joints"].grad is not None and namespace["joints"].grad.abs().sum() > 0
+
+
+def _anchors(md: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    md = re.sub(r"```.*?```", "", md, flags=re.S)
+    heads = re.findall(r"^#+\s+(.*)$", md, flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in heads}
+
+
+def test_relative_links_in_readme_and_docs_resolve():
+    files = [ROOT / "README.md", ROOT / "results" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    broken = []
+    for f in files:
+        text = re.sub(r"```.*?```", "", f.read_text(), flags=re.S)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue  # http(s), mailto: not checked here
+            path, _, anchor = target.partition("#")
+            dest = (f.parent / path).resolve() if path else f
+            if not dest.exists():
+                broken.append(f"{f.relative_to(ROOT)}: {target} (no such file)")
+            elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest.read_text()):
+                broken.append(f"{f.relative_to(ROOT)}: {target} (no such heading)")
+    assert not broken, "\n".join(broken)
