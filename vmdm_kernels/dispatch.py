@@ -25,7 +25,7 @@ __all__ = ["BACKENDS", "BackendInfo", "BackendUnavailableError", "backends", "ch
            "refresh"]
 
 BACKENDS = ("reference", "cpp", "cuda", "triton")
-# Automatic preference per device type, fastest first (measured: see README).
+# Automatic preference per device type, fastest first (measured: see docs/kernels.md).
 _PREFERENCE = {"cuda": ("cuda", "triton", "reference"), "cpu": ("cpp", "reference")}
 
 

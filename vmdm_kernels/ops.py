@@ -527,7 +527,7 @@ def _features_backend(device: torch.device, backend: str | None, needs_grad: boo
 
 def _no_triton_kernel(name: str) -> str:
     """For the ops with C++/CUDA kernels only: under ``triton`` run the CUDA kernel when the
-    extension has one, else the reference (documented in the README)."""
+    extension has one, else the reference (documented in docs/kernels.md)."""
     if name == "triton":
         return "cuda" if backends()["cuda"].available else "reference"
     return name
