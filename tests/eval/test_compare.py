@@ -77,16 +77,23 @@ def test_reuse_compares_every_resolved_option_of_the_mode():
     from vmdm.experiments.compare import _training_differences
     from vmdm.training.trainer import TrainConfig
 
-    def saved(**kw):
-        return dataclasses.asdict(TrainConfig(**{**QUICK.train, **kw}, out="elsewhere").resolved())
+    from vmdm.cli import to_flat
 
-    video = TrainConfig(**QUICK.train, supervision="2d", out="x", progress=False)
+    def saved(**kw):  # a saved config in the flat layout of checkpoint format 2
+        return to_flat(TrainConfig.of(**{**QUICK.train, **kw}, out="elsewhere").resolved())
+
+    video = TrainConfig.of(**QUICK.train, supervision="2d", out="x", progress=False)
     assert _training_differences(saved(supervision="2d"), video) == {}
-    old_default = {**saved(supervision="2d"), "lambda_align": video.lambda_align + 1}
-    assert _training_differences(old_default, video) == {"lambda_align": (video.lambda_align + 1,
-                                                                          video.lambda_align)}
+    # The nested layout of format 3 reads the same.
+    nested = dataclasses.asdict(TrainConfig.of(**QUICK.train, supervision="2d", out="elsewhere").resolved())
+    assert _training_differences(nested, video) == {}
+    nested["loss"]["lambda_align"] += 1
+    assert set(_training_differences(nested, video)) == {"lambda_align"}
+    old_default = {**saved(supervision="2d"), "lambda_align": video.loss.lambda_align + 1}
+    assert _training_differences(old_default, video) == {"lambda_align": (video.loss.lambda_align + 1,
+                                                                          video.loss.lambda_align)}
     assert "lr" in _training_differences(saved(supervision="2d", lr=1e-3), video)
-    mdm = TrainConfig(**QUICK.train, supervision="3d", out="x")
+    mdm = TrainConfig.of(**QUICK.train, supervision="3d", out="x")
     # 2D-loss options do not change a 3D-supervised run.
     assert _training_differences({**saved(supervision="3d"), "lambda_align": 99.0, "align_smooth": 9.0}, mdm) == {}
     # ... but they do change a 2D-supervised one (a run from before the option existed is retrained).

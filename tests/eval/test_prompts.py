@@ -221,7 +221,7 @@ def tiny_prompt_checkpoint(quick_data, tmp_path_factory):
     from vmdm.training.trainer import TrainConfig, train
 
     out = tmp_path_factory.mktemp("prompts_ckpt")
-    return train(TrainConfig(supervision="2d", data=str(quick_data.dataset_2d), out=str(out), text_encoder="bow",
+    return train(TrainConfig.of(supervision="2d", data=str(quick_data.dataset_2d), out=str(out), text_encoder="bow",
                              model="tiny", steps=5, batch_size=4, max_frames=40, lr=1e-3, warmup=1, ckpt_every=5,
                              log_every=5, progress=False, body_scale_windows=0))
 

@@ -16,7 +16,7 @@ def tiny_checkpoint(quick_data, tmp_path_factory):
     from vmdm.training.trainer import TrainConfig, train
 
     out = tmp_path_factory.mktemp("sample_ckpt")
-    cfg = TrainConfig(supervision="2d", data=str(quick_data.dataset_2d), out=str(out), text_encoder="bow",
+    cfg = TrainConfig.of(supervision="2d", data=str(quick_data.dataset_2d), out=str(out), text_encoder="bow",
                       model="tiny", steps=20, batch_size=8, max_frames=40, lr=1e-3, warmup=1, ckpt_every=20,
                       log_every=20, progress=False,
                       # 20 steps learn no body size; a measured scale would only perturb the mechanics.

@@ -278,7 +278,7 @@ def test_body_scale_sets_the_depth_for_a_larger_body(known_clip):
     given = lift(prior, kp, scores, E, K, body_scale=1.1, **EXACT).double()
     assert torch.equal(stored, given)
     # Same rays, a body 10 % larger, so farther away.
-    from vmdm.training.body_scale import bone_length_sum
+    from vmdm.motion.bones import bone_length_sum
 
     size = bone_length_sum(stored, SMPL22.parents) / bone_length_sum(plain, SMPL22.parents)
     depth = (stored - centre).norm(dim=-1).mean() / (plain - centre).norm(dim=-1).mean()

@@ -22,5 +22,5 @@ train_mod.Objective.__call__ = marked
 
 if __name__ == "__main__":
     data, out = sys.argv[1], sys.argv[2]
-    train(TrainConfig(supervision="2d", data=data, out=out, text_encoder="bow", model="tiny", steps=4, batch_size=8,
+    train(TrainConfig.of(supervision="2d", data=data, out=out, text_encoder="bow", model="tiny", steps=4, batch_size=8,
                       max_frames=40, log_every=1, ckpt_every=2, progress=False, device="cpu"))

@@ -1,10 +1,12 @@
 """vmdm.training.body_scale: the denoiser's shrinkage of the bodies it is given, measured on training data,
 recorded in every checkpoint and reproduced by the command line."""
 
+import dataclasses
 import pytest
 import torch
 
-from vmdm.training.body_scale import bone_length_sum, main, measure_body_scale
+from vmdm.motion.bones import bone_length_sum
+from vmdm.training.body_scale import main, measure_body_scale
 from vmdm.training.checkpoint import load_checkpoint
 from vmdm.data.dataset import MotionDataset
 from vmdm.motion.representation import channel_groups
@@ -57,7 +59,7 @@ def test_a_denoiser_that_shrinks_by_s_measures_one_over_s(quick_data, s):
 
 
 def test_checkpoints_record_it_and_the_command_line_reproduces_it(quick_data, tmp_path, capsys):
-    cfg = TrainConfig(supervision="2d", data=str(quick_data.dataset_2d), out=str(tmp_path), text_encoder="bow",
+    cfg = TrainConfig.of(supervision="2d", data=str(quick_data.dataset_2d), out=str(tmp_path), text_encoder="bow",
                       model="tiny", steps=4, batch_size=4, max_frames=40, lr=1e-3, warmup=1, ckpt_every=4,
                       limit_clips=4, progress=False)
     ckpt = train(cfg)
@@ -71,5 +73,5 @@ def test_checkpoints_record_it_and_the_command_line_reproduces_it(quick_data, tm
 
     assert load_model(ckpt, "cpu").body_scale == pytest.approx(recorded)
     # Without the measurement (body_scale_windows=0) the lifter gets 1.
-    ckpt0 = train(TrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "none"), "body_scale_windows": 0}))
+    ckpt0 = train(dataclasses.replace(cfg, out=str(tmp_path / "none"), body_scale_windows=0))
     assert load_checkpoint(ckpt0)["body_scale"] is None and load_model(ckpt0, "cpu").body_scale == 1.0

@@ -44,7 +44,7 @@ def good_checkpoint(quick_data, tmp_path_factory):
     from vmdm.training.trainer import TrainConfig, train
 
     out = tmp_path_factory.mktemp("safe_ckpt")
-    return train(TrainConfig(supervision="2d", data=str(quick_data.dataset_2d), out=str(out), text_encoder="bow",
+    return train(TrainConfig.of(supervision="2d", data=str(quick_data.dataset_2d), out=str(out), text_encoder="bow",
                              model="tiny", steps=2, batch_size=4, max_frames=40, warmup=1, ckpt_every=2,
                              log_every=1, progress=False, body_scale_windows=4))
 

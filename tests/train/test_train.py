@@ -24,7 +24,7 @@ def _cfg(quick_data, out, **kw):
     base = dict(supervision="2d", data=str(quick_data.dataset_2d), out=str(out), text_encoder="bow", model="tiny",
                 steps=6, batch_size=4, max_frames=40, lr=1e-3, warmup=1, log_every=1, ckpt_every=3, progress=False)
     base.update(kw)
-    return TrainConfig(**base)
+    return TrainConfig.of(**base)
 
 
 def _rows(out):
@@ -189,10 +189,15 @@ def test_help_documents_every_option():
     assert res.returncode == 0
     import dataclasses
 
-    for f in dataclasses.fields(TrainConfig):
+    from vmdm.training.config import LossConfig
+
+    leaves = [f for cls in (TrainConfig, LossConfig) for f in dataclasses.fields(cls) if f.name != "loss"]
+    assert len(leaves) > 40
+    for f in leaves:
         flag = "--" + f.name.replace("_", "-")
         assert flag in res.stdout, flag
         assert f.metadata.get("help"), f"{f.name} has no help text"
+    assert "--recipe" in res.stdout and "LossConfig options" in res.stdout
 
 
 def test_bad_options_fail_clearly(quick_data, tmp_path):
@@ -225,7 +230,7 @@ def test_checkpoints_record_text_normalisation_and_older_ones_load_without_it(qu
 
 
 def test_device_resolution_gives_each_torchrun_rank_its_own_gpu():
-    from vmdm.training.trainer import resolve_device
+    from vmdm.training.distributed import resolve_device
 
     assert resolve_device(None, 1, 0, False) == torch.device("cpu")
     assert resolve_device(None, 4, 3, True) == torch.device("cuda:3")
@@ -239,7 +244,7 @@ def test_device_resolution_gives_each_torchrun_rank_its_own_gpu():
 
 
 def test_resume_with_another_rank_count_reseeds_instead_of_sharing_streams():
-    from vmdm.training.trainer import resume_rng
+    from vmdm.training.distributed import resume_rng
 
     saved = [{"rank": r} for r in range(4)]
     assert [resume_rng(saved, r, 4) for r in range(4)] == saved
@@ -248,7 +253,7 @@ def test_resume_with_another_rank_count_reseeds_instead_of_sharing_streams():
 
 
 def test_timestep_weighted_mean_is_the_global_mean_whatever_the_rank_count(monkeypatch):
-    from vmdm.training.trainer import timestep_weighted_mean
+    from vmdm.training.distributed import timestep_weighted_mean
 
     g = torch.Generator().manual_seed(0)
     losses, weights = torch.rand(8, generator=g), torch.rand(8, generator=g) * 5
@@ -376,7 +381,7 @@ def test_samples_fall_back_to_gif_without_ffmpeg(quick_data, tmp_path, monkeypat
 
 
 def test_heldout_captions_are_seeded_distinct_and_only_rank_0_samples(quick_data, tmp_path, monkeypatch):
-    from vmdm.training.trainer import heldout_captions
+    from vmdm.training.final_samples import heldout_captions
 
     root = quick_data.dataset_2d
     a = heldout_captions(root, 3, seed=0)

@@ -94,7 +94,10 @@ _ONLY_3D = {"lambda_feature", "lambda_geo_pos", "lambda_geo_vel", "lambda_geo_fo
 def _training_differences(saved: dict, cfg) -> dict:
     """``{option: (saved, wanted)}`` for the resolved options of ``cfg`` that differ from a
     checkpoint's saved configuration and change what its supervision mode learns."""
-    want = dataclasses.asdict(cfg.resolved())
+    from vmdm.cli import to_flat
+    from vmdm.training.config import flat_saved_config
+
+    want, saved = to_flat(cfg.resolved()), flat_saved_config(saved)
     unused = _ONLY_3D if want["supervision"] == "2d" else _ONLY_2D
     return {k: (saved.get(k), v) for k, v in want.items()
             if k not in _BOOKKEEPING and k not in unused and saved.get(k) != v}
@@ -129,7 +132,7 @@ def _train_variant(name: str, overrides: dict, budget: Budget, work: Path, cache
     want = {**budget.train, **overrides, "seed": seed}
     if steps is not None:
         want["steps"] = steps
-    cfg = TrainConfig(**want, quick_data=budget.quick_data, cache_dir=cache_dir, out=str(out), progress=progress)
+    cfg = TrainConfig.of(**want, quick_data=budget.quick_data, cache_dir=cache_dir, out=str(out), progress=progress)
     if ckpt.is_file():
         # Reuse a finished run of exactly this configuration (an interrupted comparison resumes):
         # every resolved option that changes training must match, defaults included, so a

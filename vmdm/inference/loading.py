@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vmdm.training.checkpoint import load_checkpoint
-from vmdm.motion.representation import Normalizer, check_feature_convention, decode
+from vmdm.motion.representation import Normalizer, decode
+from vmdm.training.checkpoint import DenoiserCheckpoint
 from vmdm.motion.skeleton import Skeleton, get_skeleton
 from vmdm.model.diffusion import Diffusion
 from vmdm.model.denoiser import DenoiserConfig, MotionDenoiser
@@ -96,17 +96,16 @@ def load_model(path: str | Path, device: str | torch.device | None = None, *, us
                text_encoder: TextEncoder | None = None) -> LoadedModel:
     device = torch.device(device) if device is not None else torch.device(
         "cuda" if torch.cuda.is_available() else "cpu")
-    ck = load_checkpoint(path)
-    check_feature_convention(ck, path)
+    ck = DenoiserCheckpoint.load(path)
     # Checkpoints from before the text_norm option projected the raw embedding.
-    model = MotionDenoiser(DenoiserConfig(**{"text_norm": False, **ck["model_config"]}))
-    model.load_state_dict(ck["ema"] if use_ema else ck["model"])
+    model = MotionDenoiser(DenoiserConfig(**{"text_norm": False, **ck.model_config}))
+    model.load_state_dict(ck.ema if use_ema else ck.model)
     model.to(device).eval()
-    cfg = ck["config"]
-    norm = Normalizer(np.asarray(ck["normalizer"]["mean"]), np.asarray(ck["normalizer"]["std"]))
+    cfg = ck.config
+    norm = Normalizer(np.asarray(ck.normalizer["mean"]), np.asarray(ck.normalizer["std"]))
     enc = text_encoder if text_encoder is not None else build_text_encoder(cfg["text_encoder"], device="cpu")
     if enc.dim != model.cfg.text_dim:
         raise ValueError(f"text encoder {enc.name!r} gives {enc.dim}-dim embeddings; the checkpoint expects "
                          f"{model.cfg.text_dim}")
-    return LoadedModel(model, Diffusion(cfg["diffusion_steps"]), norm, get_skeleton(ck["skeleton"]), enc, cfg,
-                       device, float(ck.get("body_scale") or 1.0), ck.get("data_hash"))
+    return LoadedModel(model, Diffusion(cfg["diffusion_steps"]), norm, get_skeleton(ck.skeleton), enc, cfg,
+                       device, float(ck.body_scale or 1.0), ck.data_hash)

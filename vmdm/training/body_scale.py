@@ -20,22 +20,10 @@ import numpy as np
 import torch
 
 from vmdm.data.dataset import MotionDataset, collate
+from vmdm.motion.bones import bone_length_sum
 from vmdm.motion.representation import decode
 
-__all__ = ["bone_pairs", "bone_length_sum", "measure_body_scale", "main"]
-
-
-def bone_pairs(parents) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(child, parent)`` joint indices of every bone of a skeleton's ``parents`` (root: -1)."""
-    par = torch.as_tensor(parents)
-    child = torch.nonzero(par >= 0)[:, 0]
-    return child, par[child]
-
-
-def bone_length_sum(joints: torch.Tensor, parents) -> torch.Tensor:
-    """Sum of bone lengths per frame: ``[..., J, 3]`` -> ``[...]``."""
-    child, par = bone_pairs(parents)
-    return (joints[..., child, :] - joints[..., par, :]).norm(dim=-1).sum(-1)
+__all__ = ["measure_body_scale", "main"]
 
 
 @torch.no_grad()
@@ -87,7 +75,7 @@ def measure_body_scale(model, diffusion, normalizer, skeleton, text_encoder, dat
 
 
 def main(argv=None) -> int:
-    from vmdm.training.checkpoint import atomic_save, load_checkpoint
+    from vmdm.training.checkpoint import DenoiserCheckpoint
     from vmdm.inference.loading import load_model
 
     p = argparse.ArgumentParser(prog="python -m vmdm.training.body_scale", description=__doc__.split("\n\n")[0])
@@ -96,11 +84,11 @@ def main(argv=None) -> int:
     p.add_argument("--windows", type=int, default=256, help="training windows to measure on")
     p.add_argument("--dry-run", action="store_true", help="print the value, leave the checkpoint as it is")
     a = p.parse_args(argv)
-    ck = load_checkpoint(a.checkpoint)
-    root = a.data or ck.get("data_root")
+    ck = DenoiserCheckpoint.load(a.checkpoint)
+    root = a.data or ck.data_root
     if not root:
         raise SystemExit(f"{a.checkpoint}: no data folder recorded; pass --data")
-    cfg = ck["config"]
+    cfg = ck.config
     lm = load_model(a.checkpoint, "cpu")
     # The clips the model was trained on (a --limit-clips run saw only the first N).
     ds = MotionDataset(root, "train", mode=cfg["supervision"], max_frames=cfg["max_frames"], seed=0,
@@ -109,8 +97,8 @@ def main(argv=None) -> int:
                                num_windows=a.windows)
     print(f"body scale {scale:.4f} (input / prediction bone lengths, {min(a.windows, len(ds))} windows)")
     if not a.dry_run:
-        ck["body_scale"] = scale
-        atomic_save(ck, a.checkpoint)
+        ck.body_scale = scale
+        ck.save(a.checkpoint)
         print(f"stored in {a.checkpoint}")
     return 0
 

@@ -10,6 +10,9 @@ A checkpoint is written to a temporary file in the same directory, flushed to di
 renamed over the old one (an atomic replace on POSIX), so a crash or SIGKILL at any moment
 leaves either the previous checkpoint or the new one, never a truncated file.
 
+The denoiser checkpoint's keys are declared once, by :class:`DenoiserCheckpoint`, which
+`python -m vmdm.train` writes and every reader reads.
+
 Files written before this layout (numpy arrays, numpy/python random-state tuples and
 numpy scalars inside) are refused like any other unsafe file. For a file you trust,
 ``python -m vmdm.training.checkpoint convert OLD.pt NEW.pt`` rewrites it in the safe layout; it is
@@ -26,17 +29,23 @@ import random
 import re
 import sys
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 import numpy as np
 import torch
 
-__all__ = ["FORMAT", "UnsafeCheckpointError", "atomic_save", "load_checkpoint", "to_plain", "rng_state",
+from vmdm.motion.representation import check_feature_convention, feature_convention_record
+
+__all__ = ["FORMAT", "READABLE_FORMATS", "DenoiserCheckpoint", "CheckpointFormatError", "UnsafeCheckpointError", "atomic_save", "load_checkpoint", "to_plain", "rng_state",
            "set_rng_state", "convert"]
 
-# Layout of the denoiser checkpoint (vmdm.train): 2 holds plain data only; 1 (key "version")
-# held numpy arrays and random-state tuples, readable only by full unpickling.
-FORMAT = 2
+# Layout of the denoiser checkpoint (vmdm.train): 3 nests the loss options of the saved
+# training config under config["loss"]; 2 listed them flat; both hold plain data only, and 2
+# is read as 3. 1 (key "version") held numpy arrays and random-state tuples, readable only
+# by full unpickling (see convert).
+FORMAT = 3
+READABLE_FORMATS = (2, 3)
 
 CONVERT_HINT = "python -m vmdm.training.checkpoint convert"
 
@@ -138,6 +147,90 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu"):
         raise RuntimeError(f"checkpoint {path} is unreadable ({type(e).__name__}: {e})") from e
 
 
+# --------------------------------------------------------------------------- the denoiser's schema
+
+
+def nest_loss_options(config: dict) -> dict:
+    """A saved training config with its loss options under ``"loss"`` (as format 3 saves it),
+    from either layout."""
+    from vmdm.training.config import LossConfig
+
+    names = {f.name for f in dataclasses.fields(LossConfig)}
+    loss = dict(config.get("loss") or {})
+    loss.update({k: v for k, v in config.items() if k in names})
+    return {**{k: v for k, v in config.items() if k not in names}, "loss": loss}
+
+
+class CheckpointFormatError(ValueError):
+    """A file that is not a denoiser checkpoint of a readable format, or lacks a key it must hold."""
+
+
+@dataclass
+class DenoiserCheckpoint:
+    """Everything a denoiser run saves: enough to sample (weights, normaliser, skeleton,
+    model and training config), to resume bit for bit (optimiser, scheduler, data position,
+    random streams) and to tell which data it was trained on (root and hash)."""
+
+    step: int
+    model: dict  # state dict of the trained weights
+    ema: dict  # state dict of the EMA weights (the ones sampling uses)
+    model_config: dict  # vmdm.model.denoiser.DenoiserConfig as a dict
+    config: dict  # vmdm.training.config.TrainConfig as a (nested) dict
+    normalizer: dict  # {"mean": array [D], "std": array [D]}
+    skeleton: str
+    data_pos: tuple = (0, 0)  # (epoch, batch) the next batch is drawn from
+    optim: dict | None = None
+    sched: dict | None = None
+    rng: list = dataclasses.field(default_factory=list)  # one random state per rank
+    bad_steps_total: int = 0
+    body_scale: float | None = None  # input / prediction bone lengths (vmdm.training.body_scale)
+    data_root: str | None = None
+    data_hash: str | None = None
+    feature_convention: dict = dataclasses.field(default_factory=feature_convention_record)
+
+    _REQUIRED = ("step", "model", "ema", "model_config", "config", "normalizer", "skeleton")
+
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "feature_convention"}
+        d["data_pos"] = list(self.data_pos)
+        d["normalizer"] = {"mean": np.asarray(self.normalizer["mean"]), "std": np.asarray(self.normalizer["std"])}
+        return {"format": FORMAT, **self.feature_convention, **d}
+
+    @classmethod
+    def from_dict(cls, ck, where: str | os.PathLike = "checkpoint") -> "DenoiserCheckpoint":
+        """The checkpoint in ``ck`` (a loaded file's content), checked: its format, its feature
+        convention and the keys every reader needs."""
+        if not isinstance(ck, dict) or "model_config" not in ck:
+            raise CheckpointFormatError(f"{where}: not a denoiser checkpoint (expected a dict with 'model_config', "
+                                        f"got {type(ck).__name__}{' with keys ' + str(sorted(ck)[:8]) if isinstance(ck, dict) else ''})")
+        fmt = ck.get("format")
+        if fmt not in READABLE_FORMATS:
+            raise CheckpointFormatError(f"{where}: checkpoint format {fmt!r}; this code reads formats "
+                                        f"{list(READABLE_FORMATS)}")
+        check_feature_convention(ck, where)
+        missing = [k for k in cls._REQUIRED if k not in ck]
+        if missing:
+            raise CheckpointFormatError(f"{where}: checkpoint lacks {missing}")
+        norm = ck["normalizer"]
+        if not isinstance(norm, dict) or not {"mean", "std"} <= set(norm):
+            raise CheckpointFormatError(f"{where}: 'normalizer' must hold 'mean' and 'std', got {norm!r:.80}")
+        names = {f.name for f in dataclasses.fields(cls)} - {"feature_convention"}
+        values = {k: ck[k] for k in names if k in ck}
+        values["config"] = nest_loss_options(ck["config"])
+        values["data_pos"] = tuple(values.get("data_pos", (0, 0)))
+        conv = {k: ck[k] for k in feature_convention_record() if k in ck}
+        return cls(**values, feature_convention=conv or feature_convention_record())
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write atomically (a crash leaves the previous file or this one, never a truncated one)."""
+        return atomic_save(self.to_dict(), path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, map_location="cpu") -> "DenoiserCheckpoint":
+        """Read with the safe loader (never runs code from the file) and check the schema."""
+        return cls.from_dict(load_checkpoint(path, map_location), path)
+
+
 # --------------------------------------------------------------------------- random state
 
 
@@ -216,6 +309,8 @@ def _upgrade(ck):
         ck["rng"] = [_upgrade_rng(s) for s in ck["rng"]]
     if "model_config" in ck:
         ck.pop("version", None)
+        if isinstance(ck.get("config"), dict):
+            ck["config"] = nest_loss_options(ck["config"])
         ck["format"] = FORMAT
     return ck
 

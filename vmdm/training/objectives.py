@@ -15,43 +15,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 import vmdm_kernels as vk
-from vmdm.training.body_scale import bone_pairs
+from vmdm.motion.bones import bone_pairs
 from vmdm.motion.representation import Normalizer, channel_groups
 from vmdm.motion.skeleton import Skeleton, feature_skeleton
 from vmdm.motion.smoothing import smooth_corrections
+from vmdm.training.config import LossConfig
 
 __all__ = ["LossConfig", "Objective", "GT_KEYS", "masked_mse"]
 
 # Batch fields that hold 3D ground truth; the 2D objective must never receive them.
 GT_KEYS = ("gt_joints", "gt_motion")
-
-
-@dataclass
-class LossConfig:
-    # 3d / teacher
-    lambda_feature: float = 1.0
-    lambda_geo_pos: float = 0.0
-    lambda_geo_vel: float = 0.0
-    lambda_geo_foot: float = 0.0
-    # 2d (VideoMDM); relative weights of the release
-    lambda_pos: float = 7.0
-    lambda_vel: float = 50.0
-    lambda_align: float = 10.0
-    # Body size: each predicted bone's clip-average length against the teacher lift's
-    # (relative squared error); 0 = off.
-    lambda_bone: float = 0.0
-    # Alignment targets: Gaussian sigma (frames) of the ray corrections (0 = per frame) and the
-    # distance (metres) from their smoothed value past which a correction counts as an outlier.
-    align_smooth: float = 3.0
-    align_outlier: float = 0.05
-    depth_weight: str = "sample"
-    depth_power: float | None = None
-    z_min: float = 0.5
 
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
