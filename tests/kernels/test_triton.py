@@ -466,7 +466,9 @@ def test_gradcheck_float64_through_public_api():
 
 
 def test_triton_ops_registered_with_torch_library():
-    import vmdm_kernels.triton.library  # noqa: F401  (registers torch.ops.vmdm_triton.*)
+    import vmdm_kernels.triton.library
+
+    vmdm_kernels.triton.library.register()  # torch.ops.vmdm_triton.*
 
     p = on_device(make_problem(2, 9, 4, seed=13))
     leaves = [p[n].clone().requires_grad_() for n in ("joints", "keypoints", "camera", "intrinsics")]
@@ -754,7 +756,9 @@ def test_torch_compile_fullgraph_with_triton_backend():
 def test_opcheck_triton_ops():
     # Fake-tensor tracing of a triton_op needs the compiled path: under the interpreter
     # wrap_triton returns the raw kernel, which cannot run on fake tensors.
-    import vmdm_kernels.triton.library  # noqa: F401
+    import vmdm_kernels.triton.library
+
+    vmdm_kernels.triton.library.register()
 
     p = on_device(make_problem(2, 9, 5, per_frame=True, seed=24, dtype=torch.float32))
     leaves = [p[n].clone().requires_grad_() for n in ("joints", "keypoints", "camera", "intrinsics")]
@@ -768,7 +772,9 @@ def test_opcheck_triton_ops():
 
 @gpu_only
 def test_torch_compile_fullgraph_over_triton_ops():
-    import vmdm_kernels.triton.library  # noqa: F401
+    import vmdm_kernels.triton.library
+
+    vmdm_kernels.triton.library.register()
 
     def f(joints, keypoints, camera, weights, intrinsics):
         pos, vel, _ = torch.ops.vmdm_triton.reproj_vel_fwd(joints, keypoints, camera, weights, intrinsics,
