@@ -31,8 +31,8 @@ if [ "${QUICK:-0}" != "1" ] && command -v compute-sanitizer > /dev/null; then
   # Out-of-bounds accesses and shared-memory races of the CUDA kernels on awkward shapes.
   for tool in memcheck racecheck; do
     log "compute-sanitizer --tool $tool"
-    timeout 180 compute-sanitizer --tool $tool --error-exitcode 9 python -m pytest tests/kernels/test_cuda.py -q -x \
-      --benchmark-skip -p no:cacheprovider -k "awkward or empty" > "$OUT/sanitizer_$tool.log" 2>&1
+    timeout 180 compute-sanitizer --tool $tool --error-exitcode 9 python -m pytest tests/kernels -q -x \
+      --benchmark-skip -p no:cacheprovider -k "cuda and (awkward or empty)" > "$OUT/sanitizer_$tool.log" 2>&1
     echo "$tool rc=$?" | tee -a "$OUT/gpu_check.log"; tail -3 "$OUT/sanitizer_$tool.log" | tee -a "$OUT/gpu_check.log"
   done
 fi

@@ -1,12 +1,13 @@
 """float64 finite-difference gradient checks on tiny shapes, every op, every
-differentiable input, reference and C++ backends.
+differentiable input, reference and C++ backends; then the public API on the C++, CUDA
+and Triton backends (the ``backend`` fixture).
 
 Depth weights are detached by design, so finite differences disagree with
 them: the ``none`` mode is checked directly; ``sample`` is checked with its
 per-clip weight held fixed (divide out the detached weight, multiply by its
 value at the checkpoint); ``point`` is checked w.r.t. the keypoints (its
 weights do not depend on them) and against the reference's autograd in
-test_cpp_vs_reference.py for the other inputs."""
+the per-op tests (test_reproj_vel.py) for the other inputs."""
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ import vmdm_kernels as vk
 from vmdm_kernels.ref.camera import project
 from vmdm_kernels.ref.reproj_vel import depth_weights
 
+from .conftest import only
 from .problems import make_problem
 
 BACKENDS = ["reference"] + (["cpp"] if vk.backends()["cpp"].available else [])
@@ -99,3 +101,38 @@ def test_ray_targets(backend, per_frame, intrinsics, joints_only):
         return vk.ray_targets(q["joints"], q["keypoints"], q["camera"], q.get("intrinsics"), backend=backend)
 
     assert gradcheck(f, _leaves(p, keys), eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- compiled backends on their devices
+
+
+@only("cpp", "cuda")
+def test_public_api_on_device(backend):
+    # depth_weight="none": the sample/point depth weights are detached by definition, so
+    # finite differences would see a dependence the analytic gradient deliberately omits.
+    for per_frame in (False, True):
+        p = backend.to(make_problem(2, 3, 2, per_frame=per_frame, seed=12))
+        j, k, c, i = (p[n].clone().requires_grad_() for n in ("joints", "keypoints", "camera", "intrinsics"))
+        target = p["joints"].clone().requires_grad_()
+
+        def f(j, k, c, i, target):
+            pos, vel = vk.reprojection_velocity_loss(j, k, c, p["weights"], i, depth_weight="none", reduction="sum",
+                                                     backend=backend.name)
+            v3 = vk.velocity_loss_3d(j, target, p["weights"], reduction="sum", backend=backend.name)
+            return pos + vel, v3, vk.ray_targets(j, k, c, i, backend=backend.name)
+
+        assert torch.autograd.gradcheck(f, (j, k, c, i, target), eps=1e-6, atol=1e-5, rtol=1e-4)
+
+
+@only("triton")
+def test_public_api_triton(backend):
+    # fast_mode: every program instance costs milliseconds in the interpreter.
+    p = backend.to(make_problem(1, 3, 2, seed=12))
+    j, k, c, i = (p[n].clone().requires_grad_() for n in ("joints", "keypoints", "camera", "intrinsics"))
+
+    def f(j, k, c, i):
+        pos, vel = vk.reprojection_velocity_loss(j, k, c, p["weights"], i, depth_weight="none", reduction="sum",
+                                                 backend="triton")
+        return pos + vel, vk.ray_targets(j, k, c, i, backend="triton")
+
+    assert torch.autograd.gradcheck(f, (j, k, c, i), eps=1e-6, atol=1e-5, rtol=1e-4, fast_mode=True)
