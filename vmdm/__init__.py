@@ -3,8 +3,8 @@
 import os
 
 # OpenMP threads that spin while waiting make torch on a small CPU machine collapse as soon
-# as another process wants a core (measured on 2 cores: 25x slower with 2 threads than with
-# 1). Sleeping waits cost little and avoid that. Only effective when set before torch is
+# as another process wants a core (measured: docs/training.md). Sleeping waits cost little
+# and avoid that. Only effective when set before torch is
 # first imported, which is the case for `python -m vmdm.<cli>`; an explicit setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

@@ -34,9 +34,9 @@ class DenoiserConfig:
     # plus a learned correction (EDM-style preconditioning). 0 disables it (plain x0 output, as MDM).
     skip_steps: int = 0  # diffusion steps of the schedule the skip uses (0 = no skip)
     # Standardise each text embedding before projecting it. Sentence encoders differ in scale
-    # (MiniLM: unit norm, ~0.05 per component; CLIP: far larger); unscaled MiniLM embeddings
-    # reach the transformer ~20x weaker than the timestep and motion tokens, and the models
-    # learned to ignore the text (results/text_norm_2026-11-27.md).
+    # (MiniLM: unit norm; CLIP: far larger); unscaled MiniLM embeddings reach the transformer
+    # much weaker than the timestep and motion tokens, and the models learned to ignore the
+    # text (measured: docs/training.md).
     text_norm: bool = True
 
 

@@ -4,13 +4,12 @@ Representation alignment moves each predicted joint onto the camera ray through 
 observed keypoint and re-encodes the result. Detector noise is (nearly) white in time, so
 the per-frame corrections carry it straight into the channels that difference or invert
 the joints: local velocities, foot contacts (thresholded velocities) and IK rotations. On
-the built-in data (3 px keypoint noise, 0.5 % gross outliers) the targets built from the
-*true* joints miss the true features by a normalised MSE of 2.5 on the rotations and 1.1
-on the velocities -- as large as the signal. The correction ``ray - joint`` of a good
+the built-in data, targets built from the *true* joints miss the true features by about as
+much as the signal itself in those channels. The correction ``ray - joint`` of a good
 prediction changes slowly over time while the noise does not, so a short Gaussian over
 frames removes most of it; a second pass drops corrections that stand out from their
-smoothed value (gross detector outliers) before smoothing again. Measured numbers:
-``results/align_smoothing_2026-11-28.md``.
+smoothed value (gross detector outliers) before smoothing again. The measurements behind
+this are in docs/evaluation.md and results/README.md.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A denoiser trained with 2D supervision predicts bodies a few per cent smaller than its
 input even from an almost clean input: reprojection fixes a bone only across the line of
 sight, and along it the prediction averages over the depths the input leaves open
-(``results/body_size_2026-11-30.md``). A lifter that takes its depth from the prior's body
+(measured: docs/training.md, results/README.md). A lifter that takes its depth from the prior's body
 size inherits that shrinkage as a depth error. The correction is the ratio of the input's
 bone lengths to the prediction's on training windows at the last denoising step: it needs
 only the training inputs (the teacher lifts in 2D mode), no 3D ground truth.

@@ -298,7 +298,7 @@ class LifterTrainConfig:
     weight_decay: float = 1e-4
     views_per_clip: int = 3
     # Left-right mirror augmentation. Off by default: at the step counts a CPU budget allows
-    # the lifter underfits, and mirroring measured no gain (600 steps: 69 vs 69 mm val).
+    # the lifter underfits, and mirroring measured no gain (docs/data.md).
     mirror: bool = False
     seed: int = 0
     # None: time a few steps with all threads and with one, keep the faster. On a busy
