@@ -29,7 +29,6 @@ import dataclasses
 import datetime
 import json
 import logging
-import math
 import sys
 import time
 from dataclasses import dataclass, field as dc_field

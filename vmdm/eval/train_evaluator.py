@@ -14,7 +14,6 @@ import dataclasses
 import datetime
 import hashlib
 import logging
-import math
 import platform
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vmdm.training.schedule import Budget
 from vmdm.cli import build_parser, field, from_args
 from vmdm.data.dataset import GTStore, MotionDataset
 from vmdm.motion.representation import Normalizer, compute_mean_std
@@ -214,25 +214,18 @@ def _train(cfg: EvaluatorTrainConfig, gt_store: GTStore | None) -> Path:
     text_encoder.save_cache()
 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warm = max(1, min(100, cfg.steps // 10))
     bs = min(cfg.batch_size, len(fit))
     from tqdm import tqdm
 
     bar = tqdm(total=cfg.steps, desc="train evaluator", disable=not cfg.progress, dynamic_ncols=True)
-    step, loss_ema, t_train = 0, None, time.time()
+    step, loss_ema = 0, None
+    budget = Budget(cfg.steps, cfg.time_budget, warmup=min(100, cfg.steps // 10))
     model.train()
     while step < cfg.steps:
-        elapsed = time.time() - t_train
-        if cfg.time_budget is not None and elapsed > cfg.time_budget:
+        if budget.out_of_time():
             log.info("time budget of %.0f s reached after %d steps", cfg.time_budget, step)
             break
-        # Cosine decay over the steps, or over the time budget when that runs out first.
-        frac = step / cfg.steps
-        if cfg.time_budget is not None:
-            frac = max(frac, elapsed / cfg.time_budget)
-        lr = cfg.lr * min(1.0, (step + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
-        for g in opt.param_groups:
-            g["lr"] = lr
+        budget.set_lr(opt, cfg.lr, step)
         pick = rng.choice(len(fit), bs, replace=False)
         clips = [fit[k] for k in pick]
         caps = [split.captions[i][int(rng.integers(len(split.captions[i])))] for i in clips]
@@ -259,7 +252,7 @@ def _train(cfg: EvaluatorTrainConfig, gt_store: GTStore | None) -> Path:
         if step % 20 == 0:
             bar.set_postfix(loss=f"{loss_ema:.3f}")
     bar.close()
-    train_s = time.time() - t_train
+    train_s = budget.elapsed()
     model.eval()
     metrics = {"steps": step, "train_s": round(train_s, 1), "final_loss_ema": loss_ema,
                "heldout": heldout_metrics(model, split, held, seed=cfg.seed, max_frames=cfg.max_frames),

@@ -43,6 +43,7 @@ from vmdm.motion.cameras import (
     sample_camera,
     transform_points,
 )
+from vmdm.training.schedule import Budget
 from vmdm.motion.skeleton import SMPL22, Skeleton, get_skeleton
 
 __all__ = [
@@ -466,8 +467,8 @@ def _train(train_clips, val_clips, config, model_config, progress):
     views = make_views(train_clips, config.views_per_clip, config.camera, config.noise, skel, config.seed)
     val_views = make_views(val_clips, 1, config.camera, config.noise, skel, config.seed + 1) if val_clips else None
     # The time budget covers optimisation only; rendering the views is reported separately.
-    t0 = time.time()
-    views_s = t0 - t_views
+    budget = Budget(config.steps, config.time_budget_s, warmup=50)
+    views_s = budget.t0 - t_views
     model = TemporalLifter(model_config)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     g = torch.Generator().manual_seed(config.seed)
@@ -482,17 +483,8 @@ def _train(train_clips, val_clips, config, model_config, progress):
     loss_ema = None
     probe = _ThreadProbe() if config.threads is None and torch.get_num_threads() > 1 else None
     model.train()
-    while step < config.steps:
-        if config.time_budget_s is not None and time.time() - t0 > config.time_budget_s:
-            break
-        # Linear warm-up then cosine decay over the nominal number of steps, or over the
-        # time budget when that runs out first.
-        frac = step / config.steps
-        if config.time_budget_s is not None:
-            frac = max(frac, (time.time() - t0) / config.time_budget_s)
-        lr = config.lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
-        for group in opt.param_groups:
-            group["lr"] = lr
+    while step < config.steps and not budget.out_of_time():
+        budget.set_lr(opt, config.lr, step)
         idx = torch.randint(0, n, (config.batch_size,), generator=g).tolist()
         kp, sc, tgt, mask = _batch(views, idx, config.window, g, flip)
         loss, mpjpe = _loss(model, kp, sc, tgt, mask)
@@ -514,7 +506,7 @@ def _train(train_clips, val_clips, config, model_config, progress):
     metrics: dict = {
         "steps": step,
         "threads": torch.get_num_threads(),
-        "train_s": round(time.time() - t0, 1),
+        "train_s": round(budget.elapsed(), 1),
         "views_s": round(views_s, 1),
         "train_mpjpe_mm_ema": 1000 * (loss_ema or 0),
     }
