@@ -198,7 +198,8 @@ def sample(cfg: SampleConfig) -> dict:
         if length < 2:
             raise ConfigError(f"--lift: the clip has {length} frame at 20 fps; lifting needs at least 2")
         if length > max_f:
-            raise ConfigError(f"--lift: the clip has {length} frames at 20 fps; this checkpoint handles at most {max_f}")
+            raise ConfigError(f"--lift: the clip has {length} frames at 20 fps; this checkpoint handles at most "
+                              f"{max_f}")
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,8 @@ from vmdm.data.build.synth.corpus import SynthConfig, synthesize
 
 
 def main(argv=None) -> int:
-    parser = build_parser(SynthConfig, "python -m vmdm.data.build.synth",
-                          "Generate the built-in corpus: procedural, text-labelled SMPL-22 motions in HumanML3D format.")
+    parser = build_parser(SynthConfig, "python -m vmdm.data.build.synth", "Generate the built-in corpus: "
+                          "procedural, text-labelled SMPL-22 motions in HumanML3D format.")
     cfg = from_args(SynthConfig, parser.parse_args(argv))
     t0 = time.time()
     out = synthesize(cfg)
