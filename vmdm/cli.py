@@ -10,6 +10,21 @@ so nesting organises the code without changing the command line.
 Named overlays (recipes) are dicts of option values laid over the dataclass defaults and
 under what the command line sets: :func:`parse` reads ``--recipe`` first, so ``--help``
 shows the values a run would really use.
+
+Further options of :func:`field`, for command lines that predate the configs:
+
+- ``field(REQUIRED, help)``: no default; the option is required on the command line (unless
+  ``defaults`` give it) and the dataclass field is keyword-only, so it may follow fields
+  with defaults and Python callers must name it.
+- ``append=True`` on a ``list[...]`` field: the option is repeated, one item each time
+  (``--text a --text b``; argparse's ``action="append"``) instead of ``nargs="*"``.
+- ``sep=","`` on a ``list[...]`` field: one value holding the items separated by ``sep``
+  (``--values 0,0.3,1``); a list default is shown joined the same way.
+- ``metavar="NAME"``: the value's name in ``--help`` (argparse's ``metavar``).
+
+:class:`ConfigError` is the error of a config value that a run rejects: its message starts
+with the option (``--length: ...``), so ``main`` can hand it to ``parser.error`` while
+Python callers get a plain :class:`ValueError`.
 """
 
 from __future__ import annotations
@@ -22,15 +37,25 @@ import types
 import typing
 from pathlib import Path
 
-__all__ = ["field", "build_parser", "from_args", "from_dict", "to_flat", "parse", "save_config"]
+__all__ = ["field", "REQUIRED", "ConfigError", "build_parser", "from_args", "from_dict", "to_flat", "parse",
+           "save_config"]
+
+# ``field(REQUIRED, help)``: a field without a default, a required option.
+REQUIRED = dataclasses.MISSING
 
 
-def field(default, help: str, choices=None, positional: bool = False, **kw):
+def field(default, help: str, choices=None, positional: bool = False, *, append: bool = False,
+          sep: str | None = None, metavar: str | None = None, **kw):
     meta = {"help": help}
     if choices is not None:
         meta["choices"] = choices
     if positional:
         meta["positional"] = True
+    if append and sep is not None:
+        raise TypeError("field: append and sep are exclusive (a repeated option, or one separated value)")
+    meta.update({k: v for k, v in (("append", append or None), ("sep", sep), ("metavar", metavar)) if v is not None})
+    if default is REQUIRED:
+        return dataclasses.field(metadata=meta, kw_only=kw.pop("kw_only", True), **kw)
     if dataclasses.is_dataclass(default) and isinstance(default, type):
         return dataclasses.field(default_factory=default, metadata=meta, **kw)
     if isinstance(default, (list, dict)):
@@ -71,8 +96,15 @@ def _leaf_fields(cls):
             yield f, hints[f.name], cls
 
 
+def _has_default(f) -> bool:
+    return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+
+
 def _default(f):
-    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    """The field's default; None for a required field (argparse's default of a required option)."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else None
 
 
 def build_parser(cls, prog: str, description: str, defaults: dict | None = None,
@@ -89,29 +121,58 @@ def build_parser(cls, prog: str, description: str, defaults: dict | None = None,
             raise TypeError(f"{cls.__name__}: option {f.name!r} is declared twice (nested configs share one "
                             "command line, so their field names must differ)")
         names.add(f.name)
-        target = p if owner is cls else groups.setdefault(
-            owner, p.add_argument_group(f"{owner.__name__} options", (owner.__doc__ or "").strip().split("\n")[0]))
+        if owner is not cls and owner not in groups:  # one group per nested config
+            groups[owner] = p.add_argument_group(f"{owner.__name__} options",
+                                                 (owner.__doc__ or "").strip().split("\n")[0])
+        target = p if owner is cls else groups[owner]
         tp, optional = _base_type(hint)
         help_ = f.metadata.get("help", "")
         default = defaults.get(f.name, _default(f))
+        # Options: required when neither the field nor ``defaults`` give a value.
+        kw = {"required": True} if not _has_default(f) and f.name not in defaults else {}
+        if f.metadata.get("metavar") is not None:
+            kw["metavar"] = f.metadata["metavar"]
         if f.metadata.get("positional"):
             conv = {int: int, float: float, str: str}.get(tp, str)
-            kw = {"nargs": "?", "default": default} if f.default is not dataclasses.MISSING else {}
+            kw.pop("required", None)
+            if _has_default(f) or f.name in defaults:
+                kw.update(nargs="?", default=default)
             target.add_argument(f.name, type=conv, help=help_, choices=f.metadata.get("choices"), **kw)
             continue
         name = "--" + f.name.replace("_", "-")
         if tp is bool:
-            target.add_argument(name, action=argparse.BooleanOptionalAction, default=default, help=help_)
+            kw.pop("metavar", None)
+            target.add_argument(name, action=argparse.BooleanOptionalAction, default=default, help=help_, **kw)
             continue
         if typing.get_origin(tp) is list:
             (item,) = typing.get_args(tp) or (str,)
             conv = {int: int, float: float, str: str}.get(item, str)
-            target.add_argument(name, type=conv, nargs="*", default=default, help=help_)
+            if f.metadata.get("append"):
+                target.add_argument(name, type=conv, action="append", default=default, help=help_, **kw)
+            elif f.metadata.get("sep") is not None:
+                sep = f.metadata["sep"]
+                shown = sep.join(str(v) for v in default) if isinstance(default, (list, tuple)) and default else default
+                # argparse converts a string default with ``type``, so the value is a list either way.
+                target.add_argument(name, type=_split(conv, sep, optional), default=shown, help=help_, **kw)
+            else:
+                target.add_argument(name, type=conv, nargs="*", default=default, help=help_, **kw)
             continue
         conv = {int: int, float: float, str: str}.get(tp, str)
         target.add_argument(name, type=_parse_optional(conv) if optional else conv, default=default, help=help_,
-                            choices=f.metadata.get("choices"))
+                            choices=f.metadata.get("choices"), **kw)
     return p
+
+
+def _split(conv, sep: str, optional: bool):
+    """argparse type of a ``sep``-separated list (``none`` for None when optional)."""
+
+    def parse(s: str):
+        if optional and s.strip().lower() in ("none", "null", ""):
+            return None
+        return [conv(v.strip()) for v in s.split(sep) if v.strip()]
+
+    parse.__name__ = f"{getattr(conv, '__name__', 'value')} list"
+    return parse
 
 
 def from_dict(cls, values: dict, **overrides):
@@ -173,3 +234,7 @@ def save_config(cfg, path: str | Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(dataclasses.asdict(cfg), indent=2, sort_keys=True) + "\n")
     tmp.replace(path)
+
+
+class ConfigError(ValueError):
+    """A config value that a run rejects; the message starts with the option (``--x: ...``)."""

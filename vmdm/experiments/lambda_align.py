@@ -9,16 +9,17 @@ without having been tuned on it. Writes a table like ``vmdm.experiments.compare`
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+from vmdm.cli import build_parser, field, from_args
 from vmdm.experiments.compare import QUICK, default_jobs, format_table, run_comparison
 
-__all__ = ["SWEEP_BUDGET", "main"]
+__all__ = ["SWEEP_BUDGET", "LambdaAlignConfig", "sweep", "main"]
 
 # The demo-size model on the full built-in dataset (the quick dataset has only 3 val clips).
 SWEEP_BUDGET = dataclasses.replace(
@@ -26,33 +27,49 @@ SWEEP_BUDGET = dataclasses.replace(
     evaluator=dict(steps=1500, time_budget=None, batch_size=64))
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m vmdm.experiments.lambda_align", description=__doc__.split("\n\n")[0])
-    p.add_argument("--values", default="0,0.3,1,3", help="comma-separated lambda_align values")
-    p.add_argument("--steps", type=int, help="training steps of every model (default: the quick budget's)")
-    p.add_argument("--quick-data", action="store_true", help="the small dataset (a smoke run: 3 val clips)")
-    p.add_argument("--out", help="result file stem (default results/lambda_align_<date>)")
-    p.add_argument("--work-dir", help="checkpoints and the evaluator (default runs/lambda_align)")
-    p.add_argument("--cache-dir", help="built-in data cache")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, help="torch CPU threads (per value when several run at once)")
-    p.add_argument("--jobs", type=int, help="values trained and evaluated at once, each in its own process "
-                   "(default: one per CPU core on a CPU, 1 on a GPU)")
-    p.add_argument("--no-progress", action="store_true")
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    values = [float(v) for v in a.values.split(",")]
+@dataclass
+class LambdaAlignConfig:
+    """``python -m vmdm.experiments.lambda_align``: one lambda_align sweep on the val split."""
+
+    values: list[float] = field([0, 0.3, 1, 3], "comma-separated lambda_align values", sep=",")
+    steps: int | None = field(None, "training steps of every model (default: the quick budget's)")
+    quick_data: bool = field(False, "the small dataset (a smoke run: 3 val clips)")
+    out: str | None = field(None, "result file stem (default results/lambda_align_<date>)")
+    work_dir: str | None = field(None, "checkpoints and the evaluator (default runs/lambda_align)")
+    cache_dir: str | None = field(None, "built-in data cache (default $VMDM_CACHE or ~/.cache/vmdm)")
+    seed: int = field(0, "random seed of every training run")
+    threads: int | None = field(None, "torch CPU threads (per value when several run at once)")
+    jobs: int | None = field(None, "values trained and evaluated at once, each in its own process (default: one "
+                                   "per CPU core on a CPU, 1 on a GPU)")
+    progress: bool = field(True, "show progress bars")
+
+
+def out_stem(cfg: LambdaAlignConfig) -> Path:
+    """The result file stem: ``<stem>.md`` and ``<stem>.json`` are written."""
+    out = Path(cfg.out) if cfg.out else Path("results") / f"lambda_align_{datetime.date.today().isoformat()}"
+    return out.with_suffix("") if out.suffix in (".md", ".json") else out
+
+
+def sweep(cfg: LambdaAlignConfig) -> dict:
+    """Train and evaluate one model per value of ``cfg.values``; returns the comparison summary."""
     variants = {f"align_{v:g}": (f"VideoMDM, lambda_align = {v:g}", dict(supervision="2d", lambda_align=v))
-                for v in values}
-    budget = dataclasses.replace(SWEEP_BUDGET, quick_data=True) if a.quick_data else SWEEP_BUDGET
-    out = Path(a.out) if a.out else Path("results") / f"lambda_align_{datetime.date.today().isoformat()}"
-    if out.suffix in (".md", ".json"):
-        out = out.with_suffix("")
-    work = Path(a.work_dir) if a.work_dir else Path("runs") / "lambda_align"
-    jobs = a.jobs if a.jobs is not None else default_jobs(budget, len(variants))
-    summary = run_comparison(budget, work=work, out=out, cache_dir=a.cache_dir, seed=a.seed, steps=a.steps,
-                             variants=variants, progress=not a.no_progress, threads=a.threads, split="val",
-                             cmu=False, title="lambda_align sweep on the validation split", jobs=jobs)
+                for v in (float(v) for v in cfg.values)}
+    budget = dataclasses.replace(SWEEP_BUDGET, quick_data=True) if cfg.quick_data else SWEEP_BUDGET
+    work = Path(cfg.work_dir) if cfg.work_dir else Path("runs") / "lambda_align"
+    jobs = cfg.jobs if cfg.jobs is not None else default_jobs(budget, len(variants))
+    return run_comparison(budget, work=work, out=out_stem(cfg), cache_dir=cfg.cache_dir, seed=cfg.seed,
+                          steps=cfg.steps, variants=variants, progress=cfg.progress, threads=cfg.threads,
+                          split="val", cmu=False, title="lambda_align sweep on the validation split", jobs=jobs)
+
+
+def main(argv=None) -> int:
+    parser = build_parser(LambdaAlignConfig, "python -m vmdm.experiments.lambda_align", __doc__.split("\n\n")[0])
+    cfg = from_args(LambdaAlignConfig, parser.parse_args(argv))
+    if not cfg.values:
+        parser.error("--values: give at least one value")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    summary = sweep(cfg)
+    out = out_stem(cfg)
     print(format_table(summary))
     print(f"wrote {out}.md and {out}.json")
     return 0

@@ -51,12 +51,13 @@ import numpy as np
 import torch
 
 import vmdm_kernels as vk
+from vmdm.cli import ConfigError, field
 from vmdm.motion.cameras import camera_center, pixels_to_normalized, project
 from vmdm.motion.kinematics import rotation_about_y
 from vmdm.motion.representation import canonicalize, decode, encode
 from vmdm.motion.smoothing import masked_gaussian_smooth, smooth_corrections
 
-__all__ = ["LIFT_SAMPLE_STEPS", "GUIDED_STEPS_REF", "LiftResult", "lift", "lift_details", "fit_placement",
+__all__ = ["LIFT_SAMPLE_STEPS", "GUIDED_STEPS_REF", "LiftConfig", "LiftResult", "lift", "lift_details", "fit_placement",
            "apply_placement", "reprojection_error"]
 
 # Placement fit: yaw grid of the linear initialisation, Huber threshold (normalised image
@@ -349,6 +350,51 @@ def _resolve_ramp(loaded_model, ramp: float | None) -> float:
 
 
 @dataclass
+class LiftConfig:
+    """Lifting a 2D keypoint clip to 3D with the prior (python -m vmdm.sample --lift).
+
+    The options of ``python -m vmdm.sample --lift``; in Python, pass one to :func:`lift` or
+    :func:`lift_details` as ``config=`` (its values replace ``guidance_strength``,
+    ``smooth``, ``ramp`` and ``body_scale``; ``lift``, the clip file, is read by the command
+    line only). The sampling options a lift shares with text-to-motion sampling (steps,
+    sampler, seed, samples, text guidance) stay keywords of :func:`lift_details`.
+    """
+
+    lift: str | None = field(None, "lift this video clip (.npz, format in docs/data.md) to 3D instead of sampling "
+                                   "from text; --text is then optional (none: unconditional)", metavar="KEYPOINTS.npz")
+    lift_strength: float = field(1.0, "ray-projection guidance strength in [0, 1] (0: unguided samples)")
+    lift_smooth: float = field(3.0, "Gaussian over frames (sigma, frames) on the ray corrections and depths; "
+                                    "keypoint noise otherwise turns into 3D jitter (0: follow every keypoint exactly)")
+    lift_ramp: float | None = field(None, "guide the early denoising steps less: pull x (1 - t/T)^RAMP (default: 12 "
+                                          "for checkpoints trained with --supervision 2d or teacher, 0 for 3d; see "
+                                          "docs/sampling.md)")
+    lift_body_scale: float | None = field(None, "set depths for a body this much larger than the prior predicts "
+                                                "(default: the checkpoint's measured value, see "
+                                                "vmdm.training.body_scale; 1 when it has none)")
+
+    def check(self) -> None:
+        """Raise :class:`~vmdm.cli.ConfigError` (naming the option) for a value out of range."""
+        if not 0.0 <= self.lift_strength <= 1.0:
+            raise ConfigError(f"--lift-strength: expected a value in [0, 1], got {self.lift_strength}")
+        if self.lift_smooth < 0:
+            raise ConfigError(f"--lift-smooth: expected a value >= 0, got {self.lift_smooth}")
+        if self.lift_ramp is not None and self.lift_ramp < 0:
+            raise ConfigError(f"--lift-ramp: expected a value >= 0, got {self.lift_ramp}")
+        if self.lift_body_scale is not None and not self.lift_body_scale > 0:
+            raise ConfigError(f"--lift-body-scale: expected a value > 0, got {self.lift_body_scale}")
+
+    def lift_kwargs(self) -> dict:
+        """The keywords of :func:`lift_details` this config sets."""
+        return {"guidance_strength": self.lift_strength, "smooth": self.lift_smooth, "ramp": self.lift_ramp,
+                "body_scale": self.lift_body_scale}
+
+
+# The defaults of the lift_details keywords a LiftConfig replaces (a keyword changed from its
+# default and a config together are an error, not a silent choice between them).
+_CONFIG_KEYWORDS = {"guidance_strength": 1.0, "smooth": 3.0, "ramp": None, "body_scale": None}
+
+
+@dataclass
 class LiftResult:
     joints: torch.Tensor  # [S, F, J, 3] in the camera's world frame
     canonical_joints: torch.Tensor  # [S, F, J, 3] in each motion's canonical frame
@@ -375,9 +421,14 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
                  num_samples: int = 1, sampler: str = "ddim", text_guidance: float = 2.5,
                  refine_placement: bool = True, keep_size: bool = True, smooth: float = 3.0,
                  outlier: float = 0.05, final_pull: bool = True, ramp: float | None = None,
-                 body_scale: float | None = None, progress: bool = False) -> LiftResult:
+                 body_scale: float | None = None, progress: bool = False,
+                 config: LiftConfig | None = None) -> LiftResult:
     """:func:`lift` with everything it computes, for ``num_samples`` lifts at once
     (different noise, same ``seed`` stream).
+
+    ``config``: a :class:`LiftConfig` whose values replace ``guidance_strength``, ``smooth``,
+    ``ramp`` and ``body_scale`` (giving one of those keywords a non-default value as well
+    is an error).
 
     ``smooth``: standard deviation (frames) of the Gaussian over the ray corrections and
     the per-frame depths (0: every keypoint followed exactly); ``outlier`` (metres):
@@ -402,6 +453,13 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
     steps divide the same correction more finely instead of compounding it (the last step,
     t = 0, is applied whole).
     """
+    if config is not None:
+        given = {"guidance_strength": guidance_strength, "smooth": smooth, "ramp": ramp, "body_scale": body_scale}
+        clash = [k for k, v in given.items() if v != _CONFIG_KEYWORDS[k]]
+        if clash:
+            raise TypeError(f"lift_details: {', '.join(clash)} given both as keyword(s) and in config")
+        kw = config.lift_kwargs()
+        guidance_strength, smooth, ramp, body_scale = (kw[k] for k in _CONFIG_KEYWORDS)
     lm = loaded_model
     sk = lm.skeleton
     kp, sc, cam_w = _check_inputs(keypoints, scores, camera, intrinsics, sk.num_joints)
@@ -517,7 +575,7 @@ def lift(loaded_model, keypoints, scores, camera, intrinsics=None, text: str = "
     in a y-up world. ``text``: optional caption (empty: unconditional). ``guidance_strength``
     in [0, 1]: the fraction of the way to the rays each step moves a fully confident joint
     (0 gives an unguided sample, placed by :func:`fit_placement`). Extra keywords go to
-    :func:`lift_details`.
+    :func:`lift_details` (``config=LiftConfig(...)`` among them).
 
     Returns joints ``[F, 22, 3]`` in the camera's world frame (numpy in, numpy out).
     """

@@ -31,7 +31,6 @@ frames) and ``camera``/``camera_frames`` expressed in the GT canonical frame.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -46,6 +45,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from vmdm.cli import REQUIRED, build_parser, field as cli_field, from_args
 from vmdm.motion.cameras import (
     CameraConfig,
     DetectorNoiseConfig,
@@ -68,6 +68,9 @@ __all__ = [
     "load_corpus_joints",
     "observe_clip",
     "build_2d",
+    "Build2DConfig",
+    "Build2DRunConfig",
+    "run_build_2d",
     "main",
 ]
 
@@ -447,31 +450,42 @@ def build_2d(
     return out
 
 
+@dataclass
+class Build2DRunConfig:
+    """``python -m vmdm.data.build.build_2d``: one build, from a corpus folder to an output folder.
+
+    The build itself is configured by :class:`Build2DConfig` (:meth:`build_config`); this adds
+    the folders and run options, and exposes the camera options the command line has.
+    """
+
+    corpus: str = cli_field(REQUIRED, "3D corpus folder (HumanML3D format + meta.jsonl)")
+    out: str = cli_field(REQUIRED, "output folder (must not exist unless --overwrite)")
+    teacher: str = cli_field("learned", "learned (a lifter checkpoint), noise (analytic lifter errors) or oracle "
+                                        "(the true motion: an upper bound for 2D supervision)",
+                             choices=["learned", "noise", "oracle"])
+    lifter: str | None = cli_field(None, "lifter checkpoint for --teacher learned")
+    lifter_families: list[str] | None = cli_field(None, "comma-separated families held out for the lifter", sep=",")
+    per_frame_camera: bool = cli_field(False, "slowly panning per-frame cameras")
+    distance: float = cli_field(2.5, "camera distance to the closest joint, metres")
+    seed: int = cli_field(0, "random seed (family split, cameras, detector noise, teacher errors)")
+    workers: int = cli_field(min(2, os.cpu_count() or 1), "processes observing clips")
+    overwrite: bool = cli_field(False, "replace an existing output folder")
+    progress: bool = cli_field(True, "show a progress bar")
+
+    def build_config(self) -> Build2DConfig:
+        return Build2DConfig(teacher=self.teacher, lifter=self.lifter,
+                             camera=CameraConfig(distance=self.distance, per_frame=self.per_frame_camera),
+                             lifter_families=self.lifter_families or None, seed=self.seed, workers=self.workers)
+
+
+def run_build_2d(cfg: Build2DRunConfig) -> Path:
+    """:func:`build_2d` as ``cfg`` says; returns the output folder."""
+    return build_2d(cfg.corpus, cfg.out, cfg.build_config(), progress=cfg.progress, overwrite=cfg.overwrite)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m vmdm.data.build.build_2d", description=__doc__.split("\n\n")[0])
-    p.add_argument("--corpus", required=True, help="3D corpus folder (HumanML3D format + meta.jsonl)")
-    p.add_argument("--out", required=True, help="output folder (must not exist unless --overwrite)")
-    p.add_argument("--teacher", choices=("learned", "noise", "oracle"), default="learned",
-                   help="learned (a lifter checkpoint), noise (analytic lifter errors) or oracle "
-                   "(the true motion: an upper bound for 2D supervision)")
-    p.add_argument("--lifter", help="lifter checkpoint for --teacher learned")
-    p.add_argument("--lifter-families", help="comma-separated families held out for the lifter")
-    p.add_argument("--per-frame-camera", action="store_true", help="slowly panning per-frame cameras")
-    p.add_argument("--distance", type=float, default=2.5, help="camera distance to the closest joint, metres")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
-    a = p.parse_args(argv)
-    cfg = Build2DConfig(
-        teacher=a.teacher,
-        lifter=a.lifter,
-        camera=CameraConfig(distance=a.distance, per_frame=a.per_frame_camera),
-        lifter_families=a.lifter_families.split(",") if a.lifter_families else None,
-        seed=a.seed,
-        workers=a.workers,
-    )
-    out = build_2d(a.corpus, a.out, cfg, progress=not a.no_progress, overwrite=a.overwrite)
+    parser = build_parser(Build2DRunConfig, "python -m vmdm.data.build.build_2d", __doc__.split("\n\n")[0])
+    out = run_build_2d(from_args(Build2DRunConfig, parser.parse_args(argv)))
     meta = json.loads((out / "vmdm_2d.json").read_text())
     print(f"wrote {out}: splits {meta['splits']}, teacher {meta['teacher']}, {meta['build_s']} s")
     return 0

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from vmdm.cli import build_parser, field, from_args
 from vmdm.data.build.build_2d import Build2DConfig, build_2d
 from vmdm.data.dataset import check_corpus_convention
 from vmdm.data.build.fingerprint import HASH_FILE, data_record, short
@@ -26,7 +27,7 @@ from vmdm.data.build.numerics import numerics_pinned, pinned_torch, run_pinned
 from vmdm.motion.representation import FeatureConventionError, check_feature_convention
 
 __all__ = ["DataPaths", "default_cache_dir", "default_paths", "ensure_default_data", "check_default_data",
-           "read_data_record", "expected_hashes", "QUICK", "FULL"]
+           "read_data_record", "expected_hashes", "QUICK", "FULL", "PrepareConfig", "build_data", "check_data"]
 
 
 @dataclass(frozen=True)
@@ -265,24 +266,47 @@ def check_default_data(cache_dir: str | os.PathLike | None = None, *, quick: boo
     return ok, lines
 
 
+@dataclass
+class PrepareConfig:
+    """Options of ``python -m vmdm.data.build.prepare build`` and ``... check``."""
+
+    cache_dir: str | None = field(None, "cache folder (default: $VMDM_CACHE, else ~/.cache/vmdm)")
+    quick: bool = field(False, "the small variant used by tests and CI")
+    progress: bool = field(True, "show progress bars")
+
+
+def build_data(cfg: PrepareConfig) -> DataPaths:
+    """``prepare build``: :func:`ensure_default_data` as ``cfg`` says."""
+    return ensure_default_data(cfg.cache_dir, progress=cfg.progress, quick=cfg.quick)
+
+
+def check_data(cfg: PrepareConfig) -> tuple[bool, list[str]]:
+    """``prepare check``: :func:`check_default_data` as ``cfg`` says; ``(match, report lines)``."""
+    return check_default_data(cfg.cache_dir, quick=cfg.quick, progress=cfg.progress)
+
+
+COMMANDS = {"build": "build the default data where missing (pinned numerics)",
+            "check": "build if needed, then compare the default data's hashes with the published ones"}
+
+
 def main(argv=None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m vmdm.data.build.prepare", description=__doc__.split("\n\n")[0])
+    prog = "python -m vmdm.data.build.prepare"
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name, help_ in (("build", "build the default data where missing (pinned numerics)"),
-                        ("check", "build if needed, then compare the default data's hashes with the published ones")):
-        q = sub.add_parser(name, help=help_)
-        q.add_argument("--cache-dir", help="cache folder (default: $VMDM_CACHE, else ~/.cache/vmdm)")
-        q.add_argument("--quick", action="store_true", help="the small variant used by tests and CI")
-        q.add_argument("--no-progress", action="store_true")
+    for name, help_ in COMMANDS.items():
+        q = sub.add_parser(name, help=help_, description=help_[0].upper() + help_[1:] + ".",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        build_parser(PrepareConfig, f"{prog} {name}", help_, parser=q)
     a = p.parse_args(argv)
+    cfg = from_args(PrepareConfig, a)
     if a.cmd == "build":
-        paths = ensure_default_data(a.cache_dir, progress=not a.no_progress, quick=a.quick)
+        paths = build_data(cfg)
         if not numerics_pinned():
             print(f"default data in {paths.root}")
         return 0
-    ok, lines = check_default_data(a.cache_dir, quick=a.quick, progress=not a.no_progress)
+    ok, lines = check_data(cfg)
     print("\n".join(lines))
     print("the default data match the published hashes" if ok else
           "the default data differ from the published hashes: results made with them are not comparable with "

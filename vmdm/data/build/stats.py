@@ -12,16 +12,17 @@ Prints a Markdown table; ``--write-docs`` also replaces the block between
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from vmdm.cli import REQUIRED, build_parser, field, from_args
 from vmdm.motion.kinematics import bone_lengths, forward_kinematics, inverse_kinematics, offsets_from_lengths
 from vmdm.motion.representation import canonicalize, decode, encode
 from vmdm.motion.skeleton import SMPL22, Skeleton
@@ -34,6 +35,8 @@ __all__ = [
     "lifter_errors",
     "markdown_table",
     "collect",
+    "StatsConfig",
+    "report",
     "main",
 ]
 
@@ -219,26 +222,36 @@ def write_docs(path: str | Path, table: str) -> None:
     path.write_text(text)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m vmdm.data.build.stats", description=__doc__.split("\n\n")[0])
-    p.add_argument("--corpus", required=True)
-    p.add_argument("--cmu", help="cmu_humanml folder (default: found automatically, skipped if absent)")
-    p.add_argument("--lifter", help="lifter checkpoint to evaluate")
-    p.add_argument("--max-clips", type=int, default=400)
-    p.add_argument("--write-docs", help="Markdown file whose stats block is replaced")
-    a = p.parse_args(argv)
-    cmu = a.cmu
+@dataclass
+class StatsConfig:
+    """``python -m vmdm.data.build.stats``: the corpus-versus-CMU statistics table."""
+
+    corpus: str = field(REQUIRED, "3D corpus folder (HumanML3D format + meta.jsonl)")
+    cmu: str | None = field(None, "cmu_humanml folder (default: found automatically, skipped if absent)")
+    lifter: str | None = field(None, "lifter checkpoint to evaluate")
+    max_clips: int = field(400, "corpus clips measured (test split first)")
+    write_docs: str | None = field(None, "Markdown file whose stats block is replaced")
+
+
+def report(cfg: StatsConfig) -> str:
+    """Collect the statistics, write them into ``cfg.write_docs`` if given; returns the
+    Markdown table."""
+    cmu = cfg.cmu
     if cmu is None:
         from vmdm.data.formats.cmu import default_cmu_dir
 
         cmu = default_cmu_dir()
         if cmu is None:
             print("CMU data not found; reporting the corpus only", file=sys.stderr)
-    stats = collect(a.corpus, cmu, a.lifter, a.max_clips)
-    table = markdown_table(stats)
-    print(table)
-    if a.write_docs:
-        write_docs(a.write_docs, table)
+    table = markdown_table(collect(cfg.corpus, cmu, cfg.lifter, cfg.max_clips))
+    if cfg.write_docs:
+        write_docs(cfg.write_docs, table)
+    return table
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser(StatsConfig, "python -m vmdm.data.build.stats", __doc__.split("\n\n")[0])
+    print(report(from_args(StatsConfig, parser.parse_args(argv))))
     return 0
 
 

@@ -10,18 +10,19 @@ families it was trained on so that ``build_2d`` uses the same split.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from vmdm.cli import REQUIRED, build_parser, field, from_args
 from vmdm.data.build.build_2d import family_split, load_corpus_joints
 from vmdm.data.build.teacher import LifterConfig, LifterTrainConfig, evaluate_lifter, make_views, save_lifter, train_lifter
 
-__all__ = ["train_lifter_on_corpus", "main"]
+__all__ = ["TrainTeacherConfig", "train_teacher", "train_lifter_on_corpus", "main"]
 
 
 def train_lifter_on_corpus(
@@ -50,27 +51,41 @@ def train_lifter_on_corpus(
     return metrics
 
 
+@dataclass
+class TrainTeacherConfig:
+    """``python -m vmdm.data.build.train_teacher``: one lifter trained on a corpus's held-out families."""
+
+    corpus: str = field(REQUIRED, "3D corpus folder (HumanML3D format + meta.jsonl)")
+    out: str = field(REQUIRED, "checkpoint path (written atomically)")
+    steps: int = field(LifterTrainConfig.steps, "optimisation steps")
+    time_budget: float = field(LifterTrainConfig.time_budget_s, "also stop after this many wall-clock seconds; "
+                                                                "0 = no limit")
+    batch_size: int = field(LifterTrainConfig.batch_size, "training windows per batch")
+    channels: int = field(LifterConfig.channels, "channels of the lifter's temporal convolutions")
+    lifter_families: list[str] | None = field(None, "comma-separated families to train on (default: every third)",
+                                              sep=",")
+    seed: int = field(0, "random seed (family split, views, initialisation)")
+    threads: int | None = field(None, "torch CPU threads; a fixed count makes the lifter reproducible (default: the "
+                                      "faster of all and one, timed on a few steps)")
+    progress: bool = field(True, "show a progress bar")
+
+    def train_config(self) -> LifterTrainConfig:
+        return LifterTrainConfig(steps=self.steps, time_budget_s=self.time_budget or None,
+                                 batch_size=self.batch_size, seed=self.seed, threads=self.threads)
+
+    def model_config(self) -> LifterConfig:
+        return LifterConfig(channels=self.channels)
+
+
+def train_teacher(cfg: TrainTeacherConfig) -> dict:
+    """:func:`train_lifter_on_corpus` as ``cfg`` says; returns the lifter's metrics."""
+    return train_lifter_on_corpus(cfg.corpus, cfg.out, cfg.train_config(), cfg.model_config(),
+                                  cfg.lifter_families or None, progress=cfg.progress)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m vmdm.data.build.train_teacher", description=__doc__.split("\n\n")[0])
-    p.add_argument("--corpus", required=True)
-    p.add_argument("--out", required=True, help="checkpoint path (written atomically)")
-    p.add_argument("--steps", type=int, default=LifterTrainConfig.steps)
-    p.add_argument("--time-budget", type=float, default=LifterTrainConfig.time_budget_s, help="seconds; 0 = no limit")
-    p.add_argument("--batch-size", type=int, default=LifterTrainConfig.batch_size)
-    p.add_argument("--channels", type=int, default=LifterConfig.channels)
-    p.add_argument("--lifter-families", help="comma-separated families to train on (default: every third)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, help="torch CPU threads; a fixed count makes the lifter reproducible "
-                   "(default: the faster of all and one, timed on a few steps)")
-    p.add_argument("--no-progress", action="store_true")
-    a = p.parse_args(argv)
-    cfg = LifterTrainConfig(
-        steps=a.steps, time_budget_s=a.time_budget or None, batch_size=a.batch_size, seed=a.seed, threads=a.threads
-    )
-    metrics = train_lifter_on_corpus(
-        a.corpus, a.out, cfg, LifterConfig(channels=a.channels),
-        a.lifter_families.split(",") if a.lifter_families else None, progress=not a.no_progress,
-    )
+    parser = build_parser(TrainTeacherConfig, "python -m vmdm.data.build.train_teacher", __doc__.split("\n\n")[0])
+    metrics = train_teacher(from_args(TrainTeacherConfig, parser.parse_args(argv)))
     print(json.dumps(metrics, indent=1))
     return 0
 

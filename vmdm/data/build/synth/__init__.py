@@ -2,12 +2,13 @@
 
 ``python -m vmdm.data.build.synth --out DIR [--num-clips N] [--seed S] [--workers W]``
 writes a HumanML3D-format directory (see ``vmdm.data.formats.humanml3d``) plus
-``meta.jsonl`` and ``families.json``. Python API: :func:`generate_corpus`,
-:func:`generate_clip`, :func:`family_groups`, :data:`FAMILIES`.
+``meta.jsonl`` and ``families.json``. Python API: :func:`generate_corpus` (or
+:func:`synthesize` with the command line's :class:`SynthConfig`), :func:`generate_clip`,
+:func:`family_groups`, :data:`FAMILIES`.
 """
 
 from vmdm.data.build.synth.clip import generate_clip, make_captions, parse_plan
-from vmdm.data.build.synth.corpus import generate_corpus, plan_corpus, read_meta, split_plans
+from vmdm.data.build.synth.corpus import SynthConfig, generate_corpus, plan_corpus, read_meta, split_plans, synthesize
 from vmdm.data.build.synth.families import FAMILIES, family_groups
 
 __all__ = [
@@ -20,4 +21,6 @@ __all__ = [
     "plan_corpus",
     "read_meta",
     "split_plans",
+    "SynthConfig",
+    "synthesize",
 ]

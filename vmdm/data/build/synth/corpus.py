@@ -17,10 +17,12 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from vmdm.cli import REQUIRED, field
 from vmdm.data.formats.humanml3d import write_clip, write_ids
 from vmdm.data.build.numerics import round_significand
 from vmdm.motion.representation import (Normalizer, canonicalize, encode, feature_convention_record, feature_dim,
@@ -202,3 +204,19 @@ def read_meta(root) -> list[dict]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing (not a corpus written by generate_corpus?)")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@dataclass
+class SynthConfig:
+    """``python -m vmdm.data.build.synth``: one procedural corpus."""
+
+    out: str = field(REQUIRED, "output directory (HumanML3D format)")
+    num_clips: int = field(DEFAULT_NUM_CLIPS, "clips to generate")
+    seed: int = field(0, "random seed (same seed and clip count: the same corpus, whatever --workers)")
+    workers: int | None = field(None, "processes (default: up to 2)")
+    progress: bool = field(True, "show a progress bar")
+
+
+def synthesize(cfg: SynthConfig) -> Path:
+    """:func:`generate_corpus` as ``cfg`` says; returns the corpus folder."""
+    return generate_corpus(cfg.out, cfg.num_clips, cfg.seed, cfg.workers, progress=cfg.progress)
