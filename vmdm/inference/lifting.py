@@ -32,11 +32,10 @@ project's convention, see :mod:`vmdm.motion.cameras`): the body is only turned a
 vertical, never tilted, to fit the camera.
 
 The pull is ramped in over the denoising steps for priors trained on teacher lifts (``ramp``; see
-:func:`lift_details`). Measured on real CMU windows (``results/lifting_2026-11-29.md``),
-steps 2-4 as they are now and the ramp halve the VideoMDM prior's MPJPE and cut its
-acceleration error four-fold compared with per-frame bone lengths from the partly moved
-joints, raw per-frame corrections, a confidence-weighted last step, free-depth refits
-(which could throw a lift metres away) and no ramp.
+:func:`lift_details`). Steps 2-4 as they are and the ramp were chosen on real CMU windows
+against per-frame bone lengths from the partly moved joints, raw per-frame corrections, a
+confidence-weighted last step, free-depth refits (which could throw a lift metres away) and
+no ramp; the measurements are in docs/sampling.md.
 
 Unguided samples are placed with the same :func:`fit_placement`, so comparing their
 :func:`reprojection_error` with a lift's isolates what the guidance adds.
@@ -66,26 +65,19 @@ _YAW_GRID = 24
 _HUBER = 0.02
 _Z_MIN = 0.1
 # Guidance ramp (see lift_details) by the checkpoint's supervision when none is given:
-# measured on real CMU windows (results/lifting_2026-11-29.md), priors that learnt from
-# teacher lifts (2D-supervised, or MDM on the lifts) lift far better when guided late, a
-# prior trained on true 3D far worse.
+# priors that learnt from teacher lifts (2D-supervised, or MDM on the lifts) lift far better
+# when guided late, a prior trained on true 3D far worse (docs/sampling.md).
 _DEFAULT_RAMP = {"2d": 12.0, "teacher": 12.0}
 # DDIM steps of a lift when none are given, by the checkpoint's supervision; LIFT_SAMPLE_STEPS
-# for the others. Measured on 24 CMU windows x 4 camera draws (results/lifting_steps_2026-11-30.md):
-# the 2D-supervised prior lifts better on every measure with 50 steps than with 10 (MPJPE
-# 272.8 vs 301.9 mm, acceleration 22.8 vs 38.6 mm/frame^2; on the val split's keypoints
-# PA-MPJPE and acceleration too, not MPJPE), the 3D-supervised one worse (680.9 vs
-# 579.8 mm), MDM on the lifts mixed (MPJPE better, acceleration and reprojection worse).
-# Two more training seeds (results/seeds_6000_2026-11-30.md, seeds_6000_2026-12-02.md)
-# confirm the MPJPE gain (309.2 vs 340.7, 338.4 vs 350.3 mm); the smoothness holds with
-# one of them (acceleration 24.8 vs 33.1), not the other (50.2 vs 45.5).
+# for the others: the 2D-supervised prior lifts better with 50 steps than with 10, the
+# 3D-supervised one worse (docs/sampling.md).
 LIFT_SAMPLE_STEPS = 10
 _DEFAULT_LIFT_STEPS = {"2d": 50}
 # The pulls and size corrections are defined per step of a lift with this many steps; with
 # n steps each one is taken to the power (GUIDED_STEPS_REF - 1) / (n - 1), so that a
 # stretch of diffusion time moves a lift by the same total whatever the step count (see
 # lift_details). Applied whole at every step, 50 steps compounded the correction and threw
-# lifts off their rays (results/lifting_steps_2026-11-30.md).
+# lifts off their rays.
 GUIDED_STEPS_REF = 10
 
 
@@ -325,8 +317,8 @@ def _in_front_of_camera(targets: torch.Tensor, keypoints: torch.Tensor, camera: 
 
     A ray starts at the camera, but the closest point of its line to a joint far off it can
     lie behind the camera; a joint pulled there projects to the mirror image of its
-    keypoint and drags the next predictions after it (measured: a 194-frame val clip whose
-    lift ended behind the camera, 35290 px mean reprojection error)."""
+    keypoint and drags the next predictions after it (docs/sampling.md has the clip where
+    this happened)."""
     R, t = camera[..., :3], camera[..., 3]
     if camera.dim() == 3:  # one camera per motion
         R, t = R[:, None], t[:, None]
