@@ -67,6 +67,13 @@ def test_budgets_and_bad_variants(tmp_path):
             run_comparison(TINY, work=tmp_path, out=None, variants={bad: ("label", {})}, progress=False)
     with pytest.raises(SystemExit):
         main(["--quick", "--full"])
+    from vmdm.cli import build_parser, from_args
+    from vmdm.experiments.compare import CompareConfig
+
+    cfg = from_args(CompareConfig, build_parser(CompareConfig, "c", "").parse_args(
+        ["--full", "--seeds", "1,2", "--variants", "videomdm,mdm_3d", "--out", "x/t.md"]))
+    assert cfg.budget() is FULL and cfg.seeds == [1, 2] and cfg.variants == ["videomdm", "mdm_3d"]
+    assert str(cfg.out_stem()) == "x/t" and CompareConfig().budget() is QUICK
 
 
 def test_reuse_compares_every_resolved_option_of_the_mode():

@@ -24,7 +24,6 @@ protocol (20 repeats); for a GPU, one variant at a time.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import datetime
@@ -36,6 +35,8 @@ import re
 import sys
 import time
 from dataclasses import dataclass
+
+from vmdm.cli import ConfigError, build_parser, field, from_args
 from pathlib import Path
 
 import torch
@@ -587,38 +588,58 @@ def format_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class CompareConfig:
+    """The options of ``python -m vmdm.experiments.compare``."""
+
+    quick: bool = field(False, "2-core CPU budget (the default when neither --quick nor --full is given)")
+    full: bool = field(False, "paper budget, for a GPU")
+    out: str | None = field(None, "result file stem (writes .md and .json; default results/compare_<budget>_<date>)")
+    work_dir: str | None = field(None, "checkpoints and the evaluator (default runs/compare_<budget>)")
+    cache_dir: str | None = field(None, "built-in data cache (default $VMDM_CACHE or ~/.cache/vmdm)")
+    seed: int = field(0, "training seed (and the evaluator's)")
+    seeds: list[int] = field([], "comma-separated training seeds: every variant is trained once per seed and the "
+                                 "table gives the mean over seeds with a 95%% t-interval (overrides --seed)", sep=",")
+    steps: int | None = field(None, "override the training steps of every model")
+    variants: list[str] = field([], f"comma-separated subset of {','.join(VARIANTS)}", sep=",")
+    threads: int | None = field(None, "torch CPU threads (per run when several run at once)")
+    jobs: int | None = field(None, "runs (variant x seed) trained and evaluated at once, each in its own process "
+                                   "(default: one per CPU core on a CPU, 1 on a GPU or with --full)")
+    progress: bool = field(True, "progress bars")
+
+    def budget(self) -> Budget:
+        if self.quick and self.full:
+            raise ConfigError("--full: not allowed with --quick")
+        return FULL if self.full else QUICK
+
+    def out_stem(self) -> Path:
+        out = Path(self.out) if self.out else Path("results") / f"compare_{self.budget().name}_{datetime.date.today()}"
+        return out.with_suffix("") if out.suffix in (".md", ".json") else out
+
+
+def compare(cfg: CompareConfig) -> dict:
+    """Run the comparison ``cfg`` describes, write its table to ``cfg.out_stem()`` and return the summary."""
+    budget = cfg.budget()
+    work = Path(cfg.work_dir) if cfg.work_dir else Path("runs") / f"compare_{budget.name}"
+    names = list(cfg.variants) or None
+    seeds = list(cfg.seeds) or [cfg.seed]
+    jobs = cfg.jobs if cfg.jobs is not None else default_jobs(budget, len(names or VARIANTS) * len(seeds))
+    return run_comparison(budget, work=work, out=cfg.out_stem(), cache_dir=cfg.cache_dir, seed=cfg.seed,
+                          steps=cfg.steps, variants=names, progress=cfg.progress, threads=cfg.threads, jobs=jobs,
+                          seeds=seeds)
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m vmdm.experiments.compare", description=__doc__.split("\n\n")[0])
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="2-core CPU budget (default)")
-    mode.add_argument("--full", action="store_true", help="paper budget, for a GPU")
-    p.add_argument("--out", help="result file stem (writes .md and .json; default results/compare_<budget>_<date>)")
-    p.add_argument("--work-dir", help="checkpoints and the evaluator (default runs/compare_<budget>)")
-    p.add_argument("--cache-dir", help="built-in data cache (default $VMDM_CACHE or ~/.cache/vmdm)")
-    p.add_argument("--seed", type=int, default=0, help="training seed (and the evaluator's)")
-    p.add_argument("--seeds", help="comma-separated training seeds: every variant is trained once per seed and "
-                   "the table gives the mean over seeds with a 95%% t-interval (overrides --seed)")
-    p.add_argument("--steps", type=int, help="override the training steps of every model")
-    p.add_argument("--variants", help=f"comma-separated subset of {','.join(VARIANTS)}")
-    p.add_argument("--threads", type=int, help="torch CPU threads (per run when several run at once)")
-    p.add_argument("--jobs", type=int, help="runs (variant x seed) trained and evaluated at once, each in its own process "
-                   "(default: one per CPU core on a CPU, 1 on a GPU or with --full)")
-    p.add_argument("--no-progress", action="store_true")
-    a = p.parse_args(argv)
+    parser = build_parser(CompareConfig, "python -m vmdm.experiments.compare", __doc__.split("\n\n")[0])
+    cfg = from_args(CompareConfig, parser.parse_args(argv))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    budget = FULL if a.full else QUICK
-    date = datetime.date.today().isoformat()
-    out = Path(a.out) if a.out else Path("results") / f"compare_{budget.name}_{date}"
-    if out.suffix in (".md", ".json"):
-        out = out.with_suffix("")
-    work = Path(a.work_dir) if a.work_dir else Path("runs") / f"compare_{budget.name}"
-    names = a.variants.split(",") if a.variants else None
-    seeds = [int(v) for v in a.seeds.split(",")] if a.seeds else [a.seed]
-    jobs = a.jobs if a.jobs is not None else default_jobs(budget, len(names or VARIANTS) * len(seeds))
-    summary = run_comparison(budget, work=work, out=out, cache_dir=a.cache_dir, seed=a.seed, steps=a.steps,
-                             variants=names, progress=not a.no_progress, threads=a.threads, jobs=jobs, seeds=seeds)
+    try:
+        cfg.budget()
+    except ConfigError as e:
+        parser.error(str(e))
+    summary = compare(cfg)
     print(format_table(summary))
-    print(f"wrote {out}.md and {out}.json")
+    print(f"wrote {cfg.out_stem()}.md and {cfg.out_stem()}.json")
     return 0
 
 

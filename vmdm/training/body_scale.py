@@ -14,16 +14,17 @@ only the training inputs (the teacher lifts in 2D mode), no 3D ground truth.
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from vmdm.cli import REQUIRED, ConfigError, build_parser, field, from_args
 from vmdm.data.dataset import MotionDataset, collate
 from vmdm.motion.bones import bone_length_sum
 from vmdm.motion.representation import decode
 
-__all__ = ["measure_body_scale", "main"]
+__all__ = ["BodyScaleConfig", "measure_body_scale", "update_body_scale", "main"]
 
 
 @torch.no_grad()
@@ -74,32 +75,47 @@ def measure_body_scale(model, diffusion, normalizer, skeleton, text_encoder, dat
     return given / predicted
 
 
-def main(argv=None) -> int:
-    from vmdm.training.checkpoint import DenoiserCheckpoint
-    from vmdm.inference.loading import load_model
+@dataclass
+class BodyScaleConfig:
+    """The options of ``python -m vmdm.training.body_scale``."""
 
-    p = argparse.ArgumentParser(prog="python -m vmdm.training.body_scale", description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True, help="checkpoint to measure and update in place")
-    p.add_argument("--data", help="training data folder (default: the one recorded in the checkpoint)")
-    p.add_argument("--windows", type=int, default=256, help="training windows to measure on")
-    p.add_argument("--dry-run", action="store_true", help="print the value, leave the checkpoint as it is")
-    a = p.parse_args(argv)
-    ck = DenoiserCheckpoint.load(a.checkpoint)
-    root = a.data or ck.data_root
+    checkpoint: str = field(REQUIRED, "checkpoint to measure and update in place")
+    data: str | None = field(None, "training data folder (default: the one recorded in the checkpoint)")
+    windows: int = field(256, "training windows to measure on")
+    dry_run: bool = field(False, "print the value, leave the checkpoint as it is")
+
+
+def update_body_scale(cfg: BodyScaleConfig) -> float:
+    """Measure the checkpoint's body scale on its training data and (unless ``dry_run``) store it."""
+    from vmdm.inference.loading import load_model
+    from vmdm.training.checkpoint import DenoiserCheckpoint
+
+    ck = DenoiserCheckpoint.load(cfg.checkpoint)
+    root = cfg.data or ck.data_root
     if not root:
-        raise SystemExit(f"{a.checkpoint}: no data folder recorded; pass --data")
-    cfg = ck.config
-    lm = load_model(a.checkpoint, "cpu")
+        raise ConfigError(f"--data: {cfg.checkpoint} records no data folder; pass --data")
+    saved = ck.config
+    lm = load_model(cfg.checkpoint, "cpu")
     # The clips the model was trained on (a --limit-clips run saw only the first N).
-    ds = MotionDataset(root, "train", mode=cfg["supervision"], max_frames=cfg["max_frames"], seed=0,
-                       random_crop=False).limit_clips(cfg.get("limit_clips"))
+    ds = MotionDataset(root, "train", mode=saved["supervision"], max_frames=saved["max_frames"], seed=0,
+                       random_crop=False).limit_clips(saved.get("limit_clips"))
     scale = measure_body_scale(lm.model, lm.diffusion, lm.normalizer, lm.skeleton, lm.text_encoder, ds,
-                               num_windows=a.windows)
-    print(f"body scale {scale:.4f} (input / prediction bone lengths, {min(a.windows, len(ds))} windows)")
-    if not a.dry_run:
+                               num_windows=cfg.windows)
+    print(f"body scale {scale:.4f} (input / prediction bone lengths, {min(cfg.windows, len(ds))} windows)")
+    if not cfg.dry_run:
         ck.body_scale = scale
-        ck.save(a.checkpoint)
-        print(f"stored in {a.checkpoint}")
+        ck.save(cfg.checkpoint)
+        print(f"stored in {cfg.checkpoint}")
+    return scale
+
+
+def main(argv=None) -> int:
+    parser = build_parser(BodyScaleConfig, "python -m vmdm.training.body_scale", __doc__.split("\n\n")[0])
+    cfg = from_args(BodyScaleConfig, parser.parse_args(argv))
+    try:
+        update_body_scale(cfg)
+    except ConfigError as e:
+        parser.error(str(e))
     return 0
 
 

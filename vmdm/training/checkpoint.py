@@ -35,6 +35,7 @@ from pathlib import Path, PurePath
 import numpy as np
 import torch
 
+from vmdm.cli import REQUIRED, field
 from vmdm.motion.representation import check_feature_convention, feature_convention_record
 
 __all__ = ["FORMAT", "READABLE_FORMATS", "DenoiserCheckpoint", "CheckpointFormatError", "UnsafeCheckpointError", "atomic_save", "load_checkpoint", "to_plain", "rng_state",
@@ -330,23 +331,34 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     return out
 
 
+@dataclass
+class ConvertConfig:
+    """The options of ``python -m vmdm.training.checkpoint convert``."""
+
+    old: str = field(REQUIRED, "checkpoint to read (fully unpickled: trusted files only)", positional=True)
+    new: str = field(REQUIRED, "where to write the converted checkpoint", positional=True)
+    overwrite: bool = field(False, "replace NEW if it exists (NEW may then be OLD)")
+
+
+_CONVERT_DESCRIPTION = (
+    "Rewrite a checkpoint written by an older vmdm (denoiser, teacher lifter or evaluator; numpy arrays or "
+    "random-state tuples inside) in the current layout of tensors and plain data, which every vmdm command "
+    "loads with torch.load(weights_only=True). WARNING: this reads OLD with full unpickling "
+    "(weights_only=False), which runs any code the file contains. Run it only on files whose source you trust.")
+
+
 def main(argv=None) -> int:
+    from vmdm.cli import build_parser, from_args
+
     p = argparse.ArgumentParser(prog="python -m vmdm.training.checkpoint", description="Checkpoint maintenance.")
     sub = p.add_subparsers(dest="command", required=True)
-    c = sub.add_parser(
-        "convert", help="rewrite a trusted older checkpoint so that it loads without running code",
-        description="Rewrite a checkpoint written by an older vmdm (denoiser, teacher lifter or evaluator; numpy "
-                    "arrays or random-state tuples inside) in the current layout of tensors and plain data, which "
-                    "every vmdm command loads with torch.load(weights_only=True). WARNING: this reads OLD with "
-                    "full unpickling (weights_only=False), which runs any code the file contains. Run it only on "
-                    "files whose source you trust.")
-    c.add_argument("old", help="checkpoint to read (fully unpickled: trusted files only)")
-    c.add_argument("new", help="where to write the converted checkpoint")
-    c.add_argument("--overwrite", action="store_true", help="replace NEW if it exists (NEW may then be OLD)")
-    a = p.parse_args(argv)
-    if Path(a.new).exists() and not a.overwrite:
-        p.error(f"{a.new}: already exists (pass --overwrite to replace it)")
-    out = convert(a.old, a.new)
+    c = sub.add_parser("convert", help="rewrite a trusted older checkpoint so that it loads without running code",
+                       description=_CONVERT_DESCRIPTION, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    build_parser(ConvertConfig, "", "", parser=c)
+    cfg = from_args(ConvertConfig, p.parse_args(argv))
+    if Path(cfg.new).exists() and not cfg.overwrite:
+        p.error(f"{cfg.new}: already exists (pass --overwrite to replace it)")
+    out = convert(cfg.old, cfg.new)
     print(f"wrote {out} (loads with weights_only=True)")
     return 0
 
