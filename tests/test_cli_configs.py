@@ -332,3 +332,26 @@ def test_lift_config_checks_name_the_option():
             LiftConfig(**kw).check()
     assert LiftConfig(lift_strength=0.5, lift_ramp=2).lift_kwargs() == {
         "guidance_strength": 0.5, "smooth": 3.0, "ramp": 2, "body_scale": None}
+
+
+def test_run_main_reports_run_errors_as_usage_errors(capsys):
+    from dataclasses import dataclass
+
+    from vmdm.cli import run_main
+
+    @dataclass
+    class Cfg:
+        name: str | None = field(None, "a name")
+        n: int = field(1, "a count")
+
+    def run(cfg):
+        if cfg.n < 0:
+            raise ConfigError(f"--n: expected >= 0, got {cfg.n}")
+        return 3 if cfg.name == "three" else None
+
+    assert run_main(Cfg, "prog", "d", run, ["--name", "x"], required=("name",)) == 0
+    assert run_main(Cfg, "prog", "d", run, ["--name", "three"]) == 3
+    for argv, msg in ((["--n", "-1"], "--n: expected >= 0, got -1"), ([], "--name is required")):
+        with pytest.raises(SystemExit) as e:
+            run_main(Cfg, "prog", "d", run, argv, required=("name",))
+        assert e.value.code == 2 and msg in capsys.readouterr().err

@@ -37,7 +37,7 @@ import types
 import typing
 from pathlib import Path
 
-__all__ = ["field", "REQUIRED", "ConfigError", "build_parser", "from_args", "from_dict", "to_flat", "parse",
+__all__ = ["field", "REQUIRED", "ConfigError", "build_parser", "from_args", "from_dict", "to_flat", "parse", "run_main",
            "save_config"]
 
 # ``field(REQUIRED, help)``: a field without a default, a required option.
@@ -238,3 +238,27 @@ def save_config(cfg, path: str | Path) -> None:
 
 class ConfigError(ValueError):
     """A config value that a run rejects; the message starts with the option (``--x: ...``)."""
+
+
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
+def run_main(cls, prog: str, description: str, run, argv=None, *, recipes: dict[str, dict] | None = None,
+             default_recipe: str | None = None, required: tuple[str, ...] = (),
+             errors: tuple[type[Exception], ...] = (ConfigError,), log_format: str = LOG_FORMAT) -> int:
+    """A command's ``main``: parse ``cls`` from ``argv`` (see :func:`parse`), insist on the
+    ``required`` options, set up logging and return ``run(cfg)`` (None counts as 0). An
+    exception of the types in ``errors`` raised by ``run`` is reported like a bad option
+    (usage, the message, exit status 2)."""
+    cfg, parser = parse(cls, prog, description, argv, recipes, default_recipe)
+    for name in required:
+        if getattr(cfg, name) in (None, "", []):
+            parser.error(f"--{name.replace('_', '-')} is required")
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format=log_format)
+    try:
+        code = run(cfg)
+    except errors as e:
+        parser.error(str(e))
+    return 0 if code is None else int(code)

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vmdm.cli import build_parser, field, from_args
+from vmdm.cli import field, run_main
 from vmdm.data.build.fingerprint import short
 from vmdm.motion.representation import facing_yaw
 from vmdm.motion.skeleton import SMPL22
@@ -362,18 +362,13 @@ def format_markdown(res: dict) -> str:
 
 
 def main(argv=None) -> int:
-    parser = build_parser(PromptsConfig, "python -m vmdm.eval prompts", __doc__.split("\n\n")[0])
-    args = parser.parse_args(argv)
-    if not args.checkpoint:
-        parser.error("--checkpoint is required")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        res = evaluate_prompts(from_args(PromptsConfig, args))
-    except ValueError as e:
-        parser.error(str(e))
-    print(format_markdown(res))
-    print(f"results: {res['out']}/prompts.json")
-    return 0
+    def run(cfg: PromptsConfig) -> None:
+        res = evaluate_prompts(cfg)
+        print(format_markdown(res))
+        print(f"results: {res['out']}/prompts.json")
+
+    return run_main(PromptsConfig, "python -m vmdm.eval prompts", __doc__.split("\n\n")[0], run, argv,
+                    required=("checkpoint",), errors=(ValueError,))
 
 
 if __name__ == "__main__":

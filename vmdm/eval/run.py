@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vmdm.cli import build_parser, field, from_args
+from vmdm.cli import field, run_main
 from vmdm.data.dataset import MotionDataset
 from vmdm.data.build.fingerprint import dataset_hash, short, warn_mismatch
 from vmdm.motion.representation import decode
@@ -448,15 +448,12 @@ def format_markdown(res: dict) -> str:
 
 
 def main(argv=None) -> int:
-    parser = build_parser(EvalConfig, "python -m vmdm.eval", __doc__.split("\n\n")[0])
-    args = parser.parse_args(argv)
-    if not args.checkpoint:
-        parser.error("--checkpoint is required")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    res = evaluate(from_args(EvalConfig, args))
-    print(format_markdown(res))
-    print(f"results: {res['out']}/results.json")
-    return 0
+    def run(cfg: EvalConfig) -> None:
+        res = evaluate(cfg)
+        print(format_markdown(res))
+        print(f"results: {res['out']}/results.json")
+
+    return run_main(EvalConfig, "python -m vmdm.eval", __doc__.split("\n\n")[0], run, argv, required=("checkpoint",))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from vmdm.training.schedule import Budget
-from vmdm.cli import build_parser, field, from_args
+from vmdm.cli import field, run_main
 from vmdm.data.dataset import GTStore, MotionDataset
 from vmdm.motion.representation import Normalizer, compute_mean_std
 from vmdm.motion.skeleton import get_skeleton
@@ -276,21 +276,19 @@ def _train(cfg: EvaluatorTrainConfig, gt_store: GTStore | None) -> Path:
 
 
 def main(argv=None) -> int:
-    parser = build_parser(EvaluatorTrainConfig, "python -m vmdm.eval.train_evaluator", __doc__.split("\n\n")[0])
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = from_args(EvaluatorTrainConfig, args)
-    path = train_evaluator(cfg)
-    from vmdm.eval.evaluator import load_evaluator
+    def run(cfg: EvaluatorTrainConfig) -> None:
+        from vmdm.eval.evaluator import load_evaluator
 
-    _, meta = load_evaluator(path)
-    h = meta["metrics"]["heldout"]
-    if h:
-        print(f"held-out train clips ({h['n_clips']}, batches of {h['batch_size']}): R@1 {h['top1']:.3f} "
-              f"(chance {h['chance_top1']:.3f}), R@3 {h['top3']:.3f} (chance {h['chance_top3']:.3f}), "
-              f"MM-Dist {h['mm_dist']:.3f}")
-    print(f"evaluator: {path}")
-    return 0
+        path = train_evaluator(cfg)
+        _, meta = load_evaluator(path)
+        h = meta["metrics"]["heldout"]
+        if h:
+            print(f"held-out train clips ({h['n_clips']}, batches of {h['batch_size']}): R@1 {h['top1']:.3f} "
+                  f"(chance {h['chance_top1']:.3f}), R@3 {h['top3']:.3f} (chance {h['chance_top3']:.3f}), "
+                  f"MM-Dist {h['mm_dist']:.3f}")
+        print(f"evaluator: {path}")
+
+    return run_main(EvaluatorTrainConfig, "python -m vmdm.eval.train_evaluator", __doc__.split("\n\n")[0], run, argv)
 
 
 if __name__ == "__main__":

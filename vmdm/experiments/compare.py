@@ -36,7 +36,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from vmdm.cli import ConfigError, build_parser, field, from_args
+from vmdm.cli import ConfigError, field, run_main
 from pathlib import Path
 
 import torch
@@ -630,17 +630,12 @@ def compare(cfg: CompareConfig) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = build_parser(CompareConfig, "python -m vmdm.experiments.compare", __doc__.split("\n\n")[0])
-    cfg = from_args(CompareConfig, parser.parse_args(argv))
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        cfg.budget()
-    except ConfigError as e:
-        parser.error(str(e))
-    summary = compare(cfg)
-    print(format_table(summary))
-    print(f"wrote {cfg.out_stem()}.md and {cfg.out_stem()}.json")
-    return 0
+    def run(cfg: CompareConfig) -> None:
+        summary = compare(cfg)
+        print(format_table(summary))
+        print(f"wrote {cfg.out_stem()}.md and {cfg.out_stem()}.json")
+
+    return run_main(CompareConfig, "python -m vmdm.experiments.compare", __doc__.split("\n\n")[0], run, argv)
 
 
 if __name__ == "__main__":

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmdm.cli import build_parser, field, from_args
+from vmdm.cli import ConfigError, field, run_main
 from vmdm.experiments.compare import QUICK, default_jobs, format_table, run_comparison
 
 __all__ = ["SWEEP_BUDGET", "LambdaAlignConfig", "sweep", "main"]
@@ -63,16 +62,15 @@ def sweep(cfg: LambdaAlignConfig) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = build_parser(LambdaAlignConfig, "python -m vmdm.experiments.lambda_align", __doc__.split("\n\n")[0])
-    cfg = from_args(LambdaAlignConfig, parser.parse_args(argv))
-    if not cfg.values:
-        parser.error("--values: give at least one value")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    summary = sweep(cfg)
-    out = out_stem(cfg)
-    print(format_table(summary))
-    print(f"wrote {out}.md and {out}.json")
-    return 0
+    def run(cfg: LambdaAlignConfig) -> None:
+        if not cfg.values:
+            raise ConfigError("--values: give at least one value")
+        summary = sweep(cfg)
+        out = out_stem(cfg)
+        print(format_table(summary))
+        print(f"wrote {out}.md and {out}.json")
+
+    return run_main(LambdaAlignConfig, "python -m vmdm.experiments.lambda_align", __doc__.split("\n\n")[0], run, argv)
 
 
 if __name__ == "__main__":

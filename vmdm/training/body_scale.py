@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vmdm.cli import REQUIRED, ConfigError, build_parser, field, from_args
+from vmdm.cli import REQUIRED, ConfigError, field, run_main
 from vmdm.data.dataset import MotionDataset, collate
 from vmdm.motion.bones import bone_length_sum
 from vmdm.motion.representation import decode
@@ -110,13 +110,10 @@ def update_body_scale(cfg: BodyScaleConfig) -> float:
 
 
 def main(argv=None) -> int:
-    parser = build_parser(BodyScaleConfig, "python -m vmdm.training.body_scale", __doc__.split("\n\n")[0])
-    cfg = from_args(BodyScaleConfig, parser.parse_args(argv))
-    try:
+    def run(cfg: BodyScaleConfig) -> None:
         update_body_scale(cfg)
-    except ConfigError as e:
-        parser.error(str(e))
-    return 0
+
+    return run_main(BodyScaleConfig, "python -m vmdm.training.body_scale", __doc__.split("\n\n")[0], run, argv)
 
 
 if __name__ == "__main__":

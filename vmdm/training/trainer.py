@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from vmdm.cli import parse, save_config
+from vmdm.cli import ConfigError, run_main, save_config
 from vmdm.data.build.fingerprint import dataset_hash
 from vmdm.data.dataset import MotionDataset, collate
 from vmdm.model.denoiser import MotionDenoiser
@@ -358,16 +358,16 @@ def train(cfg: TrainConfig) -> Path:
 
 
 def main(argv=None) -> int:
-    cfg, parser = parse(TrainConfig, "python -m vmdm.train", __doc__.split("\n\n")[1].replace("\n", " "), argv,
-                        recipes=RECIPES, default_recipe="demo")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if cfg.samples < 0:
-        parser.error(f"--samples: expected >= 0, got {cfg.samples}")
-    path = train(cfg)
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"checkpoint: {path}")
-        write_samples(cfg.resolved(), path)
-    return 0
+    def run(cfg: TrainConfig) -> None:
+        if cfg.samples < 0:
+            raise ConfigError(f"--samples: expected >= 0, got {cfg.samples}")
+        path = train(cfg)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"checkpoint: {path}")
+            write_samples(cfg.resolved(), path)
+
+    return run_main(TrainConfig, "python -m vmdm.train", __doc__.split("\n\n")[1].replace("\n", " "), run, argv,
+                    recipes=RECIPES, default_recipe="demo")
 
 
 if __name__ == "__main__":
