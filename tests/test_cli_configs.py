@@ -351,7 +351,7 @@ def test_run_main_reports_run_errors_as_usage_errors(capsys):
 
     assert run_main(Cfg, "prog", "d", run, ["--name", "x"], required=("name",)) == 0
     assert run_main(Cfg, "prog", "d", run, ["--name", "three"]) == 3
-    for argv, msg in ((["--n", "-1"], "--n: expected >= 0, got -1"), ([], "--name is required")):
+    for argv, msg in ((["--name", "x", "--n", "-1"], "--n: expected >= 0, got -1"), ([], "--name is required")):
         with pytest.raises(SystemExit) as e:
             run_main(Cfg, "prog", "d", run, argv, required=("name",))
         assert e.value.code == 2 and msg in capsys.readouterr().err
