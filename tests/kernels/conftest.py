@@ -69,7 +69,7 @@ def backend(request) -> Backend:
 
 
 def only(*names: str):
-    """Runs a test for these backends only."""
+    """Runs a test for these backends only (``"reference"`` too: the pure-PyTorch ops)."""
     return pytest.mark.parametrize("backend", names, indirect=True)
 
 

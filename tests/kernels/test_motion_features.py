@@ -17,10 +17,8 @@ from vmdm.motion.representation import encode
 from vmdm.motion.skeleton import DETECTOR16, KIT21, SMPL22, feature_skeleton
 from vmdm_kernels.ref.motion_features import motion_features as reference
 
-KERNELS = [pytest.param("cpp", "cpu", marks=pytest.mark.skipif(not vk.backends()["cpp"].available,
-                                                                 reason=str(vk.backends()["cpp"])))]
-KERNELS.append(pytest.param("cuda", "cuda", marks=pytest.mark.skipif(not vk.backends()["cuda"].available,
-                                                                      reason=str(vk.backends()["cuda"]))))
+from .conftest import only
+
 SKELETONS = [SMPL22, KIT21, DETECTOR16]
 
 
@@ -47,10 +45,11 @@ def _run(backend, device, X, fs, lengths=None, **kw):
                               **kw).cpu()
 
 
-@pytest.mark.parametrize("backend,device", KERNELS)
+@only("cpp", "cuda")
 @pytest.mark.parametrize("skeleton", SKELETONS, ids=lambda s: s.name)
 @pytest.mark.parametrize("normalised", [False, True], ids=["raw", "normalised"])
-def test_matches_reference_float64(backend, device, skeleton, normalised):
+def test_matches_reference_float64(backend, skeleton, normalised):
+    backend, device = backend.name, backend.device
     fs = feature_skeleton(skeleton)
     X = walking_joints(skeleton)
     lengths = torch.tensor([17, 9, 2])
@@ -87,8 +86,9 @@ def _toy_rest_pose(T=3):
     return pose.expand(1, T, 8, 3).clone()
 
 
-@pytest.mark.parametrize("backend,device", KERNELS)
-def test_bone_opposite_its_rest_direction_is_a_half_turn(backend, device):
+@only("cpp", "cuda")
+def test_bone_opposite_its_rest_direction_is_a_half_turn(backend):
+    backend, device = backend.name, backend.device
     X = _toy_rest_pose()
     X[..., 7, :] = X[..., 6, :] + torch.tensor([0.0, 0.4, 0.0], dtype=torch.float64)  # the shin points up
     got = _run(backend, device, X, TOY)
@@ -101,8 +101,9 @@ def test_bone_opposite_its_rest_direction_is_a_half_turn(backend, device):
     assert got.shape[-1] == TOY.feature_dim == 12 * 8 - 5 + 1
 
 
-@pytest.mark.parametrize("backend,device", KERNELS)
-def test_zero_length_bone_stays_finite(backend, device):
+@only("cpp", "cuda")
+def test_zero_length_bone_stays_finite(backend):
+    backend, device = backend.name, backend.device
     fs = feature_skeleton(SMPL22)
     X = walking_joints(SMPL22, B=2, T=5)
     X[1, :, SMPL22.index("neck")] = X[1, :, SMPL22.index("spine3")]
@@ -111,9 +112,10 @@ def test_zero_length_bone_stays_finite(backend, device):
     torch.testing.assert_close(got, reference(X, torch.tensor([5, 5]), fs), rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("backend,device", KERNELS)
+@only("cpp", "cuda")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-def test_low_precision_within_twice_eager_error(backend, device, dtype):
+def test_low_precision_within_twice_eager_error(backend, dtype):
+    backend, device = backend.name, backend.device
     fs = feature_skeleton(SMPL22)
     X64 = walking_joints(SMPL22, B=4, T=30, seed=3)
     X = X64.to(dtype)
@@ -128,8 +130,9 @@ def test_low_precision_within_twice_eager_error(backend, device, dtype):
     assert k_err <= 2 * e_err, f"kernel error {k_err:.3g} > 2 x eager error {e_err:.3g} in {dtype}"
 
 
-@pytest.mark.parametrize("backend,device", KERNELS)
-def test_agrees_with_encode_on_corpus_motion(backend, device):
+@only("cpp", "cuda")
+def test_agrees_with_encode_on_corpus_motion(backend):
+    backend, device = backend.name, backend.device
     import numpy as np
 
     from vmdm.data.build.synth.clip import generate_clip
@@ -146,8 +149,9 @@ def test_agrees_with_encode_on_corpus_motion(backend, device):
     torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("backend,device", KERNELS)
-def test_non_contiguous_input(backend, device):
+@only("cpp", "cuda")
+def test_non_contiguous_input(backend):
+    backend, device = backend.name, backend.device
     fs = feature_skeleton(KIT21)
     X = walking_joints(KIT21, B=2, T=9)
     strided = torch.empty(9, 2, KIT21.num_joints, 3, dtype=X.dtype).transpose(0, 1)
@@ -157,8 +161,9 @@ def test_non_contiguous_input(backend, device):
                                rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("backend,device", KERNELS)
-def test_empty_batch_and_two_frames(backend, device):
+@only("cpp", "cuda")
+def test_empty_batch_and_two_frames(backend):
+    backend, device = backend.name, backend.device
     fs = feature_skeleton(SMPL22)
     assert _run(backend, device, torch.zeros(0, 5, 22, 3), fs).shape == (0, 4, 263)
     X = walking_joints(SMPL22, B=1, T=2)
@@ -177,9 +182,10 @@ def test_property_random_lengths_match_reference(B, T, seed, data):
                                rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("backend,device", KERNELS)
-def test_long_padded_batch_with_smoothing_window_at_both_edges(backend, device):
+@only("cpp", "cuda")
+def test_long_padded_batch_with_smoothing_window_at_both_edges(backend):
     """T = 197 (longer than the 161-tap window), lengths that cut the window on either side."""
+    backend, device = backend.name, backend.device
     fs = feature_skeleton(SMPL22)
     X = walking_joints(SMPL22, B=4, T=197, seed=5)
     lengths = torch.tensor([197, 100, 81, 3])
@@ -191,10 +197,11 @@ def test_long_padded_batch_with_smoothing_window_at_both_edges(backend, device):
     torch.testing.assert_close(got[1:2, :99], alone, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("backend,device", KERNELS)
-def test_window_encoded_on_its_own_matches_reference(backend, device):
+@only("cpp", "cuda")
+def test_window_encoded_on_its_own_matches_reference(backend):
     """The release re-encodes per training window: a window's features are its own (they
     differ from the clip's features near the window's edges) and kernel and reference agree."""
+    backend, device = backend.name, backend.device
     fs = feature_skeleton(SMPL22)
     X = walking_joints(SMPL22, B=1, T=240, seed=7)
     window = X[:, 60:180]
@@ -205,10 +212,11 @@ def test_window_encoded_on_its_own_matches_reference(backend, device):
     assert (got[..., rot_vel] - whole[..., rot_vel]).abs().max() > 1e-6  # the crop is not the clip's features
 
 
-@pytest.mark.parametrize("backend,device", KERNELS + [pytest.param("reference", "cpu")])
-def test_heading_through_half_turn_keeps_its_velocity_sign(backend, device):
+@only("cpp", "cuda", "reference")
+def test_heading_through_half_turn_keeps_its_velocity_sign(backend):
     """A body turning steadily by 1.5 turns: the root's angular velocity keeps one sign
     (quaternion continuity) and decoding integrates the whole turn back."""
+    backend, device = backend.name, backend.device
     from vmdm.motion.representation import decode
 
     T = 160

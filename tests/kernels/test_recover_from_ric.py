@@ -18,11 +18,6 @@ _TRITON = vk.backends()["triton"]
 # Triton runs on CUDA tensors, or on CPU ones under the interpreter (tests/conftest.py).
 TRITON_DEVICE = _TRITON.devices[0]
 INTERPRETED = _TRITON.available and TRITON_DEVICE == "cpu"
-KERNELS = [pytest.param("cpp", "cpu", marks=pytest.mark.skipif(not vk.backends()["cpp"].available,
-                                                                 reason=str(vk.backends()["cpp"]))),
-           pytest.param("cuda", "cuda", marks=pytest.mark.skipif(not vk.backends()["cuda"].available,
-                                                                  reason=str(vk.backends()["cuda"]))),
-           pytest.param("triton", TRITON_DEVICE, marks=pytest.mark.skipif(not _TRITON.available, reason=str(_TRITON)))]
 
 
 def features(B=3, T=17, J=22, extra=None, seed=0, dtype=torch.float64):
@@ -54,11 +49,11 @@ def run_both(backend, device, f, J, mean=None, std=None, seed=5):
     return (out.detach().cpu(), fk.grad.cpu()), (ref.detach(), fr.grad)
 
 
-@pytest.mark.parametrize("backend,device", KERNELS)
 @pytest.mark.parametrize("normalised", [False, True], ids=["raw", "normalised"])
 @pytest.mark.parametrize("shape", [(3, 17, 22, 0), (2, 1, 22, 0), (1, 5, 1, 0), (2, 9, 4, 7), (4, 197, 22, 0)],
                          ids=["B3T17J22", "T1", "J1", "extra_channels", "T197"])
-def test_matches_reference_float64(backend, device, normalised, shape):
+def test_matches_reference_float64(backend, normalised, shape):
+    backend, device = backend.name, backend.device
     B, T, J, extra = shape
     f = features(B, T, J, extra)
     mean, std = stats(f.shape[-1]) if normalised else (None, None)
@@ -70,8 +65,8 @@ def test_matches_reference_float64(backend, device, normalised, shape):
     assert grad[..., 4 + 3 * (J - 1):].abs().max().item() == 0 if extra else True
 
 
-@pytest.mark.parametrize("backend,device", KERNELS)
-def test_float32_matches_reference(backend, device):
+def test_float32_matches_reference(backend):
+    backend, device = backend.name, backend.device
     f = features(4, 60, 22, dtype=torch.float32)
     mean, std = stats(263, dtype=torch.float32)
     (out, grad), (want, want_grad) = run_both(backend, device, f, 22, mean, std)
@@ -79,9 +74,9 @@ def test_float32_matches_reference(backend, device):
     torch.testing.assert_close(grad.double(), want_grad, rtol=0, atol=2e-4 * want_grad.abs().max().item())
 
 
-@pytest.mark.parametrize("backend,device", KERNELS)
 @pytest.mark.parametrize("normalised", [False, True], ids=["raw", "normalised"])
-def test_gradcheck_float64(backend, device, normalised):
+def test_gradcheck_float64(backend, normalised):
+    backend, device = backend.name, backend.device
     f = features(2, 5, 3, extra=2).to(device).requires_grad_(True)
     mean, std = (t.to(device) for t in stats(f.shape[-1])) if normalised else (None, None)
     # The interpreter runs a kernel in ~0.1 s, too slow for one call per input element.
@@ -89,9 +84,9 @@ def test_gradcheck_float64(backend, device, normalised):
                                     fast_mode=backend == "triton" and INTERPRETED)
 
 
-@pytest.mark.parametrize("backend,device", KERNELS)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_low_precision_within_twice_eager_error(backend, device, dtype):
+def test_low_precision_within_twice_eager_error(backend, dtype):
+    backend, device = backend.name, backend.device
     if backend == "triton" and INTERPRETED and dtype == torch.bfloat16:
         pytest.skip("the Triton interpreter truncates bfloat16 casts; compiled on a GPU it rounds")
     f = features(4, 40, 22, dtype=dtype)
@@ -113,8 +108,8 @@ def test_low_precision_within_twice_eager_error(backend, device, dtype):
         assert k_err <= 2 * e_err, f"{name}: kernel error {k_err:.3g} > 2 x eager error {e_err:.3g} in {dtype}"
 
 
-@pytest.mark.parametrize("backend,device", KERNELS)
-def test_leading_dims_and_non_contiguous(backend, device):
+def test_leading_dims_and_non_contiguous(backend):
+    backend, device = backend.name, backend.device
     f = features(6, 11, 22)
     want = reference(f, 22)
     torch.testing.assert_close(vk.recover_from_ric(f[0].to(device), 22, backend=backend).cpu(), want[0],
@@ -126,8 +121,8 @@ def test_leading_dims_and_non_contiguous(backend, device):
     torch.testing.assert_close(vk.recover_from_ric(strided, 22, backend=backend).cpu(), want, rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("backend,device", KERNELS)
-def test_empty_batch(backend, device):
+def test_empty_batch(backend):
+    backend, device = backend.name, backend.device
     f = torch.zeros(0, 7, 263, device=device, requires_grad=True)
     out = vk.recover_from_ric(f, 22, backend=backend)
     assert out.shape == (0, 7, 22, 3)
