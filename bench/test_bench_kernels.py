@@ -41,6 +41,8 @@ def _skip_reason(impl: str, device: torch.device, workload) -> str | None:
 
 def _time_and_record_bandwidth(benchmark, run, nbytes: int, device: torch.device) -> None:
     benchmark(run)
+    if benchmark.stats is None:  # --benchmark-disable: run once as a test, nothing timed
+        return
     gbps = nbytes / benchmark.stats.stats.mean / 1e9
     benchmark.extra_info["GB/s"] = round(gbps, 2)
     peak = peak_bandwidth(device_name(device)) if device.type == "cuda" else None
