@@ -7,7 +7,6 @@ without them); nothing of the data set is stored in the repository."""
 import gzip
 import json
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -23,13 +22,13 @@ from vmdm.motion.skeleton import SMPL22
 
 BANDAI = default_bandai_dir()
 needs_bandai = pytest.mark.skipif(
-    BANDAI is None, reason="Bandai-Namco data not found: set VMDM_BANDAI_DIR or place bandai_namco_2 under shared/data/ "
-                           "in or beside the repository")
+    BANDAI is None, reason="Bandai-Namco data not found: set VMDM_BANDAI_DIR or place bandai_namco_2 under "
+                           "shared/data/ in or beside the repository")
 # Walks (one longer than 10 s, so cut), raise-hand clips under 2 s (so padded), waves.
 PATTERNS = "walk_normal_00?,walk_elderly_001,raise-up-left-hand_normal_00?,wave-right-hand_youthful_00?"
 # HumanML3D's own text line (texts/000000.txt in its release) for the structure.
-HUMANML3D_LINE = ("a man kicks something or someone with his left leg.#a/DET man/NOUN kick/VERB something/PRON or/CCONJ "
-                  "someone/PRON with/ADP his/DET left/ADJ leg/NOUN#0.0#0.0")
+HUMANML3D_LINE = ("a man kicks something or someone with his left leg.#a/DET man/NOUN kick/VERB something/PRON "
+                  "or/CCONJ someone/PRON with/ADP his/DET left/ADJ leg/NOUN#0.0#0.0")
 UPOS = {"ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN", "SCONJ", "VERB"}
 
 

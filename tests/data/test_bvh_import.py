@@ -286,8 +286,8 @@ def test_joint_maps_cover_smpl22_and_detect_by_names():
 
 BANDAI = default_bandai_dir()
 needs_bandai = pytest.mark.skipif(
-    BANDAI is None, reason="Bandai-Namco data not found: set VMDM_BANDAI_DIR or place bandai_namco_2 under shared/data/ "
-                           "in or beside the repository")
+    BANDAI is None, reason="Bandai-Namco data not found: set VMDM_BANDAI_DIR or place bandai_namco_2 under "
+                           "shared/data/ in or beside the repository")
 CLIPS = ["walk_normal_001", "walk_elderly_003", "run_active_002", "walk-turn-left_exhausted_001",
          "raise-up-right-hand_youthful_004", "wave-left-hand_feminine_002", "raise-up-both-hands_masculine_005"]
 
@@ -305,7 +305,8 @@ def bandai():
 def test_bandai_format_facts():
     bvh = read_bvh(BANDAI / "data" / "dataset-2_walk_normal_001.bvh.gz")
     assert bvh.num_joints == 22 and bvh.names[0] == "joint_Root" and bvh.fps == 30.0
-    assert all(c == ["Xposition", "Yposition", "Zposition", "Zrotation", "Xrotation", "Yrotation"] for c in bvh.channels)
+    six = ["Xposition", "Yposition", "Zposition", "Zrotation", "Xrotation", "Yrotation"]
+    assert all(c == six for c in bvh.channels)
     assert detect_joint_map(bvh.names) == "bandai" and unit_scale(bvh) == 0.01
     j = load_bvh_smpl22(bvh)
     assert j.shape == (int((bvh.num_frames - 1) / 30 * 20) + 1, 22, 3)

@@ -109,7 +109,8 @@ def _dataset_folders(root: Path) -> list[Path]:
                             "Research-Motiondataset-*/data/ or the clips themselves)")
 
 
-def find_clips(root: str | os.PathLike, patterns: list[str] | None = None, limit: int | None = None) -> list[BandaiClip]:
+def find_clips(root: str | os.PathLike, patterns: list[str] | None = None,
+               limit: int | None = None) -> list[BandaiClip]:
     """The clips under ``root`` (both name forms, plain or ``.gz``; a clip present as both is read once, ``.gz``
     preferred), filtered by glob ``patterns`` over ``content_style_take`` and cut to ``limit``."""
     root = Path(root)

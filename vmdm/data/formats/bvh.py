@@ -111,7 +111,7 @@ class BVHMotion:
 
     @property
     def fps(self) -> float:
-        """Frames per second, rounded to an integer when within 1e-3 of one (see :func:`source_fps`)."""
+        """Frames per second, rounded to an integer when within a relative 1e-3 (see :func:`source_fps`)."""
         return source_fps(self.frame_time)
 
     def index(self, name: str) -> int:
@@ -442,11 +442,11 @@ def _parse_rows(rows: list[tuple[int, str]], total: int, fail) -> np.ndarray:
 
 
 def source_fps(frame_time: float) -> float:
-    """``1 / frame_time``, rounded to the nearest integer when within 1e-3 of it (files
-    write ``0.0333333`` for 30 fps)."""
+    """``1 / frame_time``, rounded to the nearest integer when within a relative 1e-3 of
+    it (files write ``0.0333333`` for 30 fps)."""
     fps = 1.0 / frame_time
     r = round(fps)
-    return float(r) if r > 0 and abs(fps - r) < 1e-3 * max(1.0, r) / 1.0 else fps
+    return float(r) if r > 0 and abs(fps - r) < 1e-3 * r else fps
 
 
 def _times(num_frames: int, src_fps: float, fps: float) -> np.ndarray:
@@ -470,7 +470,8 @@ def _matrix_to_quat(R: np.ndarray) -> np.ndarray:
                   1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2]], -1),
     ], axis=-2)  # [..., 4, 4]: row k is 4 q_k q (Shepperd); pick the best-conditioned row
     diag = np.stack([1 + tr, 1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2],
-                     1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2], 1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2]], -1)
+                     1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2],
+                     1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2]], -1)
     best = np.argmax(diag, axis=-1)
     q = np.take_along_axis(cand, best[..., None, None], axis=-2)[..., 0, :]
     return q / np.linalg.norm(q, axis=-1, keepdims=True)
