@@ -155,6 +155,7 @@ def test_metavar_and_config_error():
 
 
 def _config_classes():
+    from vmdm.data.build.bandai import BandaiConfig
     from vmdm.data.build.build_2d import Build2DRunConfig
     from vmdm.data.build.prepare import PrepareConfig
     from vmdm.data.build.stats import StatsConfig
@@ -171,6 +172,7 @@ def _config_classes():
         ("vmdm.data.build.build_2d", [], Build2DRunConfig),
         ("vmdm.data.build.prepare", ["build"], PrepareConfig),
         ("vmdm.data.build.prepare", ["check"], PrepareConfig),
+        ("vmdm.data.build.prepare", ["bandai"], BandaiConfig),
         ("vmdm.data.build.synth.__main__", [], SynthConfig),
     ]
 
@@ -292,6 +294,22 @@ def test_prepare_config_path_is_the_command_line(command, monkeypatch, tmp_path,
     cfg = prepare.PrepareConfig(cache_dir=str(tmp_path), quick=True, progress=False)
     (prepare.build_data if command == "build" else prepare.check_data)(cfg)
     assert calls[0] == calls[1] == (str(tmp_path), {"quick": True, "progress": False})
+
+
+def test_prepare_bandai_config_path_is_the_command_line(monkeypatch, tmp_path, capsys):
+    from vmdm.data.build import bandai
+
+    calls = []
+    summary = {"split": {"counts": {"train": 8, "val": 1, "test": 1}}, "cut": 0, "max_seconds": 9.95,
+               "short_clips": {"padded": 2, "dropped": 0, "min_seconds": 2.0}, "build_seconds": 1.0}
+    monkeypatch.setattr(bandai, "build_bandai", lambda cfg: calls.append(cfg) or summary)
+    from vmdm.data.build import prepare
+
+    assert prepare.main(["bandai", "--root", "r", "--out", "o", "--clips", "walk_*,run_*", "--limit", "5", "--seed", "2",
+                         "--no-retarget", "--short-clips", "drop", "--no-progress"]) == 0
+    assert "train 8, val 1, test 1" in capsys.readouterr().out
+    assert calls == [bandai.BandaiConfig(root="r", out="o", clips=["walk_*", "run_*"], limit=5, seed=2, retarget=False,
+                                         short_clips="drop", progress=False)]
 
 
 def test_synth_config_path_is_the_command_line(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""BVH export of joint-position motions, and a small BVH reader.
+"""BVH export of joint-position motions (the reader, :func:`read_bvh`, is :mod:`vmdm.data.formats.bvh`'s).
 
 A motion is given as joint positions ``[F, J, 3]`` (metres, y up, 20 fps); BVH stores
 a fixed skeleton (per-joint offsets) plus per-frame joint rotations and a root
@@ -33,12 +33,12 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from vmdm.data.formats.bvh import BVHFormatError, BVHMotion, read_bvh
 from vmdm.motion.kinematics import bone_lengths, inverse_kinematics, offsets_from_lengths
 from vmdm.motion.skeleton import SMPL22, Skeleton
 
@@ -58,10 +58,6 @@ EULER_ORDERS = ("ZYX", "XYZ")
 _AXIS = {"X": 0, "Y": 1, "Z": 2}
 # End Site length as a fraction of the leaf joint's own bone (a marker for viewers only).
 _END_SITE_FRACTION = 0.4
-
-
-class BVHFormatError(ValueError):
-    """A BVH file the reader cannot parse; the message names the file and line."""
 
 
 # --------------------------------------------------------------------------- Euler angles
@@ -242,160 +238,8 @@ def write_bvh(path: str | os.PathLike, joints, skeleton: Skeleton = SMPL22, *, f
 
 # --------------------------------------------------------------------------- reader
 
-
-@dataclass
-class BVHMotion:
-    """A parsed BVH file, joints in file (depth-first) order; End Sites are not joints."""
-
-    names: list[str]
-    parents: list[int]  # -1 for the root
-    offsets: np.ndarray  # [J, 3]
-    channels: list[list[str]]  # per joint, e.g. ["Xposition", ..., "Zrotation", ...]
-    frame_time: float
-    motion: np.ndarray  # [F, total channels]
-
-    @property
-    def num_frames(self) -> int:
-        return int(self.motion.shape[0])
-
-    @property
-    def num_joints(self) -> int:
-        return len(self.names)
-
-    def positions(self) -> np.ndarray:
-        """Forward kinematics of the channels: joint positions ``[F, J, 3]``.
-
-        A joint's position channels replace its ``OFFSET`` as its local translation
-        (rotation channels compose in the order listed)."""
-        F, J = self.num_frames, self.num_joints
-        glob_R = np.zeros((F, J, 3, 3))
-        pos = np.zeros((F, J, 3))
-        col = 0
-        for j in range(J):
-            R = np.broadcast_to(np.eye(3), (F, 3, 3)).copy()
-            trans = np.broadcast_to(self.offsets[j], (F, 3)).copy()
-            for ch in self.channels[j]:
-                v = self.motion[:, col]
-                col += 1
-                axis = _AXIS[ch[0].upper()]
-                if ch.lower().endswith("rotation"):
-                    R = R @ _axis_rotation(axis, np.radians(v))
-                else:
-                    trans[:, axis] = v
-            p = self.parents[j]
-            if p < 0:
-                glob_R[:, j] = R
-                pos[:, j] = trans
-            else:
-                glob_R[:, j] = glob_R[:, p] @ R
-                pos[:, j] = pos[:, p] + (glob_R[:, p] @ trans[..., None])[..., 0]
-        return pos
-
-
-_CHANNEL_NAMES = {f"{a}{k}" for a in "XYZ" for k in ("position", "rotation")}
-
-
-def read_bvh(path: str | os.PathLike) -> BVHMotion:
-    """Parse a BVH file (hierarchy and motion)."""
-    path = Path(path)
-    if not path.is_file():
-        raise BVHFormatError(f"{path}: file missing")
-    raw = path.read_text().splitlines()
-    lines = [(n + 1, l.strip()) for n, l in enumerate(raw) if l.strip()]
-
-    def fail(lineno, msg):
-        return BVHFormatError(f"{path}:{lineno}: {msg}")
-
-    if not lines or lines[0][1] != "HIERARCHY":
-        raise fail(lines[0][0] if lines else 1, "expected 'HIERARCHY'")
-    names: list[str] = []
-    parents: list[int] = []
-    offsets: list[list[float]] = []
-    channels: list[list[str]] = []
-    stack: list[int] = []  # joint indices of open blocks; -2 marks an End Site block
-    pending: int | None = None  # joint (or End Site) declared, waiting for its "{"
-    i = 1
-    while i < len(lines):
-        lineno, line = lines[i]
-        tok = line.split()
-        head = tok[0]
-        if head in ("ROOT", "JOINT"):
-            if len(tok) < 2:
-                raise fail(lineno, f"{head} without a name")
-            if (head == "ROOT") != (not stack):
-                raise fail(lineno, f"{head} in the wrong place")
-            parent = next((s for s in reversed(stack) if s >= 0), -1)
-            names.append(" ".join(tok[1:]))
-            parents.append(parent)
-            offsets.append([0.0, 0.0, 0.0])
-            channels.append([])
-            pending = len(names) - 1
-        elif head == "End" and len(tok) == 2 and tok[1] == "Site":
-            pending = -2
-        elif head == "{":
-            if pending is None:
-                raise fail(lineno, "'{' without a ROOT, JOINT or End Site")
-            stack.append(pending)
-            pending = None
-        elif head == "}":
-            if not stack:
-                raise fail(lineno, "unbalanced '}'")
-            stack.pop()
-            if not stack:
-                i += 1
-                break
-        elif head == "OFFSET":
-            if len(tok) != 4 or not stack:
-                raise fail(lineno, "OFFSET needs three numbers inside a block")
-            try:
-                vals = [float(v) for v in tok[1:]]
-            except ValueError:
-                raise fail(lineno, f"bad OFFSET {line!r}") from None
-            if stack[-1] >= 0:
-                offsets[stack[-1]] = vals
-        elif head == "CHANNELS":
-            if not stack or stack[-1] < 0:
-                raise fail(lineno, "CHANNELS outside a joint block")
-            try:
-                n = int(tok[1])
-            except (IndexError, ValueError):
-                raise fail(lineno, "CHANNELS needs a count") from None
-            chans = tok[2:]
-            if len(chans) != n or any(c not in _CHANNEL_NAMES for c in chans):
-                raise fail(lineno, f"bad channel list {line!r}")
-            channels[stack[-1]] = chans
-        else:
-            raise fail(lineno, f"unexpected {head!r} in the hierarchy")
-        i += 1
-    if stack or not names:
-        raise fail(lines[-1][0], "hierarchy not closed")
-    if i >= len(lines) or lines[i][1] != "MOTION":
-        raise fail(lines[min(i, len(lines) - 1)][0], "expected 'MOTION' after the hierarchy")
-    try:
-        lineno, line = lines[i + 1]
-        if not line.startswith("Frames:"):
-            raise ValueError
-        num_frames = int(line.split(":", 1)[1])
-        lineno, line = lines[i + 2]
-        if not line.startswith("Frame Time:"):
-            raise ValueError
-        frame_time = float(line.split(":", 1)[1])
-    except (IndexError, ValueError):
-        raise fail(lineno, "expected 'Frames: N' and 'Frame Time: T'") from None
-    rows = lines[i + 3 :]
-    if len(rows) != num_frames:
-        raise fail(rows[-1][0] if rows else lineno, f"header says {num_frames} frames, found {len(rows)}")
-    total = sum(len(c) for c in channels)
-    motion = np.zeros((num_frames, total))
-    for f, (lineno, line) in enumerate(rows):
-        try:
-            vals = [float(v) for v in line.split()]
-        except ValueError:
-            raise fail(lineno, "non-numeric motion data") from None
-        if len(vals) != total:
-            raise fail(lineno, f"expected {total} channel values, got {len(vals)}")
-        motion[f] = vals
-    return BVHMotion(names, parents, np.asarray(offsets, dtype=np.float64), channels, frame_time, motion)
+# One reader serves the project's own files and imported motion capture (any channel
+# layout, End Sites, .gz): vmdm.data.formats.bvh. Re-exported here for compatibility.
 
 
 def bvh_reconstruction_error(bvh: BVHMotion, joints, skeleton: Skeleton = SMPL22) -> np.ndarray:

@@ -1,5 +1,8 @@
 """Make sure the default data exist: built-in corpus, teacher lifter, 2D-only dataset.
 
+``python -m vmdm.data.build.prepare bandai --root DIR --out OUT`` imports Bandai-Namco
+motion capture into a HumanML3D-format folder instead (:mod:`vmdm.data.build.bandai`).
+
 ``ensure_default_data()`` is what ``python -m vmdm.train`` calls first. Each artefact is
 built only if missing, into a temporary name that is renamed into place when complete,
 so an interrupted build leaves nothing that looks finished and two processes racing
@@ -18,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmdm.cli import build_parser, field, from_args
+from vmdm.cli import ConfigError, build_parser, field, from_args
 from vmdm.data.build.build_2d import Build2DConfig, build_2d
 from vmdm.data.dataset import check_corpus_convention
 from vmdm.data.build.fingerprint import HASH_FILE, data_record, short
@@ -286,21 +289,37 @@ def check_data(cfg: PrepareConfig) -> tuple[bool, list[str]]:
 
 
 COMMANDS = {"build": "build the default data where missing (pinned numerics)",
-            "check": "build if needed, then compare the default data's hashes with the published ones"}
+            "check": "build if needed, then compare the default data's hashes with the published ones",
+            "bandai": "import Bandai-Namco motion capture (BVH) into a HumanML3D-format folder (docs/data.md)"}
 
 
 def main(argv=None) -> int:
     import argparse
 
+    from vmdm.data.build.bandai import BandaiConfig, build_bandai
+
     prog = "python -m vmdm.data.build.prepare"
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
+    configs = {"build": PrepareConfig, "check": PrepareConfig, "bandai": BandaiConfig}
+    parsers = {}
     for name, help_ in COMMANDS.items():
         q = sub.add_parser(name, help=help_, description=help_[0].upper() + help_[1:] + ".",
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        build_parser(PrepareConfig, f"{prog} {name}", help_, parser=q)
+        parsers[name] = build_parser(configs[name], f"{prog} {name}", help_, parser=q)
     a = p.parse_args(argv)
-    cfg = from_args(PrepareConfig, a)
+    cfg = from_args(configs[a.cmd], a)
+    if a.cmd == "bandai":
+        try:
+            summary = build_bandai(cfg)
+        except ConfigError as e:
+            parsers["bandai"].error(str(e))
+        counts = summary["split"]["counts"]
+        short = summary["short_clips"]
+        print(f"wrote {cfg.out}: {sum(counts.values())} clips (train {counts['train']}, val {counts['val']}, test "
+              f"{counts['test']}; {short['padded']} padded to {short['min_seconds']} s, {short['dropped']} dropped, "
+              f"{summary['cut']} cut to {summary['max_seconds']} s) in {summary['build_seconds']} s")
+        return 0
     if a.cmd == "build":
         paths = build_data(cfg)
         if not numerics_pinned():
