@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vmdm.data.formats.bvh import BVHFormatError, BVHMotion, read_bvh
+from vmdm.data.formats.bvh import BVHFormatError, BVHMotion, axis_rotation, read_bvh
 from vmdm.motion.kinematics import bone_lengths, inverse_kinematics, offsets_from_lengths
 from vmdm.motion.skeleton import SMPL22, Skeleton
 
@@ -63,26 +63,13 @@ _END_SITE_FRACTION = 0.4
 # --------------------------------------------------------------------------- Euler angles
 
 
-def _axis_rotation(axis: int, angle: np.ndarray) -> np.ndarray:
-    """Rotation matrices ``[..., 3, 3]`` about a coordinate axis by ``angle`` radians."""
-    c, s = np.cos(angle), np.sin(angle)
-    R = np.zeros(np.shape(angle) + (3, 3))
-    i, j = [(1, 2), (2, 0), (0, 1)][axis]
-    R[..., axis, axis] = 1.0
-    R[..., i, i] = c
-    R[..., j, j] = c
-    R[..., i, j] = -s
-    R[..., j, i] = s
-    return R
-
-
 def euler_to_matrix(angles: np.ndarray, order: str) -> np.ndarray:
     """``angles [..., 3]`` (radians, one per letter of ``order``) -> ``R_a @ R_b @ R_c``."""
     _check_order(order)
     angles = np.asarray(angles, dtype=np.float64)
-    R = _axis_rotation(_AXIS[order[0]], angles[..., 0])
+    R = axis_rotation(_AXIS[order[0]], angles[..., 0])
     for k in (1, 2):
-        R = R @ _axis_rotation(_AXIS[order[k]], angles[..., k])
+        R = R @ axis_rotation(_AXIS[order[k]], angles[..., k])
     return R
 
 

@@ -30,8 +30,6 @@ import fnmatch
 import json
 import os
 import re
-import shutil
-import tempfile
 import time
 import zlib
 from dataclasses import dataclass
@@ -40,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from vmdm.cli import REQUIRED, ConfigError, field
+from vmdm.data.build.staging import staged_folder
 
 __all__ = ["BandaiConfig", "BandaiClip", "build_bandai", "find_clips", "make_captions", "split_clips", "tag_caption"]
 
@@ -423,11 +422,9 @@ def build_bandai(cfg: BandaiConfig) -> dict:
     t0 = time.time()
     clips = find_clips(cfg.root, cfg.clips, cfg.limit)
     splits = split_clips(clips, cfg.seed, cfg.val_fraction, cfg.test_fraction)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
     records: dict[str, dict] = {}
     dropped: dict[str, dict] = {}
-    try:
+    with staged_folder(out) as tmp:
         for clip in tqdm(clips, desc="bandai clips", unit="clip", disable=not cfg.progress):
             joints, rec = _process(clip, cfg)
             rec["split"] = splits[clip.id]
@@ -465,10 +462,4 @@ def build_bandai(cfg: BandaiConfig) -> dict:
         summary["build_seconds"] = round(time.time() - t0, 1)
         meta = {**summary, "clips": records, "dropped_clips": dropped}
         (tmp / "bandai_meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return summary

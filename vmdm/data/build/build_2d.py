@@ -33,9 +33,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 import zlib
 from dataclasses import asdict, dataclass, field
@@ -57,6 +55,7 @@ from vmdm.motion.cameras import (
 from vmdm.data.formats.humanml3d import read_ids, read_texts
 from vmdm.data.build.teacher import LearnedTeacher, NoiseTeacher, NoiseTeacherConfig, OracleTeacher, Teacher
 from vmdm.data.build.numerics import round_significand
+from vmdm.data.build.staging import staged_folder
 from vmdm.motion.representation import canonicalize, compute_mean_std, encode, feature_convention_record
 from vmdm.motion.skeleton import SMPL22, Skeleton
 
@@ -398,9 +397,7 @@ def build_2d(
     if bar is not None:
         bar.close()
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
-    try:
+    with staged_folder(out) as tmp:
         (tmp / "gt").mkdir()
         texts = []
         counts = {}
@@ -441,12 +438,6 @@ def build_2d(
             "build_s": round(time.time() - t0, 1),
         }
         (tmp / "vmdm_2d.json").write_text(json.dumps(meta, indent=1))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

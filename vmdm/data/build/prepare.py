@@ -83,16 +83,24 @@ def _publish_dir(tmp: Path, target: Path) -> None:
             raise
 
 
+def _check_error(target: Path, check, errors=(FeatureConventionError,)) -> Exception | None:
+    """The error of one of the types ``errors`` that ``check(target)`` raises, or None."""
+    try:
+        check(target)
+    except errors as e:
+        return e
+    return None
+
+
 def _stale(target: Path, check) -> bool:
     """True (and ``target`` removed) when a finished artefact holds features of another
     convention: it is rebuilt rather than mixed with the new ones."""
-    try:
-        check(target)
+    e = _check_error(target, check)
+    if e is None:
         return False
-    except FeatureConventionError as e:
-        print(f"vmdm: rebuilding {target}: {str(e).split(';')[0]}")
-        shutil.rmtree(target)
-        return True
+    print(f"vmdm: rebuilding {target}: {str(e).split(';')[0]}")
+    shutil.rmtree(target)
+    return True
 
 
 def _ensure_corpus(target: Path, recipe: _Recipe, progress: bool) -> None:
@@ -225,11 +233,8 @@ def ensure_default_data(cache_dir: str | os.PathLike | None = None, *, progress:
 
 
 def _is_stale(target: Path, check) -> bool:
-    try:
-        check(target)
-        return False
-    except (FeatureConventionError, FileNotFoundError, ValueError):
-        return True
+    """Whether ``target`` fails ``check`` (another convention, or missing or unreadable parts)."""
+    return _check_error(target, check, (FeatureConventionError, FileNotFoundError, ValueError)) is not None
 
 
 def read_data_record(paths: DataPaths) -> dict | None:

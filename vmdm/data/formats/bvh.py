@@ -158,6 +158,19 @@ class BVHMotion:
         return np.stack([P[:, j] + G[:, j] @ off for j, off in self.end_sites], axis=1)
 
 
+def axis_rotation(axis: int, angle: np.ndarray) -> np.ndarray:
+    """Rotation matrices ``[..., 3, 3]`` about coordinate axis ``axis`` (0 = x) by ``angle`` radians."""
+    c, s = np.cos(angle), np.sin(angle)
+    R = np.zeros(np.shape(angle) + (3, 3))
+    i, j = [(1, 2), (2, 0), (0, 1)][axis]
+    R[..., axis, axis] = 1.0
+    R[..., i, i] = c
+    R[..., j, j] = c
+    R[..., i, j] = -s
+    R[..., j, i] = s
+    return R
+
+
 def euler_matrices(angles_deg: np.ndarray, order: str) -> np.ndarray:
     """``angles [..., n]`` degrees, one per letter of ``order`` (any of X/Y/Z, ``n`` 1..3,
     repeats allowed) -> ``R_order[0] @ R_order[1] @ ...`` ``[..., 3, 3]``."""
@@ -166,15 +179,7 @@ def euler_matrices(angles_deg: np.ndarray, order: str) -> np.ndarray:
         raise ValueError(f"euler_matrices: {a.shape[-1]} angles for order {order!r}")
     out = None
     for k, ax in enumerate(order.upper()):
-        i = _AXIS[ax]
-        c, s = np.cos(a[..., k]), np.sin(a[..., k])
-        M = np.zeros(a.shape[:-1] + (3, 3))
-        j, l = [(1, 2), (2, 0), (0, 1)][i]
-        M[..., i, i] = 1.0
-        M[..., j, j] = c
-        M[..., l, l] = c
-        M[..., j, l] = -s
-        M[..., l, j] = s
+        M = axis_rotation(_AXIS[ax], a[..., k])
         out = M if out is None else out @ M
     return out if out is not None else np.broadcast_to(np.eye(3), a.shape[:-1] + (3, 3)).copy()
 
@@ -755,11 +760,6 @@ def load_bvh_smpl22(
 
 def default_bandai_dir() -> Path | None:
     """``$VMDM_BANDAI_DIR``, else ``shared/data/bandai_namco_2`` in or beside the repository; None if absent."""
-    env = os.environ.get("VMDM_BANDAI_DIR")
-    if env:
-        return Path(env) if Path(env).is_dir() else None
-    repo = Path(__file__).resolve().parents[3]
-    for cand in (repo / "shared" / "data" / "bandai_namco_2", repo.parent / "shared" / "data" / "bandai_namco_2"):
-        if (cand / "data").is_dir():
-            return cand
-    return None
+    from vmdm.data.formats import find_shared_data
+
+    return find_shared_data("VMDM_BANDAI_DIR", "bandai_namco_2", "data")

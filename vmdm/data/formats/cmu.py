@@ -326,14 +326,9 @@ def load_cmu_clip(
 
 def default_cmu_dir() -> Path | None:
     """``$VMDM_CMU_DIR``, else ``shared/data/cmu_humanml`` in or beside the repository; None if absent."""
-    env = os.environ.get("VMDM_CMU_DIR")
-    if env:
-        return Path(env) if Path(env).is_dir() else None
-    repo = Path(__file__).resolve().parents[3]
-    for cand in (repo / "shared" / "data" / "cmu_humanml", repo.parent / "shared" / "data" / "cmu_humanml"):
-        if (cand / "clips.tsv").is_file():
-            return cand
-    return None
+    from vmdm.data.formats import find_shared_data
+
+    return find_shared_data("VMDM_CMU_DIR", "cmu_humanml", "clips.tsv")
 
 
 def _resolve_root(root: str | os.PathLike | None) -> Path:
