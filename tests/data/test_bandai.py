@@ -260,3 +260,26 @@ def test_tagger_on_known_phrases():
         "someone/PRON", "who/PRON", "look/VERB", "exhausted/ADJ", "raise/VERB", "both/DET", "hand/NOUN"]
     assert tag_caption("a man walks and then turns to the left.")[-1] == "left/NOUN"
     assert tag_caption("a man walks ahead, then turns left.")[-1] == "left/ADV"
+
+
+@needs_bandai
+def test_its_2d_only_version_is_observed_by_a_teacher_that_never_saw_it(built, quick_data, tmp_path):
+    """build_2d on the Bandai folder: every clip of its own splits observed (no family split),
+    teacher lifts from the built-in teacher, the teacher's error recorded, read back by
+    MotionDataset in the 2D mode."""
+    from vmdm.data.build.build_2d import main as build_2d_main
+    from vmdm.data.dataset import MotionDataset
+
+    out = tmp_path / "bandai_2d"
+    assert build_2d_main(["--corpus", str(built), "--out", str(out), "--lifter", str(quick_data.lifter),
+                          "--workers", "1", "--no-progress"]) == 0
+    meta = json.loads((out / "vmdm_2d.json").read_text())
+    assert meta["splits"] == {s: len(read_ids(built, s)) for s in ("train", "val", "test")}
+    assert meta["lifter_families"] == [] and meta["teacher"] == "learned"
+    err = meta["teacher_error"]["train"]
+    # A teacher from the procedural corpus is wrong on real motion, but not absurdly so.
+    assert 20 < err["mpjpe_mm"] < 400 and err["pa_mpjpe_mm"] <= err["mpjpe_mm"] and err["frames"] > 0
+    ds = MotionDataset(str(out), "train", mode="2d", max_frames=120)
+    item = ds[0]
+    assert "gt_joints" not in item and item["keypoints"].shape[1:] == (22, 2)
+    assert set(ds.ids) == set(read_ids(built, "train"))

@@ -165,6 +165,44 @@ def family_split(
     return CorpusSplit(lifter_families, sorted(f for f in families if f not in lf), train, val, main, dropped)
 
 
+def split_from_files(corpus: str | os.PathLike) -> CorpusSplit:
+    """The corpus's own ``train.txt``/``val.txt``/``test.txt`` as the main split, no clip for
+    the lifter: for a corpus the teacher was not trained on (real motion capture)."""
+    main = {s: read_ids(corpus, s) for s in SPLITS}
+    if not any(main.values()):
+        raise ValueError(f"{corpus}: no clip in {', '.join(f'{s}.txt' for s in SPLITS)}")
+    return CorpusSplit(lifter_families=[], main_families=[], lifter_train=[], lifter_val=[], main=main)
+
+
+def teacher_error(records: Sequence[dict]) -> dict[str, float]:
+    """How far the teacher's lifts are from the truth, in millimetres, over all frames of
+    ``records`` (from :func:`observe_clip`), both taken into the camera's frame:
+    ``mpjpe_mm`` root-relative, ``pa_mpjpe_mm`` after per-frame Procrustes alignment,
+    ``abs_mpjpe_mm`` with the root where each puts it."""
+    from vmdm.eval.geometry import mpjpe_per_frame, pa_mpjpe_per_frame
+
+    def to_camera(joints, cam):
+        R, t = cam[..., :3].astype(np.float64), cam[..., 3].astype(np.float64)
+        if cam.ndim == 2:
+            return joints @ R.T + t
+        return np.einsum("fij,fkj->fki", R, joints) + t[:, None]
+
+    rel, pa, absolute, n = 0.0, 0.0, 0.0, 0
+    for r in records:
+        F = r["teacher_features"].shape[0]
+        if F == 0:
+            continue
+        tj = to_camera(r["teacher_joints"][:F].astype(np.float64), r["camera"])
+        gj = to_camera(r["gt_joints"][:F].astype(np.float64), r["camera_gt"])
+        rel += mpjpe_per_frame(tj - tj[:, :1], gj - gj[:, :1]).sum()
+        pa += pa_mpjpe_per_frame(tj, gj).sum()
+        absolute += mpjpe_per_frame(tj, gj).sum()
+        n += F
+    n = max(n, 1)
+    return {"mpjpe_mm": round(1000 * rel / n, 1), "pa_mpjpe_mm": round(1000 * pa / n, 1),
+            "abs_mpjpe_mm": round(1000 * absolute / n, 1), "frames": n}
+
+
 def load_corpus_joints(corpus: str | os.PathLike, ids: Sequence[str]) -> list[np.ndarray]:
     """World-frame joints ``[T, J, 3]`` of corpus clips (HumanML3D ``new_joints``)."""
     out = []
@@ -351,8 +389,12 @@ def build_2d(
         raise FileExistsError(f"{out}: already exists (pass overwrite=True / --overwrite to replace it)")
     if config.teacher == "learned" and not (config.lifter and Path(config.lifter).is_file()):
         raise FileNotFoundError(f"lifter checkpoint: {config.lifter!r} not found (train one with python -m vmdm.data.build.train_teacher)")
+    if split is None and not (corpus / "meta.jsonl").is_file():
+        # A corpus of real motion (no action families): every clip of its own splits is
+        # observed, and the lifter, trained elsewhere, saw none of them.
+        split = split_from_files(corpus)
     families = config.lifter_families
-    if config.teacher == "learned":
+    if split is None and config.teacher == "learned":
         # The main split must exclude exactly the families the lifter was trained on.
         from vmdm.data.build.teacher import load_lifter
 
@@ -432,6 +474,7 @@ def build_2d(
             "lifter_families": split.lifter_families,
             "main_families": split.main_families,
             "splits": counts,
+            "teacher_error": {sp: teacher_error([results[c] for c in split.main[sp]]) for sp in SPLITS},
             "seed": config.seed,
             "camera": asdict(config.camera),
             "noise": asdict(config.noise),
@@ -449,7 +492,9 @@ class Build2DRunConfig:
     the folders and run options, and exposes the camera options the command line has.
     """
 
-    corpus: str = cli_field(REQUIRED, "3D corpus folder (HumanML3D format + meta.jsonl)")
+    corpus: str = cli_field(REQUIRED, "3D corpus folder in HumanML3D format: the built-in corpus (its meta.jsonl "
+                                      "gives the lifter's family split) or real motion such as the Bandai folder of "
+                                      "prepare bandai (its train/val/test.txt are used, every clip observed)")
     out: str = cli_field(REQUIRED, "output folder (must not exist unless --overwrite)")
     teacher: str = cli_field("learned", "learned (a lifter checkpoint), noise (analytic lifter errors) or oracle "
                                         "(the true motion: an upper bound for 2D supervision)",
