@@ -125,7 +125,7 @@ def run_dir_name(name: str, seed: int) -> str:
 
 
 def _train_variant(name: str, overrides: dict, budget: Budget, work: Path, cache_dir: str | None, seed: int,
-                   steps: int | None, progress: bool) -> tuple[Path, float]:
+                   steps: int | None, progress: bool, data: str | None = None) -> tuple[Path, float]:
     from vmdm.training.trainer import TrainConfig, train
 
     out = work / run_dir_name(name, seed)
@@ -133,7 +133,8 @@ def _train_variant(name: str, overrides: dict, budget: Budget, work: Path, cache
     want = {**budget.train, **overrides, "seed": seed}
     if steps is not None:
         want["steps"] = steps
-    cfg = TrainConfig.of(**want, quick_data=budget.quick_data, cache_dir=cache_dir, out=str(out), progress=progress)
+    cfg = TrainConfig.of(**want, quick_data=budget.quick_data, cache_dir=cache_dir, out=str(out), progress=progress,
+                          data=data)
     if ckpt.is_file():
         # Reuse a finished run of exactly this configuration (an interrupted comparison resumes):
         # every resolved option that changes training must match, defaults included, so a
@@ -172,6 +173,7 @@ class _Plan:
     ev_path: Path
     split: str
     cmu: bool
+    data: str | None = None  # a 2D-only dataset given by the user (None: the built-in one)
 
 
 def _load_inputs(plan: _Plan) -> dict:
@@ -199,7 +201,7 @@ def _train_run(plan: _Plan, name: str, overrides: dict, seed: int) -> dict:
     """Train (or reuse) one variant with one training seed."""
     c0 = time.process_time()
     ckpt, train_s = _train_variant(name, overrides, plan.budget, plan.work, plan.cache_dir, seed, plan.steps,
-                                   plan.progress)
+                                   plan.progress, plan.data)
     return {"checkpoint": ckpt, "train_s": train_s, "train_cpu_s": time.process_time() - c0}
 
 
@@ -323,7 +325,7 @@ def run_comparison(budget: Budget, *, work: Path, out: Path | None, cache_dir: s
                    steps: int | None = None, variants: list[str] | dict | None = None, progress: bool = True,
                    threads: int | None = None, eval_overrides: dict | None = None, split: str = "test",
                    cmu: bool = True, title: str = "VideoMDM comparison", jobs: int = 1,
-                   seeds: list[int] | None = None) -> dict:
+                   seeds: list[int] | None = None, data: str | os.PathLike | None = None) -> dict:
     """Train each variant (a list of :data:`VARIANTS` names, or ``{name: (label, TrainConfig
     overrides)}``) with ``budget`` and one seed, evaluate all on ``split`` with one evaluator
     trained on the train split, and write the table to ``out`` (.md/.json).
@@ -333,6 +335,10 @@ def run_comparison(budget: Budget, *, work: Path, out: Path | None, cache_dir: s
     spread of training, which one run's interval over evaluation repeats does not show),
     and each seed's run is kept in the row's ``runs``. The evaluator and the lifting
     cameras come from the first seed.
+
+    ``data``: a 2D-only dataset folder (``build_2d``'s layout, e.g. the Bandai one) to train
+    and evaluate on instead of the built-in data; its ``gt/`` part trains the evaluator
+    (train split) and scores the models.
 
     ``jobs`` > 1 runs that many jobs at once in worker processes of ``threads`` threads each
     (default: the cores shared out): the evaluator's training, each run's training, and
@@ -362,15 +368,25 @@ def run_comparison(budget: Budget, *, work: Path, out: Path | None, cache_dir: s
     # The evaluator, when it has to be trained, is one more job.
     jobs = min(jobs, len(tasks) + (not (work / "evaluator.pt").is_file()))
     work.mkdir(parents=True, exist_ok=True)
-    paths = ensure_default_data(cache_dir, progress=progress, quick=budget.quick_data)
-    data_root = str(paths.dataset_2d)
+    if data is None:
+        paths = ensure_default_data(cache_dir, progress=progress, quick=budget.quick_data)
+        data_root, data_hashes = str(paths.dataset_2d), _data_hashes(paths)
+    else:
+        from vmdm.data.build.fingerprint import dataset_hash
+
+        data_root = str(Path(data).resolve())
+        if not (Path(data_root) / "vmdm_2d.json").is_file():
+            raise ValueError(f"data: {data} is not a 2D-only dataset (no vmdm_2d.json; build one with "
+                             "python -m vmdm.data.build.build_2d)")
+        data_hashes = {"data": dataset_hash(data_root), "corpus": None, "lifter": None, "dataset_2d": None}
 
     # One evaluator for every model, trained on the train split only.
     ev_path = work / "evaluator.pt"
     ecfg = EvalConfig(checkpoint="-", quick=budget.eval_quick, seed=seed, progress=progress and jobs == 1, out="",
                       split=split, **(eval_overrides or {}))
     # Progress bars of several processes would overwrite each other: workers log instead.
-    plan = _Plan(budget, work, cache_dir, seed, steps, progress and jobs == 1, ecfg, data_root, ev_path, split, cmu)
+    plan = _Plan(budget, work, cache_dir, seed, steps, progress and jobs == 1, ecfg, data_root, ev_path, split, cmu,
+                 None if data is None else data_root)
     if jobs == 1:
         timings = _train_evaluator(plan)
         inputs = _load_inputs(plan)
@@ -406,7 +422,7 @@ def run_comparison(budget: Budget, *, work: Path, out: Path | None, cache_dir: s
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": machine,
         "data_root": data_root,
-        "data": _data_hashes(paths),
+        "data": data_hashes,
         "seed": seed,
         "seeds": seeds,
         "train": {**budget.train, **({"steps": steps} if steps is not None else {})},
@@ -605,6 +621,9 @@ class CompareConfig:
     threads: int | None = field(None, "torch CPU threads (per run when several run at once)")
     jobs: int | None = field(None, "runs (variant x seed) trained and evaluated at once, each in its own process "
                                    "(default: one per CPU core on a CPU, 1 on a GPU or with --full)")
+    data: str | None = field(None, "2D-only dataset to train and evaluate on (build_2d's layout, e.g. the Bandai one "
+                                   "of docs/data.md); default: the built-in data")
+    cmu: bool = field(True, "also score lifting on the real CMU clips (when they are found)")
     progress: bool = field(True, "progress bars")
 
     def budget(self) -> Budget:
@@ -626,7 +645,7 @@ def compare(cfg: CompareConfig) -> dict:
     jobs = cfg.jobs if cfg.jobs is not None else default_jobs(budget, len(names or VARIANTS) * len(seeds))
     return run_comparison(budget, work=work, out=cfg.out_stem(), cache_dir=cfg.cache_dir, seed=cfg.seed,
                           steps=cfg.steps, variants=names, progress=cfg.progress, threads=cfg.threads, jobs=jobs,
-                          seeds=seeds)
+                          seeds=seeds, data=cfg.data, cmu=cfg.cmu)
 
 
 def main(argv=None) -> int:
