@@ -283,3 +283,20 @@ def test_its_2d_only_version_is_observed_by_a_teacher_that_never_saw_it(built, q
     item = ds[0]
     assert "gt_joints" not in item and item["keypoints"].shape[1:] == (22, 2)
     assert set(ds.ids) == set(read_ids(built, "train"))
+
+
+@needs_bandai
+def test_stats_set_each_family_beside_its_bandai_counterpart(built, quick_data):
+    from vmdm.data.build.stats import collect, counterpart_statistics, counterpart_table, markdown_table
+
+    rows = counterpart_statistics(quick_data.corpus, built, per_source=8)
+    assert {"walk", "wave", "raise_arm"} <= set(rows)  # the contents the test build holds
+    walk = rows["walk"]
+    # Real walks move forward at a walking pace; the measure is the same function for both.
+    assert 0.6 < walk["real"]["root_speed_m_s"] < 2.0 and 0.3 < walk["corpus"]["root_speed_m_s"] < 2.5
+    assert rows["wave"]["real"]["root_speed_m_s"] < 0.3 * walk["real"]["root_speed_m_s"]
+    table = counterpart_table(rows)
+    assert table.count("\n") == len(rows) + 1 and "walk (walk)" in table
+    stats = collect(quick_data.corpus, None, None, max_clips=20, bandai=built)
+    (name,) = [n for n in stats if n.startswith("Bandai-Namco mocap (")]
+    assert stats[name]["clips"] > 0 and name in markdown_table(stats)

@@ -1,12 +1,14 @@
-"""Side-by-side statistics of the built-in corpus and real CMU motion capture.
+"""Side-by-side statistics of the built-in corpus and real motion capture (CMU, Bandai-Namco).
 
-``python -m vmdm.data.build.stats --corpus DIR [--lifter CKPT] [--cmu DIR] [--write-docs docs/data.md]``
+``python -m vmdm.data.build.stats --corpus DIR [--bandai DIR] [--lifter CKPT] [--cmu DIR] [--write-docs docs/data.md]``
 
 Measures, for both sources at 20 fps and cut into clips of at most 196 frames: joint and
 root speeds, acceleration, foot-contact ratio, foot skating, root height and its range;
 the representation's encode/decode round trip and the IK -> FK error; and, given a lifter
 checkpoint, the teacher lifter's error on random-camera projections with detector noise.
-Prints a Markdown table; ``--write-docs`` also replaces the block between
+With ``--bandai`` (a folder of ``prepare bandai``), Bandai-Namco is a column too, and a
+second table sets each procedural family that has a Bandai counterpart (walks, turns,
+runs, waves, raises) beside it. Prints Markdown tables; ``--write-docs`` also replaces the block between
 ``<!-- stats:begin -->`` and ``<!-- stats:end -->`` in the given file.
 """
 
@@ -35,6 +37,9 @@ __all__ = [
     "lifter_errors",
     "markdown_table",
     "collect",
+    "COUNTERPARTS",
+    "counterpart_statistics",
+    "counterpart_table",
     "StatsConfig",
     "report",
     "main",
@@ -136,8 +141,10 @@ def collect(
     lifter: str | Path | None = None,
     max_clips: int = 400,
     seed: int = 0,
+    bandai: str | Path | None = None,
 ) -> dict[str, dict]:
-    """All statistics for up to ``max_clips`` corpus clips (test split first) and the CMU set."""
+    """All statistics for up to ``max_clips`` corpus clips (test split first), the CMU set
+    and up to ``max_clips`` Bandai clips (spread evenly over its contents)."""
     from vmdm.data.build.build_2d import family_split, load_corpus_joints
     from vmdm.data.formats.cmu import load_cmu_testset
 
@@ -152,6 +159,11 @@ def collect(
         # Subject 02 does everyday actions; subject 01 climbs playground equipment, which
         # dominates the height and contact statistics of the whole set.
         sources["CMU subject 02 only"] = cut_clips([c.joints for c in clips if c.name.startswith("02_")])
+    if bandai is not None:
+        contents = _bandai_clips(bandai)
+        per = max(1, max_clips // len(contents))
+        ids = [c for k in sorted(contents) for c in _sample(contents[k], per, rng)]
+        sources[f"Bandai-Namco mocap ({len(ids)} clips)"] = cut_clips(load_corpus_joints(bandai, ids))
     out: dict[str, dict] = {}
     for name, clips in sources.items():
         t0 = time.time()
@@ -171,6 +183,76 @@ def collect(
             val = cut_clips(load_corpus_joints(corpus, split.lifter_val))
             out["_lifter_val"] = {f"lifter_{k}": v for k, v in lifter_errors(val, lifter, seed=seed).items()}
     return out
+
+
+# Procedural families of the built-in corpus and the Bandai contents that show the same action.
+COUNTERPARTS = {
+    "walk": ("walk",), "turn_while_walking": ("walk-turn-left", "walk-turn-right"), "run": ("run",),
+    "wave": ("wave-left-hand", "wave-right-hand", "wave-both-hands"),
+    "raise_arm": ("raise-up-left-hand", "raise-up-right-hand"), "raise_both_arms": ("raise-up-both-hands",),
+}
+_COUNTERPART_KEYS = ("joint_speed_m_s", "root_speed_m_s", "joint_accel_m_s2", "foot_skating_cm_s")
+
+
+def _bandai_clips(bandai: str | Path) -> dict[str, list[str]]:
+    """Content -> clip ids of a ``prepare bandai`` folder."""
+    import json
+
+    meta = json.loads((Path(bandai) / "bandai_meta.json").read_text())
+    out: dict[str, list[str]] = {}
+    for cid, rec in sorted(meta["clips"].items()):
+        out.setdefault(rec["content"], []).append(cid)
+    return out
+
+
+def _sample(ids: list[str], n: int, rng) -> list[str]:
+    return sorted(rng.choice(ids, size=n, replace=False).tolist()) if len(ids) > n else list(ids)
+
+
+def counterpart_statistics(corpus: str | Path, bandai: str | Path, per_source: int = 60,
+                           seed: int = 0) -> dict[str, dict]:
+    """Motion statistics of each :data:`COUNTERPARTS` family (single-action corpus clips) and
+    of its Bandai contents, ``per_source`` clips of each at most."""
+    import json
+
+    from vmdm.data.build.build_2d import load_corpus_joints
+
+    rng = np.random.default_rng(seed)
+    fam: dict[str, list[str]] = {}
+    for line in (Path(corpus) / "meta.jsonl").read_text().splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            if len(rec.get("families", [])) == 1:
+                fam.setdefault(rec["families"][0], []).append(rec["id"])
+    contents = _bandai_clips(bandai)
+    out = {}
+    for family, kinds in COUNTERPARTS.items():
+        ids = fam.get(family, [])
+        real = [c for k in kinds for c in contents.get(k, [])]
+        if not ids or not real:
+            continue
+        out[family] = {
+            "bandai": "/".join(kinds),
+            "corpus": motion_statistics(cut_clips(load_corpus_joints(corpus, _sample(ids, per_source, rng)))),
+            "real": motion_statistics(cut_clips(load_corpus_joints(bandai, _sample(real, per_source, rng)))),
+        }
+    return out
+
+
+def counterpart_table(rows: dict[str, dict]) -> str:
+    """Markdown: per family, each statistic for the corpus and Bandai, and their ratio; ratios
+    off by more than 25 % are in bold."""
+    head = ["family (Bandai contents)"] + [f"{k} corpus / Bandai (ratio)" for k in _COUNTERPART_KEYS]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * len(_COUNTERPART_KEYS)]
+    for family, r in rows.items():
+        cells = []
+        for k in _COUNTERPART_KEYS:
+            a, b = r["corpus"][k], r["real"][k]
+            ratio = a / b if b else float("nan")
+            txt = f"{a:.3g} / {b:.3g} ({ratio:.2f})"
+            cells.append(f"**{txt}**" if abs(ratio - 1) > 0.25 else txt)
+        lines.append(f"| {family} ({r['bandai']}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 ROWS = [
@@ -224,9 +306,10 @@ def write_docs(path: str | Path, table: str) -> None:
 
 @dataclass
 class StatsConfig:
-    """``python -m vmdm.data.build.stats``: the corpus-versus-CMU statistics table."""
+    """``python -m vmdm.data.build.stats``: the corpus-versus-real-motion statistics tables."""
 
     corpus: str = field(REQUIRED, "3D corpus folder (HumanML3D format + meta.jsonl)")
+    bandai: str | None = field(None, "Bandai-Namco folder written by prepare bandai (default: none)")
     cmu: str | None = field(None, "cmu_humanml folder (default: found automatically, skipped if absent)")
     lifter: str | None = field(None, "lifter checkpoint to evaluate")
     max_clips: int = field(400, "corpus clips measured (test split first)")
@@ -243,7 +326,10 @@ def report(cfg: StatsConfig) -> str:
         cmu = default_cmu_dir()
         if cmu is None:
             print("CMU data not found; reporting the corpus only", file=sys.stderr)
-    table = markdown_table(collect(cfg.corpus, cmu, cfg.lifter, cfg.max_clips))
+    table = markdown_table(collect(cfg.corpus, cmu, cfg.lifter, cfg.max_clips, bandai=cfg.bandai))
+    if cfg.bandai:
+        table += ("\n\nProcedural families with a Bandai counterpart (single-action clips; bold: off by more "
+                  "than 25 %):\n\n" + counterpart_table(counterpart_statistics(cfg.corpus, cfg.bandai)))
     if cfg.write_docs:
         write_docs(cfg.write_docs, table)
     return table
