@@ -30,6 +30,9 @@ def test_comparison_table_and_reuse(quick_data, cache_dir, tiny_evaluator, tmp_p
         assert row["label"] == VARIANTS[name][0] and row["train_s"] > 0
         fid = row["results"]["generation"]["model"]["fid"]
         assert fid["n"] == 2 and math.isfinite(fid["mean"]) and fid["mean"] >= 0
+        # FID on decode-then-encode of the generations (positions only) is reported beside it.
+        pos = row["results"]["generation"]["model"]["fid_positions"]
+        assert pos["n"] == 2 and math.isfinite(pos["mean"]) and pos["mean"] >= 0
     r = s["ratios"]
     fids = {n: s["rows"][n]["results"]["generation"]["model"]["fid"]["mean"] for n in names}
     assert r["fid_c_over_a"] == pytest.approx(fids["videomdm"] / fids["mdm_3d"])

@@ -161,3 +161,34 @@ def test_mean_ci_t_over_a_few_runs():
     one = mean_ci_t([0.5])
     assert one.mean == 0.5 and one.n == 1 and math.isnan(one.ci95)
     assert mean_ci_t([]).n == 0
+
+
+def test_reencode_recomputes_every_channel_from_the_positions():
+    """``reencode`` (the features behind "FID (positions)") is encode(decode(x)) per clip: on
+    features that are already HumanML3D's of their joints it gives them back (up to the
+    facing smoothing's reach of the clip's one-frame-shorter end), whatever padding follows."""
+    import torch
+
+    from vmdm.data.build.synth import generate_clip
+    from vmdm.eval.run import reencode
+    from vmdm.motion.representation import encode
+    from vmdm.motion.skeleton import SMPL22
+
+    joints, _, _ = generate_clip("walk", np.random.default_rng(3))
+    T = min(len(joints), 160)
+    feats = encode(torch.from_numpy(joints[:T]).double(), SMPL22).float()  # [T-1, 263]
+    padded = torch.zeros(2, T + 9, feats.shape[-1])
+    padded[0, :T - 1] = feats
+    padded[0, T - 1:] = 50.0  # garbage after the end must not leak in
+    padded[1, :T - 1] = feats
+    out, lengths = reencode(padded, torch.tensor([T - 1, T - 1]), SMPL22)
+    assert lengths.tolist() == [T - 2, T - 2]
+    torch.testing.assert_close(out[0], out[1])
+    n = T - 2 - 4 * 20 - 2  # rows beyond the smoothing's reach of the end
+    assert n > 10
+    torch.testing.assert_close(out[0, :n], feats[:n], atol=2e-4, rtol=0)
+    # A feature that contradicts its positions (here: foot contacts flipped) is recomputed.
+    bad = padded.clone()
+    bad[0, :T - 1, -4:] = 1 - bad[0, :T - 1, -4:]
+    torch.testing.assert_close(reencode(bad, torch.tensor([T - 1, T - 1]), SMPL22)[0][0, :n], feats[:n],
+                               atol=2e-4, rtol=0)
