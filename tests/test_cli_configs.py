@@ -240,14 +240,18 @@ def test_stats_config_path_is_the_command_line(monkeypatch, tmp_path, capsys):
     from vmdm.data.build import stats
 
     calls = []
-    monkeypatch.setattr(stats, "collect", lambda *a: calls.append(a) or {})
+    monkeypatch.setattr(stats, "collect", lambda *a, **kw: calls.append((a, kw)) or {})
     monkeypatch.setattr(stats, "markdown_table", lambda s: "| table |")
     docs = tmp_path / "data.md"
     assert stats.main(["--corpus", "c", "--cmu", "m", "--max-clips", "7", "--write-docs", str(docs)]) == 0
     assert capsys.readouterr().out.strip() == "| table |"
     assert "| table |" in docs.read_text()
     assert stats.report(stats.StatsConfig(corpus="c", cmu="m", max_clips=7)) == "| table |"
-    assert calls == [("c", "m", None, 7)] * 2
+    assert calls == [(("c", "m", None, 7), {"bandai": None})] * 2
+    monkeypatch.setattr(stats, "counterpart_statistics", lambda corpus, bandai: calls.append((corpus, bandai)) or {})
+    assert stats.main(["--corpus", "c", "--cmu", "m", "--bandai", "b"]) == 0
+    assert calls[-2:] == [(("c", "m", None, 400), {"bandai": "b"}), ("c", "b")]
+    assert "Procedural families with a Bandai counterpart" in capsys.readouterr().out
 
 
 def test_build_2d_config_maps_onto_build2dconfig(monkeypatch, tmp_path, capsys):

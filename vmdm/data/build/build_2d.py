@@ -389,7 +389,7 @@ def build_2d(
         raise FileExistsError(f"{out}: already exists (pass overwrite=True / --overwrite to replace it)")
     if config.teacher == "learned" and not (config.lifter and Path(config.lifter).is_file()):
         raise FileNotFoundError(f"lifter checkpoint: {config.lifter!r} not found (train one with python -m vmdm.data.build.train_teacher)")
-    if split is None and not (corpus / "meta.jsonl").is_file():
+    if split is None and not (corpus / "meta.jsonl").is_file() and (corpus / "train.txt").is_file():
         # A corpus of real motion (no action families): every clip of its own splits is
         # observed, and the lifter, trained elsewhere, saw none of them.
         split = split_from_files(corpus)
