@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import sys
 import types
 import typing
@@ -254,8 +255,6 @@ def run_main(cls, prog: str, description: str, run, argv=None, *, recipes: dict[
     for name in required:
         if getattr(cfg, name) in (None, "", []):
             parser.error(f"--{name.replace('_', '-')} is required")
-    import logging
-
     logging.basicConfig(level=logging.INFO, format=log_format)
     try:
         code = run(cfg)

@@ -25,9 +25,8 @@ from vmdm.data.formats.bvh import (
     to_smpl22,
     unit_scale,
 )
-from vmdm.motion.kinematics import axis_angle_to_matrix, offsets_from_lengths
 from vmdm.motion.representation import facing_yaw
-from vmdm.motion.skeleton import SMPL22, forward_kinematics
+from vmdm.motion.skeleton import SMPL22
 
 ORDERS = ["".join(p) for p in itertools.permutations("XYZ")]
 
@@ -240,12 +239,9 @@ def test_units_are_detected(tmp_path):
 
 
 def _rigid_motion(frames=25, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    R = axis_angle_to_matrix(torch.randn(frames, 22, 3, generator=g, dtype=torch.float64) * 0.4)
-    lengths = SMPL22.bone_lengths().double() * (0.9 + 0.3 * torch.rand(22, generator=g, dtype=torch.float64))
-    root = torch.cumsum(torch.randn(frames, 3, generator=g, dtype=torch.float64) * 0.03, 0) + torch.tensor(
-        [0.0, 0.9, 0.0], dtype=torch.float64)
-    return forward_kinematics(R, root, SMPL22, offsets_from_lengths(lengths, SMPL22)).numpy()
+    from tests.sample.test_bvh import _rigid_motion as rigid_motion
+
+    return rigid_motion(frames, seed, rotation_scale=0.4, root_step=0.03)
 
 
 @pytest.mark.parametrize("order", ["ZYX", "XYZ"])

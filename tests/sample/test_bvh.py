@@ -21,13 +21,13 @@ from vmdm.export.bvh import (
 )
 
 
-def _rigid_motion(frames=25, seed=0):
+def _rigid_motion(frames=25, seed=0, rotation_scale=0.7, root_step=0.05):
     """Random local rotations on a skeleton with non-default bone lengths, through the
     project's FK: a motion a rigid BVH skeleton can represent exactly."""
     g = torch.Generator().manual_seed(seed)
-    R = axis_angle_to_matrix(torch.randn(frames, 22, 3, generator=g, dtype=torch.float64) * 0.7)
+    R = axis_angle_to_matrix(torch.randn(frames, 22, 3, generator=g, dtype=torch.float64) * rotation_scale)
     lengths = SMPL22.bone_lengths().double() * (0.9 + 0.3 * torch.rand(22, generator=g, dtype=torch.float64))
-    root = torch.cumsum(torch.randn(frames, 3, generator=g, dtype=torch.float64) * 0.05, 0) + torch.tensor(
+    root = torch.cumsum(torch.randn(frames, 3, generator=g, dtype=torch.float64) * root_step, 0) + torch.tensor(
         [0.0, 0.9, 0.0], dtype=torch.float64)
     return forward_kinematics(R, root, SMPL22, offsets_from_lengths(lengths, SMPL22)).numpy()
 

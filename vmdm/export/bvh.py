@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vmdm.data.formats.bvh import BVHFormatError, BVHMotion, axis_rotation, read_bvh
+from vmdm.data.formats.bvh import BVHFormatError, BVHMotion, euler_matrices_rad, read_bvh
 from vmdm.motion.kinematics import bone_lengths, inverse_kinematics, offsets_from_lengths
 from vmdm.motion.skeleton import SMPL22, Skeleton
 
@@ -66,11 +66,7 @@ _END_SITE_FRACTION = 0.4
 def euler_to_matrix(angles: np.ndarray, order: str) -> np.ndarray:
     """``angles [..., 3]`` (radians, one per letter of ``order``) -> ``R_a @ R_b @ R_c``."""
     _check_order(order)
-    angles = np.asarray(angles, dtype=np.float64)
-    R = axis_rotation(_AXIS[order[0]], angles[..., 0])
-    for k in (1, 2):
-        R = R @ axis_rotation(_AXIS[order[k]], angles[..., k])
-    return R
+    return euler_matrices_rad(angles, order)
 
 
 def _check_order(order: str) -> None:

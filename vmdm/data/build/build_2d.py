@@ -180,12 +180,10 @@ def teacher_error(records: Sequence[dict]) -> dict[str, float]:
     ``mpjpe_mm`` root-relative, ``pa_mpjpe_mm`` after per-frame Procrustes alignment,
     ``abs_mpjpe_mm`` with the root where each puts it."""
     from vmdm.eval.geometry import mpjpe_per_frame, pa_mpjpe_per_frame
+    from vmdm.motion.cameras import transform_points
 
     def to_camera(joints, cam):
-        R, t = cam[..., :3].astype(np.float64), cam[..., 3].astype(np.float64)
-        if cam.ndim == 2:
-            return joints @ R.T + t
-        return np.einsum("fij,fkj->fki", R, joints) + t[:, None]
+        return transform_points(torch.from_numpy(joints), torch.from_numpy(cam).double()).numpy()
 
     rel, pa, absolute, n = 0.0, 0.0, 0.0, 0
     for r in records:

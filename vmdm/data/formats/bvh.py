@@ -49,7 +49,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from vmdm.motion.kinematics import matrix_to_quat, quat_to_matrix
 from vmdm.motion.skeleton import SMPL22
 
 __all__ = [
@@ -61,6 +63,7 @@ __all__ = [
     "default_bandai_dir",
     "detect_joint_map",
     "euler_matrices",
+    "euler_matrices_rad",
     "forward_kinematics",
     "load_bvh_smpl22",
     "parse_bvh",
@@ -174,7 +177,12 @@ def axis_rotation(axis: int, angle: np.ndarray) -> np.ndarray:
 def euler_matrices(angles_deg: np.ndarray, order: str) -> np.ndarray:
     """``angles [..., n]`` degrees, one per letter of ``order`` (any of X/Y/Z, ``n`` 1..3,
     repeats allowed) -> ``R_order[0] @ R_order[1] @ ...`` ``[..., 3, 3]``."""
-    a = np.radians(np.asarray(angles_deg, dtype=np.float64))
+    return euler_matrices_rad(np.radians(np.asarray(angles_deg, dtype=np.float64)), order)
+
+
+def euler_matrices_rad(angles: np.ndarray, order: str) -> np.ndarray:
+    """:func:`euler_matrices` with the angles in radians."""
+    a = np.asarray(angles, dtype=np.float64)
     if a.shape[-1] != len(order):
         raise ValueError(f"euler_matrices: {a.shape[-1]} angles for order {order!r}")
     out = None
@@ -461,36 +469,6 @@ def _times(num_frames: int, src_fps: float, fps: float) -> np.ndarray:
     return np.arange(n) * (src_fps / fps)
 
 
-def _matrix_to_quat(R: np.ndarray) -> np.ndarray:
-    """Rotation matrices ``[..., 3, 3]`` -> unit quaternions ``[..., 4]`` (w, x, y, z)."""
-    m = R
-    tr = m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]
-    cand = np.stack([
-        np.stack([1 + tr, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1),
-        np.stack([m[..., 2, 1] - m[..., 1, 2], 1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2],
-                  m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0]], -1),
-        np.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0],
-                  1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2], m[..., 1, 2] + m[..., 2, 1]], -1),
-        np.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1],
-                  1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2]], -1),
-    ], axis=-2)  # [..., 4, 4]: row k is 4 q_k q (Shepperd); pick the best-conditioned row
-    diag = np.stack([1 + tr, 1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2],
-                     1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2],
-                     1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2]], -1)
-    best = np.argmax(diag, axis=-1)
-    q = np.take_along_axis(cand, best[..., None, None], axis=-2)[..., 0, :]
-    return q / np.linalg.norm(q, axis=-1, keepdims=True)
-
-
-def _quat_to_matrix(q: np.ndarray) -> np.ndarray:
-    w, x, y, z = np.moveaxis(q, -1, 0)
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-    ], -2)
-
-
 def _slerp(q0: np.ndarray, q1: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Shortest-path slerp ``[..., 4]`` with ``u`` broadcast over the leading dims."""
     dot = np.sum(q0 * q1, -1, keepdims=True)
@@ -520,8 +498,8 @@ def resample_local(local_R: np.ndarray, local_t: np.ndarray, src_fps: float, fps
     i0 = np.minimum(np.floor(x + 1e-9).astype(int), F - 1)
     i1 = np.minimum(i0 + 1, F - 1)
     u = np.clip(x - i0, 0.0, 1.0)
-    q = _matrix_to_quat(local_R)
-    R = _quat_to_matrix(_slerp(q[i0], q[i1], u[:, None, None]))
+    q = matrix_to_quat(torch.from_numpy(np.ascontiguousarray(local_R, dtype=np.float64))).numpy()
+    R = quat_to_matrix(torch.from_numpy(_slerp(q[i0], q[i1], u[:, None, None]))).numpy()
     exact = u < 1e-9  # keep source frames bit-exact
     R[exact] = local_R[i0[exact]]
     t = local_t[i0] * (1.0 - u)[:, None, None] + local_t[i1] * u[:, None, None]
