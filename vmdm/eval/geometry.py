@@ -25,6 +25,13 @@ Lifting (prediction vs ground truth in the same frame, per frame so clips can be
   (per frame², the HMMR / VIBE definition; multiply by fps² for m/s²).
 * **2D reprojection error** — distance between the projected prediction and the observed
   keypoints over detected joints (pixels with intrinsics, else normalised units).
+* **canonical-frame MPJPE** — MPJPE after putting prediction and ground truth each in its
+  own HumanML3D canonical frame (floor at 0, root at the xz origin and facing +z at frame
+  0): the VideoMDM release's protocol, blind to the clip's placement and heading at frame
+  0 but not to drift after it.
+* **root-relative MPJPE** — MPJPE with the root subtracted in every frame (pose and body
+  size, not placement); **root error** — distance of the roots (placement only);
+  **body size** — mean bone length of the prediction over that of the ground truth.
 """
 
 from __future__ import annotations
@@ -44,6 +51,10 @@ __all__ = [
     "pa_mpjpe_per_frame",
     "accel_error_per_frame",
     "reprojection_error_per_frame",
+    "canonical_mpjpe_per_frame",
+    "root_relative_mpjpe_per_frame",
+    "root_error_per_frame",
+    "body_size_ratio",
 ]
 
 FPS = 20.0
@@ -193,3 +204,32 @@ def reprojection_error_per_frame(joints, keypoints, camera, scores, intrinsics=N
     n = w.sum(-1)
     with np.errstate(invalid="ignore"):
         return np.where(n > 0, (err * w).sum(-1) / np.where(n > 0, n, 1), np.nan)
+
+
+def canonical_mpjpe_per_frame(pred, gt, skeleton: Skeleton = SMPL22) -> np.ndarray:
+    """MPJPE ``[T]`` of ``[T, J, 3]`` clips each canonicalised on its own (see the module
+    docstring)."""
+    from vmdm.motion.representation import canonicalize
+
+    p, g = _pair(pred, gt)
+    return mpjpe_per_frame(canonicalize(p, skeleton)[0], canonicalize(g, skeleton)[0])
+
+
+def root_relative_mpjpe_per_frame(pred, gt, root: int = 0) -> np.ndarray:
+    """MPJPE ``[...]`` with joint ``root`` subtracted from every joint, per frame."""
+    p, g = _pair(pred, gt)
+    return mpjpe_per_frame(p - p[..., root:root + 1, :], g - g[..., root:root + 1, :])
+
+
+def root_error_per_frame(pred, gt, root: int = 0) -> np.ndarray:
+    """Distance ``[...]`` between the predicted and the true joint ``root``, per frame."""
+    p, g = _pair(pred, gt)
+    return np.linalg.norm(p[..., root, :] - g[..., root, :], axis=-1)
+
+
+def body_size_ratio(pred, gt, skeleton: Skeleton = SMPL22) -> float:
+    """Summed bone lengths of ``pred`` over those of ``gt``, both averaged over frames."""
+    p, g = _pair(pred, gt)
+    par = [max(q, 0) for q in skeleton.parents]
+    size = lambda x: np.linalg.norm(x - x[..., par, :], axis=-1).sum(-1).mean()  # noqa: E731
+    return float(size(p) / max(size(g), 1e-12))

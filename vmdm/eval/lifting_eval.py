@@ -41,9 +41,13 @@ from vmdm.motion.cameras import (
 )
 from vmdm.eval.geometry import (
     accel_error_per_frame,
+    body_size_ratio,
+    canonical_mpjpe_per_frame,
     mpjpe_per_frame,
     pa_mpjpe_per_frame,
     reprojection_error_per_frame,
+    root_error_per_frame,
+    root_relative_mpjpe_per_frame,
 )
 
 __all__ = ["LiftCase", "split_cases", "cmu_cases", "teacher_lifter", "prior_lifter", "stored_teacher",
@@ -184,6 +188,14 @@ def prior_lifter(loaded_model, *, sample_steps: int | None = None, seed: int = 0
 # --------------------------------------------------------------------------- scoring
 
 
+def root_depth_error_per_frame(pred: np.ndarray, gt: np.ndarray, camera: np.ndarray) -> np.ndarray:
+    """``|z_pred - z_gt|`` of the root in the camera's frame, per frame (the part of the
+    placement that 2D cannot see)."""
+    cam = torch.from_numpy(np.asarray(camera, dtype=np.float64))
+    z = lambda x: transform_points(torch.from_numpy(np.asarray(x[:, :1], dtype=np.float64)), cam)[:, 0, 2]  # noqa: E731
+    return (z(pred) - z(gt)).abs().numpy()
+
+
 def case_errors(pred: np.ndarray, case: LiftCase) -> dict[str, np.ndarray]:
     """Per-frame errors of one lift: mm for 3D, pixels for 2D."""
     pred = np.asarray(pred, dtype=np.float64)
@@ -192,12 +204,22 @@ def case_errors(pred: np.ndarray, case: LiftCase) -> dict[str, np.ndarray]:
     kp_px = case.keypoints * case.intrinsics[:2] + case.intrinsics[2:]
     out = {
         "mpjpe": 1000 * mpjpe_per_frame(pred, case.gt),
+        "canonical_mpjpe": 1000 * canonical_mpjpe_per_frame(pred, case.gt),
+        "root_relative_mpjpe": 1000 * root_relative_mpjpe_per_frame(pred, case.gt),
+        "root_error": 1000 * root_error_per_frame(pred, case.gt),
+        "root_depth_error": 1000 * root_depth_error_per_frame(pred, case.gt, case.camera),
+        "body_size": np.full(len(pred), body_size_ratio(pred, case.gt)),
         "pa_mpjpe": 1000 * pa_mpjpe_per_frame(pred, case.gt),
         "reproj_px": reprojection_error_per_frame(pred, kp_px, case.camera, case.scores, case.intrinsics),
     }
     if len(pred) >= 3:
         out["accel"] = 1000 * accel_error_per_frame(pred, case.gt)
     return out
+
+
+# Pooled per-frame errors in millimetres, reported as "<name>_mm".
+_MM_METRICS = ("mpjpe", "canonical_mpjpe", "root_relative_mpjpe", "root_error", "root_depth_error", "pa_mpjpe",
+               "accel")
 
 
 def score_lifters(cases: list[LiftCase], lifters: dict[str, Lifter], progress: bool = False,
@@ -214,13 +236,15 @@ def score_lifters(cases: list[LiftCase], lifters: dict[str, Lifter], progress: b
             for k, v in case_errors(fn(case, i), case).items():
                 pooled.setdefault(k, []).append(v)
         cat = {k: np.concatenate(v) for k, v in pooled.items()}
+        mean = lambda k: float(np.nanmean(cat[k])) if k in cat else float("nan")  # noqa: E731
+        seconds = time.time() - t0
         out[name] = {
-            "mpjpe_mm": float(np.nanmean(cat["mpjpe"])) if cases else float("nan"),
-            "pa_mpjpe_mm": float(np.nanmean(cat["pa_mpjpe"])) if cases else float("nan"),
-            "accel_mm": float(np.nanmean(cat["accel"])) if "accel" in cat else float("nan"),
-            "reproj_px": float(np.nanmean(cat["reproj_px"])) if cases else float("nan"),
+            **{f"{k}_mm": mean(k) for k in _MM_METRICS},
+            "reproj_px": mean("reproj_px"),
+            "body_size": mean("body_size"),
             "n_cases": len(cases),
             "n_frames": int(sum(len(c.gt) for c in cases)),
-            "seconds": round(time.time() - t0, 1),
+            "seconds": round(seconds, 1),
+            "seconds_per_clip": round(seconds / max(len(cases), 1), 3),
         }
     return out

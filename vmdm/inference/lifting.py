@@ -55,8 +55,9 @@ from vmdm.motion.cameras import camera_center, pixels_to_normalized, project
 from vmdm.motion.kinematics import rotation_about_y
 from vmdm.motion.representation import canonicalize, decode, encode
 from vmdm.motion.smoothing import masked_gaussian_smooth, smooth_corrections
+from vmdm.inference.teacher_init import teacher_start
 
-__all__ = ["LIFT_SAMPLE_STEPS", "GUIDED_STEPS_REF", "LiftConfig", "LiftResult", "lift", "lift_details", "fit_placement",
+__all__ = ["LIFT_SAMPLE_STEPS", "GUIDED_STEPS_REF", "DEFAULT_T_STAR", "default_t_star", "LiftConfig", "LiftResult", "lift", "lift_details", "fit_placement",
            "apply_placement", "reprojection_error"]
 
 # Placement fit: yaw grid of the linear initialisation, Huber threshold (normalised image
@@ -73,6 +74,9 @@ _DEFAULT_RAMP = {"2d": 12.0, "teacher": 12.0}
 # 3D-supervised one worse (docs/sampling.md).
 LIFT_SAMPLE_STEPS = 10
 _DEFAULT_LIFT_STEPS = {"2d": 50}
+# Denoising steps of a teacher-initialised lift by supervision, when the checkpoint records
+# none (see default_t_star; docs/sampling.md has the val-split sweep).
+DEFAULT_T_STAR = {"2d": 12, "teacher": 12, "3d": 12}
 # The pulls and size corrections are defined per step of a lift with this many steps; with
 # n steps each one is taken to the power (GUIDED_STEPS_REF - 1) / (n - 1), so that a
 # stretch of diffusion time moves a lift by the same total whatever the step count (see
@@ -332,6 +336,43 @@ def _in_front_of_camera(targets: torch.Tensor, keypoints: torch.Tensor, camera: 
     return torch.where(near, back, targets), near[..., 0]
 
 
+def _teacher_root_depth(begin, camera: torch.Tensor, F: int, smooth: float) -> torch.Tensor:
+    """The teacher's root depth ``[F]`` in the world camera, smoothed over frames like the ray
+    corrections (its frame-to-frame noise is not the person's motion)."""
+    world = begin.canonical[:F, :1] @ begin.rotation.T + begin.translation  # [F, 1, 3]
+    R, t = _camera_parts(camera, F)
+    z = ((R[:, 2:3] @ world[..., None])[..., 0, 0] + t[:, 2:3])[:, 0]  # [F]
+    z = z.clamp(min=_Z_MIN)
+    if smooth > 0:
+        z = masked_gaussian_smooth(z.log()[None, :, None, None], torch.ones(1, F, 1, dtype=torch.bool),
+                                   smooth)[0, :, 0, 0].exp()
+    return z.float()
+
+
+def _scale_to_depth(joints: torch.Tensor, camera: torch.Tensor, root_depth: torch.Tensor) -> torch.Tensor:
+    """``joints [b, F, J, 3]`` scaled per frame about the camera centre (``camera [b, 3, 4]`` or
+    ``[b, F, 3, 4]``) so that the root's camera depth is ``root_depth [F]``: every projection
+    stays, the body's depth (and with it its size) comes from the teacher."""
+    R, t = camera[..., :3], camera[..., 3]
+    if camera.dim() == 3:
+        R, t = R[:, None], t[:, None]
+    cam = (R @ joints[..., None])[..., 0] + t[:, :, None]  # [b, F, J, 3] camera frame
+    k = root_depth.to(cam.dtype)[None, :] / cam[:, :, 0, 2].clamp(min=_Z_MIN)
+    cam = cam * k[..., None, None]
+    return (R.transpose(-1, -2) @ (cam - t[:, :, None])[..., None])[..., 0]
+
+
+def default_t_star(loaded_model) -> int:
+    """Denoising steps of a teacher-initialised lift when none are given: the value the lift
+    benchmark chose on the val split and recorded for this checkpoint
+    (``loaded_model.lift_settings``), else :data:`DEFAULT_T_STAR` for its supervision."""
+    rec = (getattr(loaded_model, "lift_settings", None) or {}).get("t_star")
+    if rec is not None:
+        return int(rec)
+    return min(DEFAULT_T_STAR.get(loaded_model.config.get("supervision"), DEFAULT_T_STAR["2d"]),
+               loaded_model.diffusion.steps)
+
+
 def _resolve_ramp(loaded_model, ramp: float | None) -> float:
     """``ramp``, or the default for the checkpoint's supervision mode when ``None``."""
     if ramp is None:
@@ -363,6 +404,11 @@ class LiftConfig:
     lift_body_scale: float | None = field(None, "set depths for a body this much larger than the prior predicts "
                                                 "(default: the checkpoint's measured value, see "
                                                 "vmdm.training.body_scale; 1 when it has none)")
+    init: str = field("teacher", "start each lift from the clip's teacher lift diffused to --t-star (the way the "
+                                 "prior was trained) or from pure noise", choices=["teacher", "noise"])
+    t_star: int | None = field(None, "with --init teacher: denoising steps from the teacher's lift (0: the "
+                                     "teacher snapped onto the rays; default: the value chosen on the val split "
+                                     "for this checkpoint, see docs/sampling.md)")
 
     def check(self) -> None:
         """Raise :class:`~vmdm.cli.ConfigError` (naming the option) for a value out of range."""
@@ -374,16 +420,21 @@ class LiftConfig:
             raise ConfigError(f"--lift-ramp: expected a value >= 0, got {self.lift_ramp}")
         if self.lift_body_scale is not None and not self.lift_body_scale > 0:
             raise ConfigError(f"--lift-body-scale: expected a value > 0, got {self.lift_body_scale}")
+        if self.t_star is not None and self.init != "teacher":
+            raise ConfigError("--t-star: only used with --init teacher")
+        if self.t_star is not None and self.t_star < 0:
+            raise ConfigError(f"--t-star: expected >= 0 denoising steps, got {self.t_star}")
 
     def lift_kwargs(self) -> dict:
         """The keywords of :func:`lift_details` this config sets."""
         return {"guidance_strength": self.lift_strength, "smooth": self.lift_smooth, "ramp": self.lift_ramp,
-                "body_scale": self.lift_body_scale}
+                "body_scale": self.lift_body_scale, "init": self.init, "t_star": self.t_star}
 
 
 # The defaults of the lift_details keywords a LiftConfig replaces (a keyword changed from its
 # default and a config together are an error, not a silent choice between them).
-_CONFIG_KEYWORDS = {"guidance_strength": 1.0, "smooth": 3.0, "ramp": None, "body_scale": None}
+_CONFIG_KEYWORDS = {"guidance_strength": 1.0, "smooth": 3.0, "ramp": None, "body_scale": None, "init": "noise",
+                    "t_star": None}
 
 
 @dataclass
@@ -395,6 +446,8 @@ class LiftResult:
     translation: torch.Tensor  # [S, 3]
     camera_canonical: torch.Tensor  # [S, 3, 4] or [S, F, 3, 4]: the camera in the canonical frame
     reprojection_error: list  # per sample, normalised image units
+    init: str = "noise"
+    t_star: int | None = None  # denoising steps from the teacher's lift (init "teacher")
 
 
 def _compose(camera: torch.Tensor, rot: torch.Tensor, tr: torch.Tensor) -> torch.Tensor:
@@ -411,10 +464,11 @@ def _compose(camera: torch.Tensor, rot: torch.Tensor, tr: torch.Tensor) -> torch
 def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text: str = "", *,
                  guidance_strength: float = 1.0, sample_steps: int | None = None, seed: int | None = None,
                  num_samples: int = 1, sampler: str = "ddim", text_guidance: float = 2.5,
-                 refine_placement: bool = True, keep_size: bool = True, smooth: float = 3.0,
+                 refine_placement: bool | None = None, keep_size: bool | None = None, smooth: float = 3.0,
                  outlier: float = 0.05, final_pull: bool = True, ramp: float | None = None,
                  body_scale: float | None = None, progress: bool = False,
-                 config: LiftConfig | None = None) -> LiftResult:
+                 init: str = "noise", teacher=None, t_star: int | None = None,
+                 teacher_depth: bool | None = None, config: LiftConfig | None = None) -> LiftResult:
     """:func:`lift` with everything it computes, for ``num_samples`` lifts at once
     (different noise, same ``seed`` stream).
 
@@ -444,14 +498,30 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
     r`` and ``k ** min(r, 1)``, ``r = (GUIDED_STEPS_REF - 1) / (n - 1)``, so that more
     steps divide the same correction more finely instead of compounding it (the last step,
     t = 0, is applied whole).
+
+    ``init``: ``"noise"`` (every chain starts from pure noise and the placement is fitted
+    at the first step, as above) or ``"teacher"``: the way the prior was trained. The
+    teacher's lift ``teacher`` (world-frame joints ``[F, J, 3]`` or ``[F + 1, J, 3]``) is
+    canonicalised as the 2D-only dataset does (:mod:`vmdm.inference.teacher_init`), the
+    camera expressed in that frame (no placement fit), its features diffused to step
+    ``t_star - 1`` and denoised from there with the guidance at every step; the result is
+    mapped back through the teacher's placement. ``t_star`` counts the denoising steps (0:
+    the teacher's lift itself, snapped onto the rays once when guided; default
+    :func:`default_t_star`). With teacher init the defaults are no ramp, no placement
+    refit, no body-size correction (the teacher's depth is the prior's training input)
+    and every diffusion step below ``t_star`` visited.
     """
     if config is not None:
-        given = {"guidance_strength": guidance_strength, "smooth": smooth, "ramp": ramp, "body_scale": body_scale}
+        given = {"guidance_strength": guidance_strength, "smooth": smooth, "ramp": ramp, "body_scale": body_scale,
+                 "init": init, "t_star": t_star}
         clash = [k for k, v in given.items() if v != _CONFIG_KEYWORDS[k]]
         if clash:
             raise TypeError(f"lift_details: {', '.join(clash)} given both as keyword(s) and in config")
         kw = config.lift_kwargs()
-        guidance_strength, smooth, ramp, body_scale = (kw[k] for k in _CONFIG_KEYWORDS)
+        guidance_strength, smooth, ramp, body_scale, init, t_star = (kw[k] for k in _CONFIG_KEYWORDS)
+    if init not in ("noise", "teacher"):
+        raise ValueError(f"init: expected 'noise' or 'teacher', got {init!r}")
+    from_teacher = init == "teacher"
     lm = loaded_model
     sk = lm.skeleton
     kp, sc, cam_w = _check_inputs(keypoints, scores, camera, intrinsics, sk.num_joints)
@@ -465,11 +535,26 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
         raise ValueError(f"num_samples: expected >= 1, got {num_samples}")
     if smooth < 0 or outlier < 0:
         raise ValueError(f"smooth, outlier: expected >= 0, got {smooth} and {outlier}")
+    start = None
+    if from_teacher:
+        t_star = default_t_star(lm) if t_star is None else int(t_star)
+        if not 0 <= t_star <= lm.diffusion.steps:
+            raise ValueError(f"t_star: expected 0..{lm.diffusion.steps} denoising steps, got {t_star}")
+        begin = teacher_start(lm, teacher, F)
+        ramp = 0.0 if ramp is None else ramp
+        refine_placement = False if refine_placement is None else refine_placement
+        keep_size = False if keep_size is None else keep_size
+        teacher_depth = True if teacher_depth is None else teacher_depth
+        start = max(t_star - 1, 0)
+    elif teacher is not None or t_star is not None or teacher_depth:
+        raise ValueError("teacher, t_star, teacher_depth: only used with init='teacher'")
+    refine_placement = True if refine_placement is None else refine_placement
+    keep_size = True if keep_size is None else keep_size
     ramp = _resolve_ramp(lm, ramp)
-    if sample_steps is None and sampler == "ddim":
+    if sample_steps is None and sampler == "ddim" and not from_teacher:
         sample_steps = min(_DEFAULT_LIFT_STEPS.get(lm.config.get("supervision"), LIFT_SAMPLE_STEPS),
                            lm.diffusion.steps)
-    visited = lm.diffusion.timesteps(sampler, sample_steps)
+    visited = [0] if from_teacher and t_star == 0 else lm.diffusion.timesteps(sampler, sample_steps, start)
     step_rate, last_t = _step_rate(len(visited)), visited[-1]  # last_t: 0, unless one step
     body_scale = lm.body_scale if body_scale is None else float(body_scale)
     if not body_scale > 0:
@@ -485,8 +570,14 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
     bone_w = torch.minimum(sc, sc[:, par]).float()  # a bone is as reliable as its less certain end
     bone_w[:, 0] = 0  # the root has no bone
     kp32 = kp.float()
-    # Per-sample placement (canonical -> world); None until the first prediction.
+    # Per-sample placement (canonical -> world); None until the first prediction (from noise).
     state = {"rot": None, "tr": None}
+    root_depth = None
+    if from_teacher:
+        state["rot"] = begin.rotation.expand(num_samples, 3, 3).clone()
+        state["tr"] = begin.translation.expand(num_samples, 3).clone()
+        if teacher_depth:
+            root_depth = _teacher_root_depth(begin, cam_w, F, smooth)
 
     def guide(x0_norm, t, index):
         b = x0_norm.shape[0]
@@ -531,6 +622,8 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
                 k = masked_gaussian_smooth(k.log()[..., None, None], torch.ones(b, F, 1, dtype=torch.bool),
                                            smooth)[..., 0, 0].exp()
             moved = centre + k[..., None, None] * (moved - centre)
+        if root_depth is not None:
+            moved = _scale_to_depth(moved, cam_c, root_depth)
         # encode() needs one frame more than it returns features for: extrapolate linearly.
         ext = torch.cat((moved, 2 * moved[:, -1:] - moved[:, -2:-1]), dim=1)
         feats = encode(ext, sk)
@@ -543,10 +636,19 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
         state["tr"][index] = tr - (rot_n @ tt[..., None])[..., 0]
         return lm.normalize(feats.to(x0_norm.device, x0_norm.dtype))
 
-    out = lm.generate([text] * num_samples, F, guidance=cfg_scale, sampler=sampler, sample_steps=sample_steps,
-                      seed=seed, guide=guide if guidance_strength > 0 else None, progress=progress)
+    use_guide = guide if guidance_strength > 0 else None
+    if from_teacher and t_star == 0:
+        x0 = begin.features.expand(num_samples, -1, -1).to(lm.device)
+        if use_guide is not None:
+            x0 = guide(x0, torch.zeros(num_samples, dtype=torch.long), slice(None))
+        feats = lm.denormalize(x0.float()).cpu()
+        out = {"features": feats, "joints": decode(feats, sk)}
+    else:
+        x_init = begin.features.expand(num_samples, -1, -1) if from_teacher else None
+        out = lm.generate([text] * num_samples, F, guidance=cfg_scale, sampler=sampler, sample_steps=sample_steps,
+                          seed=seed, guide=use_guide, progress=progress, init=x_init, start=start)
     canon = out["joints"].double()
-    if guidance_strength == 0 or state["rot"] is None:
+    if state["rot"] is None:
         # Unguided: place the finished samples the same way for a like-for-like comparison.
         rot, tr = fit_placement(canon, kp, sc, cam_w)
     else:
@@ -554,7 +656,7 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
     world = apply_placement(canon, rot, tr)
     errors = [reprojection_error(world[i], kp, sc, cam_w) for i in range(num_samples)]
     return LiftResult(world.float(), canon.float(), out["features"], rot, tr, _compose(cam_w, rot, tr).float(),
-                      errors)
+                      errors, init, t_star if from_teacher else None)
 
 
 def lift(loaded_model, keypoints, scores, camera, intrinsics=None, text: str = "", *,

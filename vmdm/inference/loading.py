@@ -8,6 +8,7 @@ classifier-free guidance and returns denormalised features and decoded joints.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from vmdm.model.diffusion import Diffusion
 from vmdm.model.denoiser import DenoiserConfig, MotionDenoiser
 from vmdm.model.text import TextEncoder, build_text_encoder
 
-__all__ = ["LoadedModel", "load_model"]
+__all__ = ["LoadedModel", "load_model", "read_lift_settings", "LIFT_SETTINGS"]
 
 
 @dataclass
@@ -38,6 +39,9 @@ class LoadedModel:
     body_scale: float = 1.0
     # Content hash of the dataset it was trained on (vmdm.data.build.fingerprint); None if unrecorded.
     data_hash: str | None = None
+    # Lifting settings chosen for this checkpoint on the val split (LIFT_SETTINGS beside it,
+    # written by python -m vmdm.eval --lift-benchmark --tune); None when there is none.
+    lift_settings: dict | None = None
 
     def normalize(self, features: torch.Tensor) -> torch.Tensor:
         mean = torch.as_tensor(self.normalizer.mean, dtype=features.dtype, device=features.device)
@@ -52,11 +56,14 @@ class LoadedModel:
     @torch.no_grad()
     def generate(self, texts: list[str], lengths, *, guidance: float = 2.5, sampler: str = "ddim",
                  sample_steps: int | None = None, seed: int | None = None, batch_size: int = 64,
-                 guide=None, progress: bool = False) -> dict:
+                 guide=None, progress: bool = False, init: torch.Tensor | None = None,
+                 start: int | None = None) -> dict:
         """Sample one motion per text.
 
         ``lengths``: frames per motion (int or list). ``guide(x0_norm, t, index) -> x0_norm`` may
         correct each denoising prediction of the batch given by ``index`` (used for lifting).
+        ``init [N, F, D]`` (normalised features) and ``start``: begin each chain from ``init``
+        diffused to diffusion step ``start`` instead of from noise (:meth:`Diffusion.sample`).
         Returns ``{"features": [N, F, D] denormalised, "joints": [N, F, J, 3], "lengths": [N]}``
         (frames past each length are zero).
         """
@@ -72,6 +79,8 @@ class LoadedModel:
         F = int(lengths.max())
         D = self.model.cfg.feature_dim
         feats = torch.zeros(n, F, D)
+        if init is not None and tuple(init.shape) != (n, F, D):
+            raise ValueError(f"init: expected shape {(n, F, D)} (normalised features), got {tuple(init.shape)}")
         for s in range(0, n, batch_size):
             idx = slice(s, min(n, s + batch_size))
             L = lengths[idx].to(self.device)
@@ -84,7 +93,8 @@ class LoadedModel:
             g = None if guide is None else (lambda x0, t, idx=idx: guide(x0, t, idx))
             x = self.diffusion.sample(predict, (L.shape[0], F, D), self.device, sampler=sampler,
                                       sample_steps=sample_steps, generator=gen, mask=mask, guide=g,
-                                      progress=progress)
+                                      progress=progress, init=None if init is None else init[idx],
+                                      start=start)
             feats[idx] = self.denormalize(x).cpu() * mask[..., None].cpu()
         joints = decode(feats, self.skeleton)
         valid = torch.arange(F)[None] < lengths[:, None]
@@ -107,5 +117,27 @@ def load_model(path: str | Path, device: str | torch.device | None = None, *, us
     if enc.dim != model.cfg.text_dim:
         raise ValueError(f"text encoder {enc.name!r} gives {enc.dim}-dim embeddings; the checkpoint expects "
                          f"{model.cfg.text_dim}")
-    return LoadedModel(model, Diffusion(cfg["diffusion_steps"]), norm, get_skeleton(ck.skeleton), enc, cfg,
-                       device, float(ck.body_scale or 1.0), ck.data_hash)
+    diffusion = Diffusion(cfg["diffusion_steps"])
+    return LoadedModel(model, diffusion, norm, get_skeleton(ck.skeleton), enc, cfg,
+                       device, float(ck.body_scale or 1.0), ck.data_hash,
+                       read_lift_settings(Path(path).with_name(LIFT_SETTINGS), diffusion.steps))
+
+
+LIFT_SETTINGS = "lift_settings.json"
+
+
+def read_lift_settings(path: Path, diffusion_steps: int) -> dict | None:
+    """The lifting settings recorded beside a checkpoint (None if the file is absent). The
+    file is JSON (it runs no code); anything but ``{"t_star": 0..diffusion_steps, ...}`` is
+    an error naming it."""
+    if not path.is_file():
+        return None
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: unreadable lifting settings ({e})") from None
+    t_star = rec.get("t_star") if isinstance(rec, dict) else None
+    if not isinstance(t_star, int) or isinstance(t_star, bool) or not 0 <= t_star <= diffusion_steps:
+        raise ValueError(f"{path}: expected a JSON object with an integer 't_star' in 0..{diffusion_steps}, "
+                         f"got {rec!r:.200}")
+    return rec

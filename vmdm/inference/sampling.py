@@ -227,6 +227,7 @@ def sample(cfg: SampleConfig) -> dict:
                  f"text {text!r}" if text else "unconditional", cfg.num_samples)
         res = lift_details(lm, torch.from_numpy(clip["keypoints"]), torch.from_numpy(clip["scores"]),
                            torch.from_numpy(clip["camera"]), None, text, config=lc,
+                           teacher=torch.from_numpy(clip["teacher_joints"]) if lc.init == "teacher" else None,
                            sample_steps=cfg.sample_steps, seed=cfg.seed, num_samples=cfg.num_samples,
                            sampler=cfg.sampler, text_guidance=cfg.guidance, progress=cfg.progress)
         joints, feats = res.joints.numpy(), res.features.numpy()
@@ -237,7 +238,8 @@ def sample(cfg: SampleConfig) -> dict:
         # The joints come out in the frame the clip loader puts the camera in (the canonical
         # frame of the clip's teacher lift); save that camera so the lifts can be reprojected.
         np.save(out / "lift_camera.npy", clip["camera"].astype(np.float32))
-        results["lift"] = {"clip": str(lc.lift), "frames": F, "strength": lc.lift_strength,
+        results["lift"] = {"clip": str(lc.lift), "frames": F, "strength": lc.lift_strength, "init": res.init,
+                           "t_star": res.t_star,
                            "world_frame": "canonical frame of the clip's teacher lift (y up, floor at 0)",
                            "camera": "lift_camera.npy",
                            "pnp_rms": None if np.isnan(clip["pnp_rms"]) else float(clip["pnp_rms"])}

@@ -62,24 +62,39 @@ class Diffusion:
         var = beta * (1 - ab_prev) / (1 - ab)
         return mean, var
 
-    def timesteps(self, sampler: str = "ddim", sample_steps: int | None = None) -> list[int]:
+    def timesteps(self, sampler: str = "ddim", sample_steps: int | None = None,
+                  start: int | None = None) -> list[int]:
         """The diffusion steps :meth:`sample` visits, from the noisiest down to 0: every step for
-        ``ddpm``; ``sample_steps`` (default: all) evenly spread ones for ``ddim``."""
+        ``ddpm``; ``sample_steps`` (default: all) evenly spread ones for ``ddim``. ``start``:
+        the first (noisiest) step, for a chain started from a diffused input (default
+        ``steps - 1``, pure noise)."""
+        first = self.steps - 1 if start is None else int(start)
+        if not 0 <= first < self.steps:
+            raise ValueError(f"start: expected a diffusion step in 0..{self.steps - 1}, got {start}")
         if sampler == "ddpm":
-            return list(range(self.steps - 1, -1, -1))
+            return list(range(first, -1, -1))
         if sampler == "ddim":
-            n = self.steps if sample_steps is None else max(1, min(sample_steps, self.steps))
-            return sorted({int(round(v)) for v in torch.linspace(self.steps - 1, 0, n).tolist()}, reverse=True)
+            n = first + 1 if sample_steps is None else max(1, min(sample_steps, first + 1))
+            return sorted({int(round(v)) for v in torch.linspace(first, 0, n).tolist()}, reverse=True)
         raise ValueError(f"sampler: expected 'ddpm' or 'ddim', got {sampler!r}")
 
     @torch.no_grad()
     def sample(self, predict_x0: Callable, shape, device, *, sampler: str = "ddim", sample_steps: int | None = None,
                generator: torch.Generator | None = None, mask: torch.Tensor | None = None,
-               guide: Callable | None = None, progress: bool = False) -> torch.Tensor:
+               guide: Callable | None = None, progress: bool = False, init: torch.Tensor | None = None,
+               start: int | None = None) -> torch.Tensor:
         """Draw samples. ``predict_x0(x_t, t) -> x0``; ``guide(x0, t) -> x0`` optionally corrects each
-        prediction (e.g. ray-projection guidance for lifting). Padded frames (``mask`` False) are zero."""
-        ts = self.timesteps(sampler, sample_steps)
+        prediction (e.g. ray-projection guidance for lifting). Padded frames (``mask`` False) are zero.
+
+        ``init`` (clean samples of ``shape``) and ``start`` (a diffusion step): begin from
+        ``init`` diffused to step ``start`` (SDEdit-style) instead of from pure noise at the
+        last step; ``start`` alone starts pure noise there."""
+        ts = self.timesteps(sampler, sample_steps, start)
         x = torch.randn(shape, device=device, generator=generator)
+        if init is not None:
+            if tuple(init.shape) != tuple(shape):
+                raise ValueError(f"init: expected shape {tuple(shape)}, got {tuple(init.shape)}")
+            x = self.q_sample(init.to(device, x.dtype), torch.full((shape[0],), ts[0], device=device), x)
         it = ts
         if progress:
             from tqdm import tqdm
