@@ -124,3 +124,64 @@ def test_reprojection_error_pixels():
     scores[:, 0] = 0.0  # an undetected joint is ignored even when far off
     shifted[:, 0] += 500.0
     np.testing.assert_allclose(reprojection_error_per_frame(j, shifted, cam, scores, K), 5.0)
+
+
+# --------------------------------------------------------------------------- lifting-protocol metrics
+
+
+@pytest.fixture(scope="module")
+def walk():
+    from vmdm.data.build.synth import generate_clip
+
+    joints, _, _ = generate_clip("walk", np.random.default_rng(7))
+    return np.asarray(joints[:40], dtype=np.float64)
+
+
+def _yaw(a: float) -> np.ndarray:
+    return np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+
+
+def test_canonical_mpjpe_ignores_the_placement_and_heading_at_frame_0(walk):
+    from vmdm.eval.geometry import canonical_mpjpe_per_frame
+
+    moved = walk @ _yaw(1.1).T + np.array([2.0, 0.0, -3.0])
+    assert mpjpe_per_frame(moved, walk).mean() > 1.0
+    assert canonical_mpjpe_per_frame(moved, walk).max() < 1e-9
+    # ...but not to what happens after frame 0: a drift that grows over the clip is counted.
+    drift = moved + np.linspace(0, 0.3, len(walk))[:, None, None] * np.array([1.0, 0.0, 0.0])
+    err = canonical_mpjpe_per_frame(drift, walk)
+    assert err[0] < 1e-9 and err[-1] == pytest.approx(0.3, abs=1e-6)
+
+
+def test_root_relative_mpjpe_ignores_translation_and_root_error_sees_only_it(walk):
+    from vmdm.eval.geometry import root_error_per_frame, root_relative_mpjpe_per_frame
+
+    shift = np.random.default_rng(0).normal(size=(len(walk), 1, 3))  # a different offset every frame
+    assert root_relative_mpjpe_per_frame(walk + shift, walk).max() < 1e-12
+    np.testing.assert_allclose(root_error_per_frame(walk + shift, walk), np.linalg.norm(shift[:, 0], axis=-1))
+    bent = walk.copy()
+    bent[:, 20] += np.array([0.0, 0.1, 0.0])  # the left wrist 10 cm up, the root untouched
+    np.testing.assert_allclose(root_relative_mpjpe_per_frame(bent, walk), 0.1 / 22)
+    assert root_error_per_frame(bent, walk).max() == 0.0
+
+
+def test_body_size_of_a_scaled_clip_is_the_scale(walk):
+    from vmdm.eval.geometry import body_size_ratio
+
+    pelvis = walk[:, :1]
+    for s in (0.8, 1.0, 1.25):
+        scaled = pelvis + s * (walk - pelvis) + np.array([0.5, 0.0, 0.0])  # moving it changes nothing
+        assert body_size_ratio(scaled, walk) == pytest.approx(s, rel=1e-12)
+
+
+def test_root_depth_error_is_the_depth_along_the_camera_axis(walk):
+    from vmdm.eval.lifting_eval import root_depth_error_per_frame
+    from vmdm.motion.cameras import sample_camera
+
+    E, _ = sample_camera(torch.from_numpy(walk), generator=torch.Generator().manual_seed(2))
+    E = E.double().numpy()
+    axis = E[2, :3]  # the camera's viewing direction in world coordinates
+    np.testing.assert_allclose(root_depth_error_per_frame(walk + 0.2 * axis, walk, E), 0.2, atol=1e-9)
+    sideways = np.cross(axis, [0.0, 1.0, 0.0])
+    sideways /= np.linalg.norm(sideways)
+    assert root_depth_error_per_frame(walk + 0.2 * sideways, walk, E).max() < 1e-9

@@ -16,7 +16,9 @@ from vmdm.motion.cameras import pixels_to_normalized, project
 from vmdm.motion.kinematics import rotation_about_y
 from vmdm.motion.representation import canonicalize
 from vmdm.motion.skeleton import SMPL22
-from vmdm.inference.lifting import apply_placement, fit_placement, lift, lift_details, reprojection_error
+from vmdm.inference.lifting import (apply_placement, default_t_star, fit_placement, lift, lift_details,
+                                    reprojection_error)
+from vmdm.inference.loading import load_model
 
 STEPS = 5  # DDIM steps: enough for the mechanics, quick on a CPU
 # No temporal smoothing where a test checks that joints end exactly on their rays (the
@@ -150,6 +152,33 @@ def test_lift_from_a_clip_file_on_the_command_line(tiny_checkpoint, known_clip, 
         # The saved camera sees the saved joints on the clip's keypoints.
         uv, _ = project(lifted, cam, K)
         assert (uv - kp[:39]).norm(dim=-1)[observed].max() < 1.0
+    assert res["lift"]["init"] == "teacher" and res["lift"]["t_star"] == default_t_star(load_model(tiny_checkpoint))
+
+
+def test_lift_init_and_t_star_on_the_command_line(tiny_checkpoint, known_clip, tmp_path, capsys):
+    from vmdm.data.formats.video import write_video_clip
+    from vmdm.sample import main
+
+    joints, E, K, kp = known_clip
+    clip = write_video_clip(tmp_path / "clip.npz", keypoints=kp.numpy(), lift=joints.numpy(),
+                            captions=["a person walks."], coords="pixel", intrinsics=K.numpy(), extrinsics=E.numpy())
+    base = ["--checkpoint", str(tiny_checkpoint), "--lift", str(clip), "--sample-steps", str(STEPS), "--formats",
+            "npy", "--no-progress"]
+    for extra, init, t_star in ((["--init", "noise"], "noise", None), (["--t-star", "2"], "teacher", 2),
+                                (["--init", "teacher", "--t-star", "0"], "teacher", 0)):
+        out = tmp_path / f"out_{init}_{t_star}"
+        assert main([*base, "--out", str(out), *extra]) == 0
+        res = json.loads((out / "results.json").read_text())
+        assert (res["lift"]["init"], res["lift"]["t_star"]) == (init, t_star)
+        assert np.isfinite(np.load(out / f"{res['samples'][0]['name']}_joints.npy")).all()
+    for extra, words in ((["--init", "noise", "--t-star", "2"], ("--t-star", "--init teacher")),
+                         (["--t-star", "-1"], ("--t-star", ">= 0")), (["--init", "zeros"], ("--init", "zeros"))):
+        with pytest.raises(SystemExit) as e:
+            main([*base, "--out", str(tmp_path / "bad"), *extra])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert all(w in err for w in words), (extra, err)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_bad_inputs_name_the_argument(loaded_tiny, known_clip):

@@ -57,8 +57,8 @@ from vmdm.motion.representation import canonicalize, decode, encode
 from vmdm.motion.smoothing import masked_gaussian_smooth, smooth_corrections
 from vmdm.inference.teacher_init import teacher_start
 
-__all__ = ["LIFT_SAMPLE_STEPS", "GUIDED_STEPS_REF", "DEFAULT_T_STAR", "default_t_star", "LiftConfig", "LiftResult", "lift", "lift_details", "fit_placement",
-           "apply_placement", "reprojection_error"]
+__all__ = ["LIFT_SAMPLE_STEPS", "GUIDED_STEPS_REF", "DEFAULT_T_STAR", "default_t_star", "LiftConfig", "LiftResult",
+           "lift", "lift_details", "fit_placement", "apply_placement", "reprojection_error"]
 
 # Placement fit: yaw grid of the linear initialisation, Huber threshold (normalised image
 # units, about 20 px at a 1000 px focal length) and the near-plane guard of the projection.
@@ -356,10 +356,11 @@ def _scale_to_depth(joints: torch.Tensor, camera: torch.Tensor, root_depth: torc
     R, t = camera[..., :3], camera[..., 3]
     if camera.dim() == 3:
         R, t = R[:, None], t[:, None]
-    cam = (R @ joints[..., None])[..., 0] + t[:, :, None]  # [b, F, J, 3] camera frame
+    R, t = R[:, :, None], t[:, :, None]  # [b, F or 1, 1, 3, 3], [b, F or 1, 1, 3]: shared by the joints
+    cam = (R @ joints[..., None])[..., 0] + t  # [b, F, J, 3] camera frame
     k = root_depth.to(cam.dtype)[None, :] / cam[:, :, 0, 2].clamp(min=_Z_MIN)
     cam = cam * k[..., None, None]
-    return (R.transpose(-1, -2) @ (cam - t[:, :, None])[..., None])[..., 0]
+    return (R.transpose(-1, -2) @ (cam - t)[..., None])[..., 0]
 
 
 def default_t_star(loaded_model) -> int:

@@ -1,0 +1,105 @@
+"""The lifting benchmark (``python -m vmdm.eval --lift-benchmark``) on a tiny model: every
+lifter scored on the same cases, skipped sets explained, ``--tune`` recorded beside the
+checkpoint and read back. Accuracy is not tested here (the model is barely trained); the
+numbers are in ``results/``."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vmdm.eval.lift_benchmark import corpus_cases, main
+
+ROOT = Path(__file__).resolve().parents[2]
+METRICS = ("mpjpe_mm", "canonical_mpjpe_mm", "root_relative_mpjpe_mm", "pa_mpjpe_mm", "root_error_mm",
+           "root_depth_error_mm", "body_size", "accel_mm", "reproj_px", "seconds_per_clip")
+
+
+@pytest.fixture(scope="module")
+def humanml_folder(tmp_path_factory):
+    """A HumanML3D-format folder of three synthetic clips, two of them in the test split."""
+    from vmdm.data.build.synth import generate_clip
+
+    root = tmp_path_factory.mktemp("humanml")
+    (root / "new_joints").mkdir()
+    rng = np.random.default_rng(4)
+    for name, family, frames in (("w0", "walk", 50), ("r0", "run", 30), ("j0", "jump", 40)):
+        joints, _, _ = generate_clip(family, rng)
+        np.save(root / "new_joints" / f"{name}.npy", joints[:frames].astype(np.float32))
+    (root / "test.txt").write_text("w0\nr0\n")
+    (root / "train.txt").write_text("j0\n")
+    return root
+
+
+def test_corpus_cases_cut_the_split_into_filmed_windows(humanml_folder):
+    cases = corpus_cases(humanml_folder, "test", window=24, seed=0)
+    # 50 frames -> windows at 0 and 24; 30 frames -> one window at 0.
+    assert [c.gt.shape for c in cases] == [(24, 22, 3)] * 3
+    for c in cases:
+        assert c.keypoints.shape == (24, 22, 2) and c.scores.shape == (24, 22) and c.teacher is None
+        assert np.isfinite(c.keypoints).all()
+    again = corpus_cases(humanml_folder, "test", window=24, seed=0)
+    assert all(np.array_equal(a.keypoints, b.keypoints) for a, b in zip(cases, again))
+    other = corpus_cases(humanml_folder, "test", window=24, seed=1)
+    assert not np.array_equal(cases[0].camera, other[0].camera)
+    assert len(corpus_cases(humanml_folder, "test", window=24, max_windows_per_clip=1)) == 2
+    with pytest.raises(FileNotFoundError, match="val"):
+        corpus_cases(humanml_folder, "val")
+
+
+def test_benchmark_scores_every_lifter_and_records_the_tuned_t_star(tiny_checkpoint, humanml_folder, tmp_path):
+    from vmdm.inference.loading import LIFT_SETTINGS, load_model
+
+    # A copy: lift_settings.json written beside it must not change the shared fixture.
+    ck = tmp_path / "model" / "checkpoint.pt"
+    ck.parent.mkdir()
+    shutil.copy(tiny_checkpoint, ck)
+    out = tmp_path / "bench"
+    assert main(["--checkpoint", str(ck), "--name", "tiny", "--out", str(out), "--sets", "test,cmu,bandai",
+                 "--cmu-dir", str(tmp_path / "no_cmu_here"), "--bandai", str(humanml_folder), "--limit", "2",
+                 "--window", "24", "--tune", "--tune-values", "0,2", "--tune-limit", "2", "--lift-steps", "3",
+                 "--no-progress"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["window"] == 24
+    tuned = res["tuning"]["tiny"]
+    assert tuned["t_star"] in (0, 2) and set(tuned["sweep"]) == {"0", "2"}
+    best = min(tuned["sweep"].values(), key=lambda r: r["mpjpe_mm"])
+    assert tuned["sweep"][str(tuned["t_star"])] == best
+    # Recorded beside the checkpoint, read back by load_model, used by the rows below.
+    assert json.loads((ck.parent / LIFT_SETTINGS).read_text())["t_star"] == tuned["t_star"]
+    assert load_model(ck).lift_settings["t_star"] == tuned["t_star"]
+    assert res["checkpoints"]["tiny"]["t_star"] == tuned["t_star"]
+
+    assert "skipped" in res["sets"]["cmu"] and "no_cmu_here" in res["sets"]["cmu"]["skipped"]
+    for set_name in ("test", "bandai"):
+        rows = res["sets"][set_name]
+        assert list(rows) == ["teacher", f"tiny (teacher, t*={tuned['t_star']})", "tiny (noise)"]
+        for row in rows.values():
+            assert row["n_cases"] == 2 and row["n_frames"] == 48
+            for k in METRICS:
+                assert np.isfinite(row[k]), (set_name, k)
+    md = (out / "results.md").read_text()
+    assert "Bandai-Namco test split" in md and "Skipped:" in md and "| tiny (noise) |" in md
+
+
+def test_benchmark_arguments_are_checked(tiny_checkpoint, tmp_path, capsys):
+    for argv, words in (([], ("--checkpoint",)), (["--checkpoint", str(tiny_checkpoint), "--sets", "test,mars"],
+                                                  ("--sets", "mars")),
+                        (["--checkpoint", str(tiny_checkpoint), "--name", "a", "--name", "b"], ("--name",)),
+                        (["--checkpoint", str(tiny_checkpoint), "--tune-values", "2,-1"], ("--tune-values",))):
+        with pytest.raises(SystemExit) as e:
+            main([*argv, "--out", str(tmp_path / "o")])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert all(w in err for w in words), (argv, err)
+    assert not (tmp_path / "o").exists()
+
+
+def test_module_entry_point():
+    r = subprocess.run([sys.executable, "-m", "vmdm.eval", "--lift-benchmark", "--help"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "--tune-values" in r.stdout
