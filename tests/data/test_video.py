@@ -120,6 +120,42 @@ def test_camera_frame_lift_and_fps_resampling(tmp_path):
     assert (rec["teacher_joints"][:, SMPL["head"], 1] > rec["teacher_joints"][:, 0, 1]).all()
 
 
+@pytest.mark.parametrize("given_camera", [True, False])
+def test_clip_without_a_lift_is_lifted_by_the_given_teacher(tmp_path, given_camera):
+    joints, E, K, uv = _scene(seed=4)
+    X_cam = (joints @ E[:, :3].T + E[:, 3]).numpy()
+    seen = []
+
+    def teacher(kp, sc):  # an exact camera-frame lifter: the test of the frames, not of a lifter
+        seen.append((kp.copy(), sc.copy()))
+        return X_cam
+
+    path = write_video_clip(tmp_path / "c.npz", keypoints=uv.numpy(), lift=None, captions=["a person walks."],
+                            coords="pixel", intrinsics=K.numpy(), extrinsics=E.numpy() if given_camera else None)
+    with pytest.raises(VideoFormatError, match=r"c\.npz: field 'lift': required field missing"):
+        load_video_clip(path)
+    rec = load_video_clip(path, teacher=teacher)
+    assert rec["lift_source"] == "teacher"
+    # The teacher saw the clip's keypoints, normalised by the intrinsics.
+    kp_n = (uv.numpy() - K.numpy()[2:]) / K.numpy()[:2]
+    np.testing.assert_allclose(seen[0][0], kp_n, atol=1e-6)  # float32 in the file
+    uvp, _ = project(torch.from_numpy(rec["teacher_joints"][:-1]).double(), torch.from_numpy(rec["camera"]).double())
+    assert np.abs(uvp.numpy() - rec["keypoints"]).max() < 1e-4
+    if given_camera:
+        # With the extrinsics the teacher's lift is the world motion itself.
+        from vmdm.motion.representation import canonicalize
+
+        np.testing.assert_allclose(rec["teacher_joints"], canonicalize(joints, SMPL22)[0].numpy(), atol=1e-5)
+        assert np.isnan(rec["pnp_rms"])
+    with pytest.raises(VideoFormatError, match="teacher lifter returned"):
+        load_video_clip(path, teacher=lambda kp, sc: X_cam[:-1])
+    # A clip with its own lift never calls the teacher.
+    own = write_video_clip(tmp_path / "own.npz", keypoints=uv.numpy(), lift=joints.numpy(), captions=["walks"],
+                           coords="pixel", intrinsics=K.numpy(), extrinsics=E.numpy())
+    n = len(seen)
+    assert load_video_clip(own, teacher=teacher)["lift_source"] == "clip" and len(seen) == n
+
+
 def _write_good(path, T=30):
     joints, E, K, uv = _scene()
     return write_video_clip(path, keypoints=uv.numpy()[:T], lift=joints.numpy()[:T], captions=["walks"],

@@ -7,6 +7,7 @@ the re-canonicalised motion, unobserved joints are left alone), not lifting accu
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -460,3 +461,28 @@ def test_size_corrections_are_divided_by_more_steps_never_multiplied(known_clip,
     assert farther(50) == pytest.approx(1.2**10, rel=1e-3)
     # 4 steps apply each whole correction once (a power above 1 would overshoot to 1.2 ** 10).
     assert farther(4) == pytest.approx(1.2**4, rel=1e-3)
+
+
+def test_a_clip_without_a_lift_is_lifted_by_the_projects_teacher(tiny_checkpoint, quick_data, known_clip, tmp_path,
+                                                                   capsys):
+    from vmdm.data.formats.video import write_video_clip
+    from vmdm.sample import main
+
+    joints, E, K, kp = known_clip
+    clip = write_video_clip(tmp_path / "clip.npz", keypoints=kp.numpy(), lift=None, captions=["a person walks."],
+                            coords="pixel", intrinsics=K.numpy(), extrinsics=E.numpy())
+    base = ["--checkpoint", str(tiny_checkpoint), "--lift", str(clip), "--sample-steps", str(STEPS), "--formats",
+            "npy", "--no-progress", "--t-star", "0"]
+    out = tmp_path / "out"
+    assert main([*base, "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    # Found through the checkpoint's 2D data, which the quick data's lifter built.
+    assert res["lift"]["teacher"] == "teacher"
+    assert Path(res["lift"]["teacher_lifter"]).resolve() == Path(quick_data.lifter).resolve()
+    lifted = np.load(out / f"{res['samples'][0]['name']}_joints.npy")
+    assert lifted.shape == (39, 22, 3) and np.isfinite(lifted).all()
+    with pytest.raises(SystemExit) as e:
+        main([*base, "--out", str(tmp_path / "bad"), "--teacher-lifter", str(tmp_path / "none.pt")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--teacher-lifter" in err and "none.pt" in err

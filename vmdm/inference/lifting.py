@@ -410,6 +410,9 @@ class LiftConfig:
     t_star: int | None = field(None, "with --init teacher: denoising steps from the teacher's lift (0: the "
                                      "teacher snapped onto the rays; default: the value chosen on the val split "
                                      "for this checkpoint, see docs/sampling.md)")
+    teacher_lifter: str | None = field(None, "teacher lifter checkpoint that lifts a clip without a 'lift' field "
+                                             "(default: the one the checkpoint's 2D data were built with, else the "
+                                             "default cache's)")
 
     def check(self) -> None:
         """Raise :class:`~vmdm.cli.ConfigError` (naming the option) for a value out of range."""

@@ -136,6 +136,32 @@ def _write_outputs(out: Path, name: str, joints: np.ndarray, features: np.ndarra
     return {"files": files, **info}
 
 
+class _LazyTeacher:
+    """The teacher lifter for a clip without a lift, loaded only when one needs it."""
+
+    def __init__(self, given: str | None, checkpoint: Path):
+        self.given, self.checkpoint, self.path, self._run = given, checkpoint, None, None
+
+    def __call__(self, keypoints, scores):
+        if self._run is None:
+            from vmdm.inference.teacher_init import clip_teacher, find_teacher_lifter
+
+            try:
+                path = Path(self.given) if self.given else find_teacher_lifter(self.checkpoint)
+            except (RuntimeError, KeyError, ValueError, OSError) as e:
+                raise ConfigError(f"--checkpoint: cannot load {self.checkpoint} ({e})") from e
+            if path is None:
+                raise ConfigError("--teacher-lifter: the clip has no 'lift' and no teacher lifter was found for "
+                                  f"{self.checkpoint} (its 2D data's, or the default cache's); pass one")
+            try:
+                self._run = clip_teacher(path)
+            except (FileNotFoundError, ValueError, RuntimeError) as e:
+                raise ConfigError(f"--teacher-lifter: cannot load {path} ({e})") from e
+            self.path = path
+            log.info("the clip has no lift: lifting its keypoints with the teacher %s", path)
+        return self._run(keypoints, scores)
+
+
 def sample(cfg: SampleConfig) -> dict:
     """Sample (or lift) as ``cfg`` says and write the outputs to ``cfg.out``; returns what
     ``results.json`` holds. Raises :class:`~vmdm.cli.ConfigError` (naming the option) for bad
@@ -176,7 +202,8 @@ def sample(cfg: SampleConfig) -> dict:
         from vmdm.data.formats.video import VideoFormatError, load_video_clip
 
         try:
-            clip = load_video_clip(lc.lift)
+            teacher = _LazyTeacher(lc.teacher_lifter, ckpt)
+            clip = load_video_clip(lc.lift, teacher=teacher)
         except VideoFormatError as e:
             raise ConfigError(f"--lift: {e}") from e
 
@@ -239,7 +266,8 @@ def sample(cfg: SampleConfig) -> dict:
         # frame of the clip's teacher lift); save that camera so the lifts can be reprojected.
         np.save(out / "lift_camera.npy", clip["camera"].astype(np.float32))
         results["lift"] = {"clip": str(lc.lift), "frames": F, "strength": lc.lift_strength, "init": res.init,
-                           "t_star": res.t_star,
+                           "t_star": res.t_star, "teacher": clip["lift_source"],
+                           "teacher_lifter": teacher.path and str(teacher.path),
                            "world_frame": "canonical frame of the clip's teacher lift (y up, floor at 0)",
                            "camera": "lift_camera.npy",
                            "pnp_rms": None if np.isnan(clip["pnp_rms"]) else float(clip["pnp_rms"])}

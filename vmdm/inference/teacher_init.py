@@ -11,12 +11,14 @@ placement is returned so that the camera can be expressed in the lift's canonica
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from vmdm.motion.representation import canonicalize, encode
 
-__all__ = ["teacher_start", "teacher_joints_for", "TeacherStart"]
+__all__ = ["teacher_start", "teacher_joints_for", "TeacherStart", "find_teacher_lifter", "clip_teacher"]
 
 
 class TeacherStart:
@@ -65,3 +67,37 @@ def teacher_start(loaded_model, teacher, frames: int) -> TeacherStart:
     rotation = rot_c.transpose(-1, -2)
     translation = -(rotation @ tr_c[..., None])[..., 0]
     return TeacherStart(loaded_model.normalize(feats.float()), rotation, translation, canon)
+
+
+def find_teacher_lifter(checkpoint) -> Path | None:
+    """The teacher lifter of a prior: the one its 2D-only training data were built with,
+    else the default cache's (``python -m vmdm.train`` builds it); None when neither exists."""
+    from vmdm.data.build.prepare import default_paths
+    from vmdm.eval.run import lifter_path_for
+    from vmdm.training.checkpoint import load_checkpoint
+
+    root = load_checkpoint(checkpoint).get("data_root")
+    found = lifter_path_for(root) if root and Path(root).is_dir() else None
+    if found is not None:
+        return found
+    default = default_paths().lifter
+    return default if default.is_file() else None
+
+
+def clip_teacher(lifter_path):
+    """The project's teacher lifter as the ``teacher`` of
+    :func:`vmdm.data.formats.video.load_video_clip`: camera-frame joints of normalised
+    SMPL22 keypoints."""
+    from vmdm.data.build.teacher import load_lifter
+
+    model = load_lifter(lifter_path).eval()
+    if model.config.num_joints != 22:
+        raise ValueError(f"{lifter_path}: the teacher lifter has {model.config.num_joints} joints, expected 22 (SMPL22)")
+
+    @torch.no_grad()
+    def run(keypoints: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        kp = torch.from_numpy(np.asarray(keypoints, dtype=np.float32))[None]
+        sc = torch.from_numpy(np.asarray(scores, dtype=np.float32))[None]
+        return model.lift_camera(kp, sc)[0].double().numpy()
+
+    return run

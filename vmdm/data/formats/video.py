@@ -326,7 +326,7 @@ def solve_pnp(
 
 # --------------------------------------------------------------------------- clip format
 
-_LAYOUT_FIELDS = ("keypoints", "lift", "captions")
+_LAYOUT_FIELDS = ("keypoints", "captions")
 TARGET_FPS = 20.0
 
 
@@ -347,7 +347,7 @@ def write_video_clip(
     path: str | os.PathLike,
     *,
     keypoints: np.ndarray,
-    lift: np.ndarray,
+    lift: np.ndarray | None,
     captions: list[str],
     scores: np.ndarray | None = None,
     layout: str = "smpl22",
@@ -357,16 +357,19 @@ def write_video_clip(
     lift_frame: str = "world",
     fps: float = TARGET_FPS,
 ) -> Path:
-    """Write one clip in the video ``.npz`` format (fields documented in docs/data.md)."""
+    """Write one clip in the video ``.npz`` format (fields documented in docs/data.md);
+    ``lift=None`` writes a clip without a teacher lift (:func:`load_video_clip` then needs
+    a ``teacher``)."""
     arrays = {
         "keypoints": np.asarray(keypoints, dtype=np.float32),
-        "lift": np.asarray(lift, dtype=np.float32),
         "captions": np.array([str(c) for c in captions]),
         "layout": np.array(layout),
         "coords": np.array(coords),
         "lift_frame": np.array(lift_frame),
         "fps": np.array(float(fps)),
     }
+    if lift is not None:
+        arrays["lift"] = np.asarray(lift, dtype=np.float32)
     if scores is not None:
         arrays["scores"] = np.asarray(scores, dtype=np.float32)
     if intrinsics is not None:
@@ -390,13 +393,20 @@ def _resample(x: np.ndarray, src_fps: float, n_out: int, nearest: bool = False) 
     return x[i0] * (1 - w) + x[i1] * w
 
 
-def load_video_clip(path: str | os.PathLike, derived_weight: float = 0.0) -> dict:
+def load_video_clip(path: str | os.PathLike, derived_weight: float = 0.0, teacher=None) -> dict:
     """Read, validate and process one video clip into the 2D-dataset record layout.
 
     Returns ``keypoints`` [F, 22, 2] (normalised), ``scores`` [F, 22], ``camera`` [3, 4] or
     [F, 3, 4] (lift canonical frame), ``intrinsics`` [4] (identity ``(1, 1, 0, 0)`` for
     normalised input), ``teacher_features`` [F, D], ``teacher_joints`` [T, 22, 3]
-    (canonical), ``captions`` list[str], ``pnp_rms`` (NaN when the camera was given).
+    (canonical), ``captions`` list[str], ``pnp_rms`` (NaN when the camera was given) and
+    ``lift_source`` (``"clip"``, or ``"teacher"`` when ``teacher`` made it).
+
+    ``teacher``: a lifter for clips without a ``lift`` field, ``(keypoints [T, 22, 2]
+    normalised, scores [T, 22]) -> joints [T, 22, 3]`` in the camera's frame (x right, y
+    down, z forward), called on the SMPL22 keypoints at 20 fps; its lift is then used as a
+    world-frame lift seen by the clip's ``extrinsics`` or, without them, as a camera-frame
+    lift. Without ``teacher`` a clip must have its lift.
     """
     path = Path(path)
     if not path.is_file():
@@ -424,13 +434,17 @@ def load_video_clip(path: str | os.PathLike, derived_weight: float = 0.0) -> dic
         raise _err(path, "scores", f"expected shape {(T, K_src)}, got {sc.shape}")
     if not np.isfinite(sc).all() or (sc < 0).any() or (sc > 1).any():
         raise _err(path, "scores", "values must be finite and in [0, 1]")
-    lift = np.asarray(z["lift"], dtype=np.float64)
-    if lift.ndim != 3 or lift.shape[1:] != (22, 3):
-        raise _err(path, "lift", f"expected SMPL22 joints [T, 22, 3], got {lift.shape}")
-    if lift.shape[0] != T:
-        raise _err(path, "lift", f"has {lift.shape[0]} frames but keypoints have {T}")
-    if not np.isfinite(lift).all():
-        raise _err(path, "lift", "contains NaN or inf")
+    lift = None
+    if "lift" in z:
+        lift = np.asarray(z["lift"], dtype=np.float64)
+        if lift.ndim != 3 or lift.shape[1:] != (22, 3):
+            raise _err(path, "lift", f"expected SMPL22 joints [T, 22, 3], got {lift.shape}")
+        if lift.shape[0] != T:
+            raise _err(path, "lift", f"has {lift.shape[0]} frames but keypoints have {T}")
+        if not np.isfinite(lift).all():
+            raise _err(path, "lift", "contains NaN or inf")
+    elif teacher is None:
+        raise _err(path, "lift", "required field missing (no teacher lifter was given to lift the keypoints)")
     caps = [str(c) for c in np.atleast_1d(z["captions"])]
     if not caps or any(not c.strip() for c in caps):
         raise _err(path, "captions", f"need at least one non-empty caption, got {caps!r}")
@@ -449,7 +463,7 @@ def load_video_clip(path: str | os.PathLike, derived_weight: float = 0.0) -> dic
         raise _err(path, "lift_frame", f"expected 'world' or 'camera', got {lift_frame!r}")
     ext = None
     if "extrinsics" in z:
-        if lift_frame == "camera":
+        if lift_frame == "camera" and lift is not None:
             raise _err(path, "extrinsics", "must be absent when lift_frame is 'camera'")
         ext = np.asarray(z["extrinsics"], dtype=np.float64)
         if ext.shape not in ((3, 4), (T, 3, 4)) or not np.isfinite(ext).all():
@@ -459,7 +473,8 @@ def load_video_clip(path: str | os.PathLike, derived_weight: float = 0.0) -> dic
         raise _err(path, "fps", f"must be positive, got {fps}")
     if abs(fps - TARGET_FPS) > 1e-6:
         n = int(np.floor((T - 1) * TARGET_FPS / fps)) + 1
-        kp, lift = _resample(kp, fps, n), _resample(lift, fps, n)
+        kp = _resample(kp, fps, n)
+        lift = None if lift is None else _resample(lift, fps, n)
         sc = _resample(sc, fps, n, nearest=True)
         if ext is not None and ext.ndim == 3:
             ext = _resample(ext, fps, n, nearest=True)
@@ -471,6 +486,12 @@ def load_video_clip(path: str | os.PathLike, derived_weight: float = 0.0) -> dic
     if intr is not None:
         kp22 = pixels_to_normalized(torch.from_numpy(kp22), torch.from_numpy(intr)).numpy()
     pnp_rms = float("nan")
+    source = "clip"
+    if lift is None:
+        lift, source = _teacher_lift(teacher, kp22, sc22, path), "teacher"
+        if ext is not None:
+            lift = _camera_to_world(lift, ext)
+        lift_frame = "world" if ext is not None else "camera"
     if lift_frame == "camera":
         # Camera-frame lift (x right, y down, z forward): turn it upright as a level camera
         # would see it; the extrinsic of that world is the same 180-degree flip about x.
@@ -495,7 +516,26 @@ def load_video_clip(path: str | os.PathLike, derived_weight: float = 0.0) -> dic
         "teacher_joints": canon.numpy().astype(np.float32),
         "captions": caps,
         "pnp_rms": pnp_rms,
+        "lift_source": source,
     }
+
+
+def _teacher_lift(teacher, kp22: np.ndarray, sc22: np.ndarray, path) -> np.ndarray:
+    """The ``teacher``'s camera-frame lift of the clip's keypoints, checked."""
+    T = kp22.shape[0]
+    lift = np.asarray(teacher(kp22, sc22), dtype=np.float64)
+    if lift.shape != (T, 22, 3) or not np.isfinite(lift).all():
+        raise _err(path, "lift", f"the teacher lifter returned {lift.shape} (finite: {np.isfinite(lift).all()}), "
+                                 f"expected finite [{T}, 22, 3]")
+    return lift
+
+
+def _camera_to_world(x_cam: np.ndarray, ext: np.ndarray) -> np.ndarray:
+    """Camera-frame joints ``[T, J, 3]`` -> world for an extrinsic ``[3, 4]`` or ``[T, 3, 4]``."""
+    R, t = ext[..., :3], ext[..., 3]
+    if ext.ndim == 3:
+        R, t = R[:, None], t[:, None]
+    return np.einsum("...ji,...j->...i", R, x_cam - t)
 
 
 def _split_ids(root: Path, split: str) -> list[str]:
