@@ -62,7 +62,7 @@ def test_benchmark_scores_every_lifter_and_records_the_tuned_t_star(tiny_checkpo
     assert main(["--checkpoint", str(ck), "--name", "tiny", "--out", str(out), "--sets", "test,cmu,bandai",
                  "--cmu-dir", str(tmp_path / "no_cmu_here"), "--bandai", str(humanml_folder), "--limit", "2",
                  "--window", "24", "--tune", "--tune-values", "0,2", "--tune-limit", "2", "--lift-steps", "3",
-                 "--no-progress"]) == 0
+                 "--noise-ramps", "0,12", "--no-progress"]) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["window"] == 24
     tuned = res["tuning"]["tiny"]
@@ -77,20 +77,24 @@ def test_benchmark_scores_every_lifter_and_records_the_tuned_t_star(tiny_checkpo
     assert "skipped" in res["sets"]["cmu"] and "no_cmu_here" in res["sets"]["cmu"]["skipped"]
     for set_name in ("test", "bandai"):
         rows = res["sets"][set_name]
-        assert list(rows) == ["teacher", f"tiny (teacher, t*={tuned['t_star']})", "tiny (noise)"]
+        assert list(rows) == ["teacher", f"tiny (teacher, t*={tuned['t_star']})", "tiny (noise, ramp=0)",
+                              "tiny (noise, ramp=12)"]
+        # The ramp changes the lift from noise (the same seed, cameras and keypoints otherwise).
+        assert rows["tiny (noise, ramp=0)"]["mpjpe_mm"] != rows["tiny (noise, ramp=12)"]["mpjpe_mm"]
         for row in rows.values():
             assert row["n_cases"] == 2 and row["n_frames"] == 48
             for k in METRICS:
                 assert np.isfinite(row[k]), (set_name, k)
     md = (out / "results.md").read_text()
-    assert "Bandai-Namco test split" in md and "Skipped:" in md and "| tiny (noise) |" in md
+    assert "Bandai-Namco test split" in md and "Skipped:" in md and "| tiny (noise, ramp=12) |" in md
 
 
 def test_benchmark_arguments_are_checked(tiny_checkpoint, tmp_path, capsys):
     for argv, words in (([], ("--checkpoint",)), (["--checkpoint", str(tiny_checkpoint), "--sets", "test,mars"],
                                                   ("--sets", "mars")),
                         (["--checkpoint", str(tiny_checkpoint), "--name", "a", "--name", "b"], ("--name",)),
-                        (["--checkpoint", str(tiny_checkpoint), "--tune-values", "2,-1"], ("--tune-values",))):
+                        (["--checkpoint", str(tiny_checkpoint), "--tune-values", "2,-1"], ("--tune-values",)),
+                        (["--checkpoint", str(tiny_checkpoint), "--noise-ramps", "-3"], ("--noise-ramps",))):
         with pytest.raises(SystemExit) as e:
             main([*argv, "--out", str(tmp_path / "o")])
         assert e.value.code == 2

@@ -68,6 +68,8 @@ class LiftBenchmarkConfig:
     t_star: int | None = field(None, "denoising steps of teacher-initialised lifts (default: each checkpoint's "
                                      "recorded value)")
     lift_steps: int | None = field(None, "DDIM steps of lifts from noise (default: the lifter's own)")
+    noise_ramps: list[float] = field([], "guidance ramps of lifts from noise, one row each (default: one row with "
+                                         "the lifter's own ramp)", sep=",")
     text: bool = field(False, "give the priors the clip's caption where there is one (test split)")
     tune: bool = field(False, "choose each checkpoint's t* on its val split first and record it beside it")
     tune_values: list[int] = field([0, 2, 3, 4, 6, 8, 12, 16], "t* values tried by --tune", sep=",")
@@ -88,6 +90,8 @@ class LiftBenchmarkConfig:
                 raise ConfigError(f"{opt}: expected a comma-separated subset of {','.join(allowed)}, got {vals}")
         if self.window < 3:
             raise ConfigError(f"--window: expected >= 3 frames, got {self.window}")
+        if any(not r >= 0 for r in self.noise_ramps):
+            raise ConfigError(f"--noise-ramps: expected ramps >= 0, got {self.noise_ramps}")
         if any(v < 0 for v in self.tune_values) or not self.tune_values:
             raise ConfigError(f"--tune-values: expected t* values >= 0, got {self.tune_values}")
 
@@ -169,13 +173,14 @@ def _with_teacher(cases: list, teacher_fn) -> None:
 
 
 def prior_lifter(lm, init: str, *, t_star: int | None = None, sample_steps: int | None = None, seed: int = 0,
-                 use_text: bool = False):
+                 use_text: bool = False, ramp: float | None = None):
     """A prior as a lifter of :class:`~vmdm.eval.lifting_eval.LiftCase` s, from the case's
-    teacher lift (``init="teacher"``) or from noise."""
+    teacher lift (``init="teacher"``) or from noise (with guidance ramp ``ramp``, default
+    the lifter's own)."""
     from vmdm.inference.lifting import lift
 
     def run(case, index: int) -> np.ndarray:
-        kw = {"init": init}
+        kw = {"init": init, "ramp": ramp}
         if init == "teacher":
             kw.update(teacher=case.teacher, t_star=t_star)
         out = lift(lm, case.keypoints, case.scores, case.camera, None, case.caption if use_text else "",
@@ -265,10 +270,15 @@ def run_benchmark(cfg: LiftBenchmarkConfig) -> dict:
         lifters = {"teacher": lambda case, i: case.teacher}
         for name, lm in models.items():
             for init in cfg.inits:
-                t_star = (cfg.t_star if cfg.t_star is not None else default_t_star(lm)) if init == "teacher" else None
-                label = f"{name} ({init}" + (f", t*={t_star})" if init == "teacher" else ")")
-                lifters[label] = prior_lifter(lm, init, t_star=t_star, sample_steps=cfg.lift_steps, seed=cfg.seed,
-                                              use_text=cfg.text)
+                if init == "teacher":
+                    t_star = cfg.t_star if cfg.t_star is not None else default_t_star(lm)
+                    lifters[f"{name} (teacher, t*={t_star})"] = prior_lifter(lm, init, t_star=t_star, seed=cfg.seed,
+                                                                             use_text=cfg.text)
+                    continue
+                for ramp in cfg.noise_ramps or [None]:
+                    label = f"{name} (noise)" if ramp is None else f"{name} (noise, ramp={ramp:g})"
+                    lifters[label] = prior_lifter(lm, init, sample_steps=cfg.lift_steps, seed=cfg.seed,
+                                                  use_text=cfg.text, ramp=ramp)
         results["sets"][set_name] = score_lifters(cases, lifters, progress=cfg.progress, desc=set_name)
     results["seconds"] = round(time.time() - t_all, 1)
     out = Path(cfg.out)
