@@ -22,6 +22,8 @@ def test_eval_cli_end_to_end(tiny_checkpoint, tiny_evaluator, tmp_path, capsys):
     assert "| Model |" in md and "Lifting" in md
     gen = res["generation"]
     assert res["split"] == "test" and gen["n_test"] >= 10
+    # Matched lengths: generated and real windows at most the 40-frame training windows.
+    assert gen["max_frames"] == 40 and "at most 40 frames" in md
     for who in ("model", "real"):
         for k in ("fid", "top1", "top2", "top3", "mm_dist", "diversity", "foot_skating", "jitter"):
             assert gen[who][k]["n"] == 2 and math.isfinite(gen[who][k]["mean"]), (who, k)
@@ -33,6 +35,7 @@ def test_eval_cli_end_to_end(tiny_checkpoint, tiny_evaluator, tmp_path, capsys):
     assert set(lt) == {"teacher", "prior"}
     for row in lt.values():
         assert row["n_cases"] == 2 and row["mpjpe_mm"] > 0 and row["pa_mpjpe_mm"] <= row["mpjpe_mm"]
+        assert row["n_frames"] <= 2 * 40
     assert "results.json" in capsys.readouterr().out
 
 

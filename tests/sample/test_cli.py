@@ -62,6 +62,15 @@ def test_same_seed_same_motions_other_seed_other_motions(tiny_checkpoint, tmp_pa
     assert not (a / "sample00_rep00.bvh").exists()
 
 
+def test_default_length_is_the_training_window(tiny_checkpoint, loaded_tiny, tmp_path):
+    # The tiny model was trained on 40-frame windows; its denoiser could take more.
+    assert loaded_tiny.train_frames == 40 < loaded_tiny.model.cfg.max_frames
+    out = tmp_path / "o"
+    assert main(["--checkpoint", str(tiny_checkpoint), "--out", str(out), "--text", "a person walks.",
+                 "--sample-steps", "2", "--formats", "npy", "--no-progress"]) == 0
+    assert np.load(out / "sample00_rep00_joints.npy").shape == (40, 22, 3)
+
+
 def _error(capsys, argv):
     with pytest.raises(SystemExit) as e:
         main(argv)

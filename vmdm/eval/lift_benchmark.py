@@ -225,7 +225,7 @@ def run_benchmark(cfg: LiftBenchmarkConfig) -> dict:
     t_all = time.time()
     device = cfg.device or "cpu"
     models = {n: load_model(c, device) for n, c in zip(_names(cfg), cfg.checkpoint)}
-    train_len = min(int(lm.config.get("max_frames") or lm.model.cfg.max_frames) for lm in models.values())
+    train_len = min(lm.train_frames for lm in models.values())
     window = min(cfg.window, train_len)
     data_root = lm_data_root(cfg.checkpoint[0])
     lifter = Path(cfg.teacher_lifter) if cfg.teacher_lifter else lifter_path_for(data_root)

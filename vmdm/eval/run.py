@@ -168,7 +168,8 @@ def generation_metrics(lm, ev: Evaluator, test: TestSet, s: Settings, progress: 
     from tqdm import tqdm
 
     sk = lm.skeleton
-    max_len = min(lm.model.cfg.max_frames, ev.cfg.max_frames)
+    # Matched lengths: generate (and cut the real windows) at most at the training length.
+    max_len = min(lm.train_frames, ev.cfg.max_frames)
     N = len(test)
     lengths = torch.tensor([_crop_len(len(f), max_len) for f in test.features])
     ref_x, _ = _pad([f[:int(L)] for f, L in zip(test.features, lengths)])
@@ -216,7 +217,8 @@ def generation_metrics(lm, ev: Evaluator, test: TestSet, s: Settings, progress: 
         bar.set_postfix(fid=f"{row['model']['fid']:.3f}", top3=f"{row['model']['top3']:.2f}")
     agg = {who: {k: mean_ci([row[who][k] for row in per_repeat]).as_dict() for k in per_repeat[0][who]}
            for who in ("model", "real")}
-    return {**agg, "per_repeat": per_repeat, "n_test": N, "rprecision_batch": per_repeat[0]["rprecision_batch"]}
+    return {**agg, "per_repeat": per_repeat, "n_test": N, "rprecision_batch": per_repeat[0]["rprecision_batch"],
+            "max_frames": max_len}
 
 
 # --------------------------------------------------------------------------- lifting
@@ -335,7 +337,7 @@ def evaluate(cfg: EvalConfig, *, evaluator: Evaluator | None = None, evaluator_m
         from vmdm.eval.lifting_eval import stored_teacher, split_cases
 
         cases = test_cases if test_cases is not None else split_cases(
-            data_root, max_frames=lm.model.cfg.max_frames, limit=s.lifting_cases, split=cfg.split)
+            data_root, max_frames=lm.train_frames, limit=s.lifting_cases, split=cfg.split)
         if cases:
             res["lifting_test"] = lifting_metrics(lm, cases, stored_teacher, s, cfg.progress, "lifting (test)")
         else:
@@ -361,7 +363,7 @@ def _cmu(lm, cfg: EvalConfig, s: Settings, data_root, cases) -> dict:
 
     if cases is None:
         try:
-            cases = cmu_cases(cfg.cmu_dir, window=min(s.cmu_window, lm.model.cfg.max_frames),
+            cases = cmu_cases(cfg.cmu_dir, window=min(s.cmu_window, lm.train_frames),
                               max_windows_per_clip=s.cmu_windows_per_clip, views=s.cmu_views, seed=s.seed)
         except FileNotFoundError as e:
             return {"skipped": str(e)}
@@ -437,7 +439,8 @@ def format_markdown(res: dict) -> str:
     lines = [f"# Evaluation of `{res['checkpoint']}` ({res.get('supervision')})", "",
              f"{res['created']} on {res['machine']}. Split {res.get('split', 'test')}: {g['n_test']} clips, {s['repeats']} repeats "
              f"(mean ± 95% CI); R-precision in batches of {g['rprecision_batch']}; sampler {s['sampler']}, "
-             f"{s['sample_steps'] or 'all'} steps, guidance {s['guidance']}; lifts with {lift_steps}.", "",
+             f"{s['sample_steps'] or 'all'} steps, guidance {s['guidance']}; lifts with {lift_steps}; motions "
+             f"(generated and real) of at most {g.get('max_frames', '?')} frames, the training length.", "",
              "## Generation", "",
              "| | " + " | ".join(c[1] for c in GEN_COLUMNS) + " |",
              "|---|" + "---|" * len(GEN_COLUMNS)]

@@ -181,19 +181,22 @@ def _load_inputs(plan: _Plan) -> dict:
     from vmdm.eval.evaluator import load_evaluator
     from vmdm.eval.lifting_eval import cmu_cases, split_cases
     from vmdm.eval.run import Settings, load_test_set
+    from vmdm.training.trainer import TrainConfig
 
     evaluator, ev_meta = load_evaluator(plan.ev_path)
     ev_meta["path"] = str(plan.ev_path)
     s = Settings.from_config(plan.ecfg)
+    # Matched lengths: lift windows no longer than the models' training windows.
+    train_frames = TrainConfig.of(**plan.budget.train).max_frames
     ccases = None
     if plan.cmu:
         try:
-            ccases = cmu_cases(None, window=s.cmu_window, max_windows_per_clip=s.cmu_windows_per_clip,
-                               views=s.cmu_views, seed=plan.seed)
+            ccases = cmu_cases(None, window=min(s.cmu_window, train_frames),
+                               max_windows_per_clip=s.cmu_windows_per_clip, views=s.cmu_views, seed=plan.seed)
         except FileNotFoundError as e:
             log.warning("CMU clips unavailable (%s): CMU lifting skipped", e)
     return {"evaluator": evaluator, "ev_meta": ev_meta, "test": load_test_set(plan.data_root, plan.split),
-            "tcases": split_cases(plan.data_root, max_frames=196, limit=s.lifting_cases, split=plan.split),
+            "tcases": split_cases(plan.data_root, max_frames=train_frames, limit=s.lifting_cases, split=plan.split),
             "ccases": ccases}
 
 

@@ -43,6 +43,13 @@ class LoadedModel:
     # written by python -m vmdm.eval --lift-benchmark --tune); None when there is none.
     lift_settings: dict | None = None
 
+    @property
+    def train_frames(self) -> int:
+        """The longest window it was trained on (``max_frames`` of its training config):
+        generation and lifting default to at most this many frames, positions beyond it the
+        denoiser never saw (the model's own capacity, ``model.cfg.max_frames``, can be larger)."""
+        return min(int(self.config.get("max_frames") or self.model.cfg.max_frames), self.model.cfg.max_frames)
+
     def normalize(self, features: torch.Tensor) -> torch.Tensor:
         mean = torch.as_tensor(self.normalizer.mean, dtype=features.dtype, device=features.device)
         std = torch.as_tensor(self.normalizer.std, dtype=features.dtype, device=features.device)

@@ -49,8 +49,8 @@ class SampleConfig:
     text: list[str] = field([], "a prompt; repeat for several", append=True)
     text_file: str | None = field(None, "file with one prompt per line (blank lines and '#' comments skipped)")
     num_samples: int = field(1, "samples per prompt (per clip with --lift)")
-    length: int | None = field(None, f"frames per motion at 20 fps (default {DEFAULT_LENGTH}, at most the model's "
-                                     "maximum)")
+    length: int | None = field(None, f"frames per motion at 20 fps (default {DEFAULT_LENGTH} or the training "
+                                     "window if shorter; at most the model's maximum)")
     guidance: float = field(2.5, "classifier-free guidance scale")
     seed: int = field(0, "random seed (same seed and options: same motions)")
     sampler: str = field("ddim", "ddim (deterministic, --sample-steps of them) or ddpm (every diffusion step)",
@@ -217,7 +217,7 @@ def sample(cfg: SampleConfig) -> dict:
         raise ConfigError(f"--checkpoint: cannot load {ckpt} ({e})") from e
     max_f = lm.model.cfg.max_frames
     if clip is None:
-        length = min(DEFAULT_LENGTH, max_f) if cfg.length is None else cfg.length
+        length = min(DEFAULT_LENGTH, lm.train_frames) if cfg.length is None else cfg.length
         if not 1 <= length <= max_f:
             raise ConfigError(f"--length: expected 1..{max_f} frames for this checkpoint, got {length}")
     else:
@@ -227,6 +227,9 @@ def sample(cfg: SampleConfig) -> dict:
         if length > max_f:
             raise ConfigError(f"--lift: the clip has {length} frames at 20 fps; this checkpoint handles at most "
                               f"{max_f}")
+    if length > lm.train_frames:
+        log.warning("%d frames: longer than the %d-frame windows this checkpoint was trained on (positions it never "
+                    "saw; see docs/sampling.md)", length, lm.train_frames)
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
