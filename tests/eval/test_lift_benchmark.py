@@ -69,6 +69,7 @@ def test_benchmark_scores_every_lifter_and_records_the_tuned_t_star(tiny_checkpo
     assert tuned["t_star"] in (0, 2) and set(tuned["sweep"]) == {"0", "2"}
     best = min(tuned["sweep"].values(), key=lambda r: r["mpjpe_mm"])
     assert tuned["sweep"][str(tuned["t_star"])] == best
+    assert tuned["teacher"]["n_cases"] == 2 and np.isfinite(tuned["teacher"]["mpjpe_mm"])
     # Recorded beside the checkpoint, read back by load_model, used by the rows below.
     assert json.loads((ck.parent / LIFT_SETTINGS).read_text())["t_star"] == tuned["t_star"]
     assert load_model(ck).lift_settings["t_star"] == tuned["t_star"]
@@ -86,6 +87,7 @@ def test_benchmark_scores_every_lifter_and_records_the_tuned_t_star(tiny_checkpo
             for k in METRICS:
                 assert np.isfinite(row[k]), (set_name, k)
     md = (out / "results.md").read_text()
+    assert "t* chosen on the val split" in md and "| tiny | 2 |" in md
     assert "Bandai-Namco test split" in md and "Skipped:" in md and "| tiny (noise, ramp=12) |" in md
 
 

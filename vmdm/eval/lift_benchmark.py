@@ -192,14 +192,17 @@ def prior_lifter(lm, init: str, *, t_star: int | None = None, sample_steps: int 
 
 def tune_t_star(lm, cases: list, values: list[int], *, seed: int = 0, progress: bool = False) -> dict:
     """Teacher-initialised lifts of ``cases`` (with their teacher lifts) for every ``t*`` in
-    ``values``; returns ``{"t_star": best by MPJPE, "sweep": {t*: scores}}``."""
+    ``values``; returns ``{"t_star": best by MPJPE, "sweep": {t*: scores}, "teacher": the
+    teacher's scores}``."""
     from vmdm.eval.lifting_eval import score_lifters
 
     lifters = {str(v): prior_lifter(lm, "teacher", t_star=v, seed=seed) for v in values
                if v <= lm.diffusion.steps}
     sweep = score_lifters(cases, lifters, progress=progress, desc="tuning t*")
     best = min(sweep, key=lambda k: sweep[k]["mpjpe_mm"])
-    return {"t_star": int(best), "criterion": "mpjpe_mm", "cases": len(cases), "sweep": sweep}
+    # The teacher on the same clips, for reference (not a candidate).
+    teacher = score_lifters(cases, {"teacher": lambda case, i: case.teacher})["teacher"]
+    return {"t_star": int(best), "criterion": "mpjpe_mm", "cases": len(cases), "sweep": sweep, "teacher": teacher}
 
 
 # --------------------------------------------------------------------------- run
@@ -310,6 +313,17 @@ def format_markdown(res: dict) -> str:
     for name, ck in res["checkpoints"].items():
         lines.append(f"- **{name}**: `{ck['path']}` ({ck['supervision']}, {ck['steps']} steps, seed {ck['seed']}, "
                      f"recorded t* {ck['t_star']})")
+    tuned = {n: t for n, t in res.get("tuning", {}).items() if "sweep" in t}
+    if tuned:
+        values = sorted({int(v) for t in tuned.values() for v in t["sweep"]})
+        lines += ["", "## t* chosen on the val split (MPJPE, mm)", "",
+                  "| prior | val clips | teacher | " + " | ".join(f"t*={v}" for v in values) + " | chosen |",
+                  "|---|---|---|" + "---|" * (len(values) + 1)]
+        for n, t in tuned.items():
+            teacher = t.get("teacher", {}).get("mpjpe_mm")
+            cells = [f"{t['sweep'][str(v)]['mpjpe_mm']:.1f}" if str(v) in t["sweep"] else "—" for v in values]
+            lines.append(f"| {n} | {t['cases']} | {'—' if teacher is None else f'{teacher:.1f}'} | "
+                         + " | ".join(cells) + f" | {t['t_star']} |")
     for set_name, block in res["sets"].items():
         lines += ["", f"## {_TITLES.get(set_name, set_name)}", ""]
         if "skipped" in block:
