@@ -36,6 +36,9 @@ def test_eval_cli_end_to_end(tiny_checkpoint, tiny_evaluator, tmp_path, capsys):
     for row in lt.values():
         assert row["n_cases"] == 2 and row["mpjpe_mm"] > 0 and row["pa_mpjpe_mm"] <= row["mpjpe_mm"]
         assert row["n_frames"] <= 2 * 40
+    # The prior lifts the way vmdm.sample --lift does: from the teacher's lift, at its t*.
+    assert lt["prior"]["init"] == "teacher" and lt["prior"]["t_star"] == 12
+    assert "| prior (from teacher, t*=12) |" in md
     assert "results.json" in capsys.readouterr().out
 
 

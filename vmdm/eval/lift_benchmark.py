@@ -165,38 +165,13 @@ def _case_sets(cfg: LiftBenchmarkConfig, data_root: str | None, window: int) -> 
 # --------------------------------------------------------------------------- lifters
 
 
-def _with_teacher(cases: list, teacher_fn) -> None:
-    """Give every case without a stored teacher lift the teacher's lift of its keypoints."""
-    for i, case in enumerate(cases):
-        if case.teacher is None:
-            case.teacher = teacher_fn(case, i)
-
-
-def prior_lifter(lm, init: str, *, t_star: int | None = None, sample_steps: int | None = None, seed: int = 0,
-                 use_text: bool = False, ramp: float | None = None):
-    """A prior as a lifter of :class:`~vmdm.eval.lifting_eval.LiftCase` s, from the case's
-    teacher lift (``init="teacher"``) or from noise (with guidance ramp ``ramp``, default
-    the lifter's own)."""
-    from vmdm.inference.lifting import lift
-
-    def run(case, index: int) -> np.ndarray:
-        kw = {"init": init, "ramp": ramp}
-        if init == "teacher":
-            kw.update(teacher=case.teacher, t_star=t_star)
-        out = lift(lm, case.keypoints, case.scores, case.camera, None, case.caption if use_text else "",
-                   sample_steps=sample_steps if init == "noise" else None, seed=seed + index, **kw)
-        return np.asarray(out, dtype=np.float64)
-
-    return run
-
-
 def tune_t_star(lm, cases: list, values: list[int], *, seed: int = 0, progress: bool = False) -> dict:
     """Teacher-initialised lifts of ``cases`` (with their teacher lifts) for every ``t*`` in
     ``values``; returns ``{"t_star": best by MPJPE, "sweep": {t*: scores}, "teacher": the
     teacher's scores}``."""
-    from vmdm.eval.lifting_eval import score_lifters
+    from vmdm.eval.lifting_eval import prior_lifter, score_lifters
 
-    lifters = {str(v): prior_lifter(lm, "teacher", t_star=v, seed=seed) for v in values
+    lifters = {str(v): prior_lifter(lm, init="teacher", t_star=v, seed=seed) for v in values
                if v <= lm.diffusion.steps}
     sweep = score_lifters(cases, lifters, progress=progress, desc="tuning t*")
     best = min(sweep, key=lambda k: sweep[k]["mpjpe_mm"])
@@ -218,7 +193,7 @@ def _names(cfg: LiftBenchmarkConfig) -> list[str]:
 def run_benchmark(cfg: LiftBenchmarkConfig) -> dict:
     """Run the benchmark ``cfg`` describes; writes ``results.json`` and ``results.md`` to
     ``cfg.out`` and returns the results."""
-    from vmdm.eval.lifting_eval import score_lifters, teacher_lifter
+    from vmdm.eval.lifting_eval import prior_lifter, score_lifters, teacher_lifter, with_teacher
     from vmdm.eval.run import lifter_path_for, lm_data_root
     from vmdm.inference.loading import LIFT_SETTINGS, load_model
 
@@ -269,18 +244,18 @@ def run_benchmark(cfg: LiftBenchmarkConfig) -> dict:
             results["sets"][set_name] = {"skipped": cases}
             log.info("%s: skipped (%s)", set_name, cases)
             continue
-        _with_teacher(cases, teacher)
+        with_teacher(cases, teacher)
         lifters = {"teacher": lambda case, i: case.teacher}
         for name, lm in models.items():
             for init in cfg.inits:
                 if init == "teacher":
                     t_star = cfg.t_star if cfg.t_star is not None else default_t_star(lm)
-                    lifters[f"{name} (teacher, t*={t_star})"] = prior_lifter(lm, init, t_star=t_star, seed=cfg.seed,
-                                                                             use_text=cfg.text)
+                    lifters[f"{name} (teacher, t*={t_star})"] = prior_lifter(lm, init=init, t_star=t_star,
+                                                                             seed=cfg.seed, use_text=cfg.text)
                     continue
                 for ramp in cfg.noise_ramps or [None]:
                     label = f"{name} (noise)" if ramp is None else f"{name} (noise, ramp={ramp:g})"
-                    lifters[label] = prior_lifter(lm, init, sample_steps=cfg.lift_steps, seed=cfg.seed,
+                    lifters[label] = prior_lifter(lm, init=init, sample_steps=cfg.lift_steps, seed=cfg.seed,
                                                   use_text=cfg.text, ramp=ramp)
         results["sets"][set_name] = score_lifters(cases, lifters, progress=cfg.progress, desc=set_name)
     results["seconds"] = round(time.time() - t_all, 1)

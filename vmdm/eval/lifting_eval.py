@@ -51,7 +51,7 @@ from vmdm.eval.geometry import (
 )
 
 __all__ = ["LiftCase", "split_cases", "cmu_cases", "teacher_lifter", "prior_lifter", "stored_teacher",
-           "score_lifters", "Lifter"]
+           "with_teacher", "score_lifters", "Lifter"]
 
 
 @dataclass
@@ -165,10 +165,13 @@ def teacher_lifter(lifter_path: str | Path) -> Lifter:
     return run
 
 
-def prior_lifter(loaded_model, *, sample_steps: int | None = None, seed: int = 0, use_text: bool = False,
+def prior_lifter(loaded_model, *, init: str = "noise", t_star: int | None = None, ramp: float | None = None,
+                 sample_steps: int | None = None, seed: int = 0, use_text: bool = False,
                  guidance_strength: float = 1.0) -> Lifter:
-    """A trained motion prior used as a lifter (:func:`vmdm.inference.lifting.lift`); unconditional
-    unless ``use_text`` (the teacher sees no text either)."""
+    """A trained motion prior used as a lifter (:func:`vmdm.inference.lifting.lift`), from
+    each case's teacher lift (``init="teacher"``, ``case.teacher`` must be set; ``t_star``
+    default: the checkpoint's) or from noise (``ramp``, ``sample_steps``: default the
+    lifter's own); unconditional unless ``use_text`` (the teacher sees no text either)."""
     from vmdm.inference.lifting import lift
 
     max_f = loaded_model.model.cfg.max_frames
@@ -177,12 +180,27 @@ def prior_lifter(loaded_model, *, sample_steps: int | None = None, seed: int = 0
         F = case.keypoints.shape[0]
         if F > max_f:
             raise ValueError(f"case {case.name}: {F} frames exceed the model's {max_f}")
+        kw = {"init": init, "ramp": ramp}
+        if init == "teacher":
+            if case.teacher is None:
+                raise ValueError(f"case {case.name}: init='teacher' needs the case's teacher lift")
+            kw.update(teacher=case.teacher, t_star=t_star)
+        else:
+            kw["sample_steps"] = sample_steps
         out = lift(loaded_model, case.keypoints, case.scores, case.camera, None,
-                   case.caption if use_text else "", guidance_strength=guidance_strength,
-                   sample_steps=sample_steps, seed=seed + index)
+                   case.caption if use_text else "", guidance_strength=guidance_strength, seed=seed + index, **kw)
         return np.asarray(out, dtype=np.float64)
 
     return run
+
+
+def with_teacher(cases: list[LiftCase], teacher: Lifter) -> list[LiftCase]:
+    """Give every case without a stored teacher lift ``teacher``'s lift of its keypoints (run
+    once per case: the teacher row and a teacher-initialised prior then share it)."""
+    for i, case in enumerate(cases):
+        if case.teacher is None:
+            case.teacher = np.asarray(teacher(case, i), dtype=np.float64)
+    return cases
 
 
 # --------------------------------------------------------------------------- scoring

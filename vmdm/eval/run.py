@@ -61,8 +61,11 @@ class EvalConfig:
     batch_size: int = field(64, "generation batch size")
     lifting: bool = field(True, "lifting metrics on the test split's 2D keypoints")
     lifting_cases: int | None = field(None, "test clips to lift (default all; quick 6)")
-    lift_steps: int | None = field(None, "DDIM steps of the prior's lifts (default: the lifter's own, 50 for "
-                                         "2D-supervised checkpoints and 10 for the others; quick 10)")
+    lift_init: str = field("teacher", "the prior's lifts start from each case's teacher lift diffused to the "
+                                      "checkpoint's t* (as vmdm.sample --lift does) or from noise",
+                           choices=["teacher", "noise"])
+    lift_steps: int | None = field(None, "DDIM steps of the prior's lifts from noise (default: the lifter's own, 50 "
+                                         "for 2D-supervised checkpoints and 10 for the others; quick 10)")
     lift_text: bool = field(False, "give the prior-as-lifter the clip's caption (default: unconditional, like "
                                    "the teacher)")
     cmu: bool = field(True, "lifting metrics on the real CMU clips (skipped when the data are absent)")
@@ -90,6 +93,7 @@ class Settings:
     sample_steps: int | None
     batch_size: int
     lifting_cases: int | None
+    lift_init: str
     lift_steps: int | None
     lift_text: bool
     cmu_window: int
@@ -105,7 +109,8 @@ class Settings:
                    mm_generations=pick(c.mm_generations, 10, 4), diversity_pairs=c.diversity_pairs,
                    rprecision_batch=c.rprecision_batch, guidance=c.guidance, sampler=c.sampler,
                    sample_steps=pick(c.sample_steps, None, 10), batch_size=c.batch_size,
-                   lifting_cases=pick(c.lifting_cases, None, 6), lift_steps=pick(c.lift_steps, None, 10),
+                   lifting_cases=pick(c.lifting_cases, None, 6), lift_init=c.lift_init,
+                   lift_steps=pick(c.lift_steps, None, 10),
                    lift_text=c.lift_text, cmu_window=c.cmu_window,
                    cmu_windows_per_clip=pick(c.cmu_windows_per_clip, None, 1), cmu_views=c.cmu_views, seed=c.seed)
 
@@ -236,14 +241,24 @@ def lifter_path_for(data_root: str | Path) -> Path | None:
 
 
 def lifting_metrics(lm, cases, teacher, s: Settings, progress: bool = False, desc: str = "lifting") -> dict:
-    """Teacher vs prior-as-lifter on ``cases`` (``teacher``: a lifter or None to skip it)."""
-    from vmdm.eval.lifting_eval import prior_lifter, score_lifters
+    """Teacher vs prior-as-lifter on ``cases`` (``teacher``: a lifter or None to skip it).
+    With ``s.lift_init == "teacher"`` the prior starts from the teacher's lift of each case
+    (run once and shared with the teacher row); without a teacher it lifts from noise, and
+    the row's ``init`` says which."""
+    from vmdm.eval.lifting_eval import prior_lifter, score_lifters, with_teacher
+    from vmdm.inference.lifting import default_t_star
 
     lifters = {}
     if teacher is not None:
-        lifters["teacher"] = teacher
-    lifters["prior"] = prior_lifter(lm, sample_steps=s.lift_steps, seed=s.seed, use_text=s.lift_text)
-    return score_lifters(cases, lifters, progress=progress, desc=desc)
+        with_teacher(cases, teacher)
+        lifters["teacher"] = lambda case, i: case.teacher
+    init = s.lift_init if all(c.teacher is not None for c in cases) else "noise"
+    t_star = default_t_star(lm) if init == "teacher" else None
+    lifters["prior"] = prior_lifter(lm, init=init, t_star=t_star, sample_steps=s.lift_steps, seed=s.seed,
+                                    use_text=s.lift_text)
+    out = score_lifters(cases, lifters, progress=progress, desc=desc)
+    out["prior"].update(init=init, t_star=t_star)
+    return out
 
 
 # --------------------------------------------------------------------------- evaluator
@@ -460,6 +475,8 @@ def format_markdown(res: dict) -> str:
             if "skipped" in row:
                 lines.append(f"| {name} | skipped: {row['skipped']} |")
                 continue
+            if "init" in row:  # the prior: how its lifts started
+                name += f" (from {row['init']}" + (f", t*={row['t_star']})" if row["init"] == "teacher" else ")")
             lines.append(f"| {name} | " + " | ".join(_cell(row.get(k), f) for k, _, f in LIFT_COLUMNS) + " |")
     ev = res["evaluator"]
     lines += ["", f"Data `{res.get('data_root')}` (hash {short(res.get('data_hash'))}; the model was trained on data "
