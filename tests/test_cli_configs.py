@@ -349,11 +349,12 @@ def test_lift_config_checks_name_the_option():
 
     LiftConfig().check()
     for kw, option in (({"lift_strength": 1.5}, "--lift-strength"), ({"lift_smooth": -1}, "--lift-smooth"),
-                       ({"lift_ramp": -1}, "--lift-ramp"), ({"lift_body_scale": 0}, "--lift-body-scale")):
+                       ({"lift_ramp": -1}, "--lift-ramp"), ({"lift_body_scale": 0}, "--lift-body-scale"),
+                       ({"t_star": -1}, "--t-star"), ({"t_star": 3, "init": "noise"}, "--t-star")):
         with pytest.raises(ConfigError, match=option):
             LiftConfig(**kw).check()
     assert LiftConfig(lift_strength=0.5, lift_ramp=2).lift_kwargs() == {
-        "guidance_strength": 0.5, "smooth": 3.0, "ramp": 2, "body_scale": None}
+        "guidance_strength": 0.5, "smooth": 3.0, "ramp": 2, "body_scale": None, "init": "teacher", "t_star": None}
 
 
 def test_run_main_reports_run_errors_as_usage_errors(capsys):
