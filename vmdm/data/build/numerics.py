@@ -14,7 +14,8 @@ Two remedies, both cheap:
 
 - the data are built in a process whose torch numerics are pinned (:data:`PINNED_ENV`:
   ATen's AVX2 kernels and MKL's AVX2 branch, whatever the CPU offers beyond; one thread;
-  oneDNN off, so convolutions are MKL matrix products);
+  oneDNN off, so convolutions are MKL matrix products) and whose numpy takes no AVX-512
+  code paths (:func:`numpy_pin`);
 - every float the data pipeline stores is rounded to :data:`STORED_BITS` significant bits
   (:func:`round_significand`), so a last-bit difference of numpy's transcendental
   functions on another CPU (which cannot be pinned from Python) almost never reaches a
@@ -36,7 +37,7 @@ import sys
 import numpy as np
 
 __all__ = ["PINNED_ENV", "STORED_BITS", "round_significand", "pinned_torch", "numerics_pinned",
-           "numerics_record", "run_pinned"]
+           "numerics_record", "numpy_pin", "run_pinned"]
 
 PINNED_ENV = {
     "ATEN_CPU_CAPABILITY": "avx2",
@@ -97,13 +98,25 @@ def numerics_record() -> dict:
     }
 
 
+def numpy_pin() -> dict[str, str]:
+    """``NPY_DISABLE_CPU_FEATURES`` naming numpy's AVX-512 code paths this CPU would take
+    (empty without AVX-512): above AVX2 numpy's SIMD math leaves last-bit differences in
+    values that cancel to about zero (1e-16 in velocity channels of still joints), which
+    significand rounding cannot remove; numpy reads the variable at import, so it only
+    acts in a child process. A value already in the environment is kept."""
+    from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+
+    above = [f for f in __cpu_dispatch__ if __cpu_features__.get(f) and (f == "X86_V4" or f.startswith("AVX512"))]
+    return {"NPY_DISABLE_CPU_FEATURES": " ".join(above)} if above else {}
+
+
 def run_pinned(module: str, args: list[str]) -> None:
     """``python -m module *args`` in a child process with pinned numerics.
 
     ATen reads its CPU capability and MKL its branch once, at their first use, so this
     cannot be switched inside a process that has already computed anything.
     """
-    env = {**os.environ, **PINNED_ENV}
+    env = {**numpy_pin(), **os.environ, **PINNED_ENV}
     proc = subprocess.run([sys.executable, "-m", module, *args], env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"python -m {module} {' '.join(args)} failed with exit code {proc.returncode} "
