@@ -48,3 +48,33 @@ def test_dataset_hash_ignores_zip_timestamps_and_paths(tmp_path):
     assert dataset_hash(tmp_path / "a") != dataset_hash(tmp_path / "b")
     with pytest.raises(FileNotFoundError, match="dataset root"):
         dataset_hash(tmp_path / "missing")
+
+
+def test_numpy_pin_names_only_the_avx512_paths_this_cpu_has(monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+
+    from vmdm.data.build import numerics
+
+    pin = numerics.numpy_pin()
+    names = pin.get("NPY_DISABLE_CPU_FEATURES", "").split()
+    have = [f for f in __cpu_dispatch__ if __cpu_features__.get(f) and (f == "X86_V4" or f.startswith("AVX512"))]
+    assert names == have
+    # In a child started with it, numpy takes none of them; a value already set is kept.
+    seen = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, env: seen.append(env) or subprocess.CompletedProcess(cmd, 0))
+    numerics.run_pinned("vmdm.data.build.prepare", ["--help"])
+    assert seen[0].get("NPY_DISABLE_CPU_FEATURES", "") == pin.get("NPY_DISABLE_CPU_FEATURES", "")
+    monkeypatch.setenv("NPY_DISABLE_CPU_FEATURES", "X86_V3")
+    numerics.run_pinned("vmdm.data.build.prepare", ["--help"])
+    assert seen[1]["NPY_DISABLE_CPU_FEATURES"] == "X86_V3"
+    monkeypatch.undo()
+    if names:
+        code = ("from numpy._core._multiarray_umath import __cpu_dispatch__ as d, __cpu_features__ as f; "
+                "print(' '.join(x for x in d if f.get(x)))")
+        out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **pin},
+                             capture_output=True, text=True, check=True).stdout.split()
+        assert not set(out) & set(names)
