@@ -9,6 +9,7 @@ import pytest
 from vmdm.data.formats.cmu import default_cmu_dir, load_cmu_clip
 from vmdm.eval.lifting_eval import cmu_cases, score_lifters, stored_teacher, split_cases
 from vmdm.eval.run import _check_disjoint, load_test_set, main
+from vmdm.inference.lifting import DEFAULT_T_STAR
 
 
 def test_eval_cli_end_to_end(tiny_checkpoint, tiny_evaluator, tmp_path, capsys):
@@ -37,8 +38,9 @@ def test_eval_cli_end_to_end(tiny_checkpoint, tiny_evaluator, tmp_path, capsys):
         assert row["n_cases"] == 2 and row["mpjpe_mm"] > 0 and row["pa_mpjpe_mm"] <= row["mpjpe_mm"]
         assert row["n_frames"] <= 2 * 40
     # The prior lifts the way vmdm.sample --lift does: from the teacher's lift, at its t*.
-    assert lt["prior"]["init"] == "teacher" and lt["prior"]["t_star"] == 12
-    assert "| prior (from teacher, t*=12) |" in md
+    t_star = DEFAULT_T_STAR["2d"]
+    assert lt["prior"]["init"] == "teacher" and lt["prior"]["t_star"] == t_star
+    assert f"| prior (from teacher, t*={t_star}) |" in md
     assert "results.json" in capsys.readouterr().out
 
 

@@ -47,9 +47,25 @@ def test_lift_config_is_the_same_as_the_keywords(loaded_tiny, known_clip):
     kw = dict(sample_steps=5, seed=0)
     by_keywords = lift_details(loaded_tiny, kp, scores, E, K, "a person walks.", guidance_strength=0.7, smooth=1.0,
                                ramp=2.0, body_scale=1.1, **kw)
-    cfg = LiftConfig(lift_strength=0.7, lift_smooth=1.0, lift_ramp=2.0, lift_body_scale=1.1)
+    cfg = LiftConfig(lift_strength=0.7, lift_smooth=1.0, lift_ramp=2.0, lift_body_scale=1.1, init="noise")
     by_config = lift_details(loaded_tiny, kp, scores, E, K, "a person walks.", config=cfg, **kw)
     assert torch.equal(by_keywords.joints, by_config.joints)
     assert torch.equal(lift(loaded_tiny, kp, scores, E, K, "a person walks.", config=cfg, **kw), by_config.joints[0])
     with pytest.raises(TypeError, match="smooth"):
         lift_details(loaded_tiny, kp, scores, E, K, config=cfg, smooth=0.0, **kw)
+
+
+def test_lift_config_defaults_to_teacher_init(loaded_tiny, known_clip):
+    # The command line lifts from the teacher by default; the Python keyword default stays
+    # "noise" (a caller without a teacher lift keeps working), so a default LiftConfig
+    # needs the teacher's lift and equals the keywords init="teacher".
+    joints, E, K, kp = known_clip
+    scores = torch.ones(kp.shape[:2])
+    kw = dict(sample_steps=5, seed=0)
+    cfg = LiftConfig(t_star=2)
+    assert cfg.init == "teacher"
+    with pytest.raises(ValueError, match="teacher"):
+        lift_details(loaded_tiny, kp, scores, E, K, config=cfg, **kw)
+    by_config = lift_details(loaded_tiny, kp, scores, E, K, config=cfg, teacher=joints, **kw)
+    by_keywords = lift_details(loaded_tiny, kp, scores, E, K, init="teacher", t_star=2, teacher=joints, **kw)
+    assert torch.equal(by_config.joints, by_keywords.joints)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from vmdm.inference.lifting import default_t_star, lift, lift_details, reprojection_error
+from vmdm.inference.lifting import DEFAULT_T_STAR, default_t_star, lift, lift_details, reprojection_error
 from vmdm.motion.cameras import pixels_to_normalized, transform_points
 
 STEPS = 4
@@ -121,7 +121,7 @@ def test_recorded_t_star_is_the_default(tiny_checkpoint, tmp_path):
     ck = tmp_path / "checkpoint.pt"
     shutil.copy(tiny_checkpoint, ck)
     lm = load_model(ck, device="cpu")
-    assert lm.lift_settings is None and default_t_star(lm) == 12
+    assert lm.lift_settings is None and default_t_star(lm) == DEFAULT_T_STAR["2d"]
     (tmp_path / LIFT_SETTINGS).write_text(json.dumps({"t_star": 3}))
     assert default_t_star(load_model(ck, device="cpu")) == 3
     for bad in ('{"t_star": 99}', '{"t_star": "3"}', '[3]', 'not json'):

@@ -75,8 +75,9 @@ _DEFAULT_RAMP = {"2d": 12.0, "teacher": 12.0}
 LIFT_SAMPLE_STEPS = 10
 _DEFAULT_LIFT_STEPS = {"2d": 50}
 # Denoising steps of a teacher-initialised lift by supervision, when the checkpoint records
-# none (see default_t_star; docs/sampling.md has the val-split sweep).
-DEFAULT_T_STAR = {"2d": 12, "teacher": 12, "3d": 12}
+# none (see default_t_star): the val-split choices of the 6000-step Bandai priors, (a)'s
+# halved because the built-in (a) diverges from t* = 6 (docs/sampling.md has the sweeps).
+DEFAULT_T_STAR = {"2d": 2, "teacher": 1, "3d": 3}
 # The pulls and size corrections are defined per step of a lift with this many steps; with
 # n steps each one is taken to the power (GUIDED_STEPS_REF - 1) / (n - 1), so that a
 # stretch of diffusion time moves a lift by the same total whatever the step count (see
