@@ -43,7 +43,6 @@ Unguided samples are placed with the same :func:`fit_placement`, so comparing th
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,20 +50,16 @@ import torch
 
 import vmdm_kernels as vk
 from vmdm.cli import ConfigError, field
-from vmdm.motion.cameras import camera_center, pixels_to_normalized, project
-from vmdm.motion.kinematics import rotation_about_y
+from vmdm.motion.cameras import camera_center, pixels_to_normalized
 from vmdm.motion.representation import canonicalize, decode, encode
 from vmdm.motion.smoothing import masked_gaussian_smooth, smooth_corrections
-from vmdm.inference.teacher_init import teacher_start
+from vmdm.inference.placement import Z_MIN as _Z_MIN
+from vmdm.inference.placement import apply_placement, fit_placement, reprojection_error
+from vmdm.inference.teacher_init import teacher_joints_for, teacher_start
 
 __all__ = ["LIFT_SAMPLE_STEPS", "GUIDED_STEPS_REF", "DEFAULT_T_STAR", "default_t_star", "LiftConfig", "LiftResult",
-           "lift", "lift_details", "fit_placement", "apply_placement", "reprojection_error"]
+           "lift", "lift_details", "lift_batch", "fit_placement", "apply_placement", "reprojection_error"]
 
-# Placement fit: yaw grid of the linear initialisation, Huber threshold (normalised image
-# units, about 20 px at a 1000 px focal length) and the near-plane guard of the projection.
-_YAW_GRID = 24
-_HUBER = 0.02
-_Z_MIN = 0.1
 # Guidance ramp (see lift_details) by the checkpoint's supervision when none is given:
 # priors that learnt from teacher lifts (2D-supervised, or MDM on the lifts) lift far better
 # when guided late, a prior trained on true 3D far worse (docs/sampling.md).
@@ -134,153 +129,6 @@ def _check_inputs(keypoints, scores, camera, intrinsics, J: int):
     return kp, sc, cam
 
 
-# --------------------------------------------------------------------------- placement
-
-
-def apply_placement(joints: torch.Tensor, rotation: torch.Tensor, translation: torch.Tensor) -> torch.Tensor:
-    """``rotation @ X + translation`` for joints ``[B, F, J, 3]``, ``rotation [B, 3, 3]``,
-    ``translation [B, 3]``."""
-    return (rotation[:, None, None] @ joints[..., None])[..., 0] + translation[:, None, None]
-
-
-def _camera_parts(camera: torch.Tensor, F: int):
-    """World camera as per-frame ``R [F, 3, 3]``, ``t [F, 3]``."""
-    cam = camera.expand(F, 3, 4) if camera.dim() == 2 else camera
-    return cam[..., :3], cam[..., 3]
-
-
-def _residuals(theta, tau, X, uv, w, R, t):
-    """Weighted reprojection residuals ``[B, N, 2]`` and their Jacobian ``[B, N, 2, 4]`` with
-    respect to ``(theta, tau)``. ``X [B, F, J, 3]`` canonical joints; ``uv [F, J, 2]``."""
-    Y = (rotation_about_y(theta)[:, None, None] @ X[..., None])[..., 0]  # [B, F, J, 3]
-    Xc = (R[None, :, None] @ (Y + tau[:, None, None])[..., None])[..., 0] + t[None, :, None]
-    z = Xc[..., 2].clamp(min=_Z_MIN)
-    proj = Xc[..., :2] / z[..., None]
-    r = proj - uv[None]
-    # d proj / d Xc ([.., 2, 3]); points clamped at the near plane get no depth gradient.
-    front = (Xc[..., 2] > _Z_MIN).to(X.dtype)
-    dP = torch.zeros(Xc.shape[:-1] + (2, 3), dtype=X.dtype)
-    dP[..., 0, 0] = 1 / z
-    dP[..., 1, 1] = 1 / z
-    dP[..., 0, 2] = -proj[..., 0] / z * front
-    dP[..., 1, 2] = -proj[..., 1] / z * front
-    # d Y / d theta = (Y_z, 0, -Y_x) for a rotation about y; d Xc / d tau = R.
-    dY = torch.stack((Y[..., 2], torch.zeros_like(Y[..., 0]), -Y[..., 0]), dim=-1)
-    d_theta = (R[None, :, None] @ dY[..., None])  # [B, F, J, 3, 1]
-    d_tau = R[None, :, None].expand(Xc.shape[:-1] + (3, 3))
-    Jac = dP @ torch.cat((d_theta, d_tau), dim=-1)  # [B, F, J, 2, 4]
-    B = X.shape[0]
-    return r.reshape(B, -1, 2), Jac.reshape(B, -1, 2, 4), w.reshape(1, -1).expand(B, -1)
-
-
-def _huber_cost(r, w):
-    n = r.norm(dim=-1)
-    rho = torch.where(n <= _HUBER, 0.5 * n**2, _HUBER * (n - 0.5 * _HUBER))
-    return (w * rho).sum(-1)
-
-
-def _init_placement(X, uv, w, R, t):
-    """Best yaw on a grid, each with its translation from a linear (algebraic) least-squares
-    fit of the projection equations ``u (R3 . (Y + tau) + t3) = R1 . (Y + tau) + t1``."""
-    B = X.shape[0]
-    thetas = torch.arange(_YAW_GRID, dtype=X.dtype) * (2 * math.pi / _YAW_GRID)
-    Y = (rotation_about_y(thetas)[:, None, None, None] @ X[None, ..., None])[..., 0]  # [G, B, F, J, 3]
-    a = (R[:, None] @ Y[..., None])[..., 0] + t[:, None]  # R Y + t  [G, B, F, J, 3]
-    Rr = R[:, None].expand(uv.shape[:2] + (3, 3))  # [F, J, 3, 3]
-    rows = torch.stack((Rr[..., 0, :] - uv[..., 0:1] * Rr[..., 2, :], Rr[..., 1, :] - uv[..., 1:2] * Rr[..., 2, :]),
-                       dim=-2)  # [F, J, 2, 3]
-    rhs = torch.stack((uv[..., 0] * a[..., 2] - a[..., 0], uv[..., 1] * a[..., 2] - a[..., 1]), dim=-1)
-    ww = w[..., None, None]
-    A = (rows.transpose(-1, -2) @ (ww * rows)).sum((0, 1))  # [3, 3]
-    b = ((rows * ww).transpose(-1, -2)[None, None] @ rhs[..., None]).sum((2, 3))[..., 0]  # [G, B, 3]
-    tau = torch.linalg.solve(A + 1e-9 * torch.eye(3, dtype=X.dtype), b[..., None])[..., 0]
-    cost = torch.stack([_huber_cost(_residuals(thetas[g].expand(B), tau[g], X, uv, w, R, t)[0], w.reshape(1, -1))
-                        for g in range(_YAW_GRID)])  # [G, B]
-    best = cost.argmin(0)
-    return thetas[best], tau[best, torch.arange(B)]
-
-
-def fit_placement(joints, keypoints, weights, camera, *, init=None, iterations: int = 15,
-                  keep_depth: bool = False):
-    """Place canonical joints in the camera's world frame.
-
-    Finds ``rotation`` (about +y) and ``translation`` per motion so that ``rotation @ X +
-    translation`` projects onto the keypoints: a yaw grid with linear translations, then
-    Levenberg-Marquardt on the Huber-weighted reprojection error. ``joints [B, F, J, 3]``
-    (or ``[F, J, 3]``), ``keypoints [F, J, 2]`` normalised image coordinates, ``weights
-    [F, J]``, ``camera [3, 4]`` or ``[F, 3, 4]`` world. ``init``: ``(rotation, translation)``
-    to refine instead of the grid search. ``keep_depth`` (with ``init``): move the motion
-    only across the camera's line of sight (its image x and y axes), not towards or away
-    from it. Reprojection pins depth only through perspective, weakly, so a refit of a
-    poor prediction can otherwise throw it metres away; the lifter sets depth from body
-    size instead. Returns ``(rotation [B, 3, 3], translation [B, 3])``.
-    """
-    X = torch.as_tensor(joints).double()
-    single = X.dim() == 3
-    if single:
-        X = X[None]
-    uv = torch.as_tensor(keypoints).double()
-    w = torch.as_tensor(weights).double()
-    R, t = _camera_parts(torch.as_tensor(camera).double(), X.shape[1])
-    if init is None:
-        theta, tau = _init_placement(X, uv, w, R, t)
-    else:
-        rot0, tau = (torch.as_tensor(v).double() for v in init)
-        if rot0.dim() == 2:
-            rot0, tau = rot0[None], tau[None]
-        theta = torch.atan2(rot0[:, 0, 2], rot0[:, 2, 2])
-    if keep_depth and init is None:
-        raise ValueError("keep_depth: needs an init placement to keep the depth of")
-    # Directions the translation may move in: all, or the camera's image axes in the world.
-    basis = R[R.shape[0] // 2, :2].T if keep_depth else torch.eye(3, dtype=X.dtype)  # [3, P - 1]
-    P = basis.shape[1] + 1
-
-    def residuals(theta, tau):
-        r, Jac, wr = _residuals(theta, tau, X, uv, w, R, t)
-        return r, torch.cat((Jac[..., :1], Jac[..., 1:] @ basis), dim=-1), wr
-
-    lam = torch.full_like(theta, 1e-3)
-    r, Jac, wr = residuals(theta, tau)
-    cost = _huber_cost(r, wr)
-    for _ in range(iterations):
-        n = r.norm(dim=-1)
-        hub = torch.where(n <= _HUBER, torch.ones_like(n), _HUBER / n.clamp(min=1e-12))
-        W = (wr * hub)[..., None, None]
-        H = (Jac.transpose(-1, -2) @ (W * Jac)).sum(1)  # [B, P, P]
-        g = (Jac.transpose(-1, -2) @ (W * r[..., None])).sum(1)[..., 0]  # [B, P]
-        damp = lam[:, None, None] * (torch.diag_embed(torch.diagonal(H, dim1=-2, dim2=-1)) + 1e-9 * torch.eye(P))
-        step = torch.linalg.solve(H + damp, -g[..., None])[..., 0]
-        theta_n, tau_n = theta + step[:, 0], tau + step[:, 1:] @ basis.T
-        r_n, Jac_n, _ = residuals(theta_n, tau_n)
-        cost_n = _huber_cost(r_n, wr)
-        ok = cost_n < cost
-        theta = torch.where(ok, theta_n, theta)
-        tau = torch.where(ok[:, None], tau_n, tau)
-        r = torch.where(ok[:, None, None], r_n, r)
-        Jac = torch.where(ok[:, None, None, None], Jac_n, Jac)
-        cost = torch.where(ok, cost_n, cost)
-        lam = torch.where(ok, (lam / 3).clamp(min=1e-7), lam * 10)
-        if bool((step.abs().max(-1).values < 1e-9).all()):
-            break
-    rot = rotation_about_y(theta)
-    return (rot[0], tau[0]) if single else (rot, tau)
-
-
-def reprojection_error(joints, keypoints, weights, camera, intrinsics=None) -> float:
-    """Confidence-weighted mean 2D distance between projected ``joints [F, J, 3]`` (world)
-    and ``keypoints [F, J, 2]``, in the keypoints' units (pixels with ``intrinsics``,
-    otherwise normalised image coordinates)."""
-    X = torch.as_tensor(np.asarray(joints, dtype=np.float64) if not isinstance(joints, torch.Tensor) else joints)
-    X = X.double()
-    cam = torch.as_tensor(np.asarray(camera, dtype=np.float64) if not isinstance(camera, torch.Tensor)
-                          else camera).double()
-    K = None if intrinsics is None else torch.as_tensor(np.asarray(intrinsics, dtype=np.float64))
-    uv, _ = project(X, cam, K)
-    kp = torch.as_tensor(np.asarray(keypoints, dtype=np.float64))
-    w = torch.as_tensor(np.asarray(weights, dtype=np.float64))
-    return float((w * (uv - kp).norm(dim=-1)).sum() / w.sum().clamp(min=1e-12))
-
-
 # --------------------------------------------------------------------------- lifting
 
 
@@ -317,7 +165,7 @@ def _in_front_of_camera(targets: torch.Tensor, keypoints: torch.Tensor, camera: 
                         z_min: float = _Z_MIN) -> tuple[torch.Tensor, torch.Tensor]:
     """``targets [b, F, J, 3]`` (in the frame of ``camera [b, 3, 4]`` or ``[b, F, 3, 4]``)
     whose camera depth is below ``z_min`` moved to the point of their keypoint's ray
-    (``keypoints [F, J, 2]``, normalised) at depth ``z_min``; returns them and which were
+    (``keypoints [F, J, 2]`` or ``[b, F, J, 2]``, normalised) at depth ``z_min``; returns them and which were
     moved (``[b, F, J]``).
 
     A ray starts at the camera, but the closest point of its line to a joint far off it can
@@ -341,7 +189,8 @@ def _teacher_root_depth(begin, camera: torch.Tensor, F: int, smooth: float) -> t
     """The teacher's root depth ``[F]`` in the world camera, smoothed over frames like the ray
     corrections (its frame-to-frame noise is not the person's motion)."""
     world = begin.canonical[:F, :1] @ begin.rotation.T + begin.translation  # [F, 1, 3]
-    R, t = _camera_parts(camera, F)
+    cam = camera.expand(F, 3, 4) if camera.dim() == 2 else camera
+    R, t = cam[..., :3], cam[..., 3]
     z = ((R[:, 2:3] @ world[..., None])[..., 0, 0] + t[:, 2:3])[:, 0]  # [F]
     z = z.clamp(min=_Z_MIN)
     if smooth > 0:
@@ -352,14 +201,15 @@ def _teacher_root_depth(begin, camera: torch.Tensor, F: int, smooth: float) -> t
 
 def _scale_to_depth(joints: torch.Tensor, camera: torch.Tensor, root_depth: torch.Tensor) -> torch.Tensor:
     """``joints [b, F, J, 3]`` scaled per frame about the camera centre (``camera [b, 3, 4]`` or
-    ``[b, F, 3, 4]``) so that the root's camera depth is ``root_depth [F]``: every projection
+    ``[b, F, 3, 4]``) so that the root's camera depth is ``root_depth [F]`` or ``[b, F]``: every projection
     stays, the body's depth (and with it its size) comes from the teacher."""
     R, t = camera[..., :3], camera[..., 3]
     if camera.dim() == 3:
         R, t = R[:, None], t[:, None]
     R, t = R[:, :, None], t[:, :, None]  # [b, F or 1, 1, 3, 3], [b, F or 1, 1, 3]: shared by the joints
     cam = (R @ joints[..., None])[..., 0] + t  # [b, F, J, 3] camera frame
-    k = root_depth.to(cam.dtype)[None, :] / cam[:, :, 0, 2].clamp(min=_Z_MIN)
+    depth = root_depth.to(cam.dtype)
+    k = (depth[None] if depth.dim() == 1 else depth) / cam[:, :, 0, 2].clamp(min=_Z_MIN)
     cam = cam * k[..., None, None]
     return (R.transpose(-1, -2) @ (cam - t)[..., None])[..., 0]
 
@@ -456,10 +306,11 @@ class LiftResult:
 
 
 def _compose(camera: torch.Tensor, rot: torch.Tensor, tr: torch.Tensor) -> torch.Tensor:
-    """World camera ``[3, 4]``/``[F, 3, 4]`` composed with placements -> canonical-frame
-    cameras ``[B, 3, 4]``/``[B, F, 3, 4]``: ``X_cam = R (rot X + tr) + t``."""
+    """World cameras ``[B, 3, 4]``/``[B, F, 3, 4]`` (one per motion) composed with placements
+    ``rot [B, 3, 3]``, ``tr [B, 3]`` -> canonical-frame cameras of the same shape: ``X_cam =
+    R (rot X + tr) + t``."""
     R, t = camera[..., :3], camera[..., 3]
-    if camera.dim() == 3:
+    if camera.dim() == 4:
         rot, tr = rot[:, None], tr[:, None]
     R_new = R @ rot
     t_new = (R @ tr[..., None])[..., 0] + t
@@ -524,13 +375,39 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
             raise TypeError(f"lift_details: {', '.join(clash)} given both as keyword(s) and in config")
         kw = config.lift_kwargs()
         guidance_strength, smooth, ramp, body_scale, init, t_star = (kw[k] for k in _CONFIG_KEYWORDS)
+    lm = loaded_model
+    kp, sc, cam_w = _check_inputs(keypoints, scores, camera, intrinsics, lm.skeleton.num_joints)
+    plan = _plan(lm, kp.shape[0], init=init, t_star=t_star, teacher_given=teacher is not None,
+                 guidance_strength=guidance_strength, num_samples=num_samples, smooth=smooth, outlier=outlier,
+                 ramp=ramp, refine_placement=refine_placement, keep_size=keep_size, teacher_depth=teacher_depth,
+                 sample_steps=sample_steps, sampler=sampler, body_scale=body_scale)
+    begins = [teacher_start(lm, teacher, kp.shape[0])] if plan.from_teacher else None
+    return _lift_clips(lm, kp[None], sc[None], cam_w[None], [text or ""], begins, plan, num_samples=num_samples,
+                       seed=seed, sampler=sampler, text_guidance=text_guidance, guidance_strength=guidance_strength,
+                       smooth=smooth, outlier=outlier, final_pull=final_pull, progress=progress)[0]
+
+
+@dataclass
+class _Plan:
+    """The resolved defaults of one lift call (see :func:`lift_details`)."""
+
+    from_teacher: bool
+    t_star: int | None
+    ramp: float
+    refine_placement: bool
+    keep_size: bool
+    teacher_depth: bool
+    sample_steps: int | None
+    start: int | None
+    visited: list
+    body_scale: float
+
+
+def _plan(lm, F: int, *, init, t_star, teacher_given, guidance_strength, num_samples, smooth, outlier, ramp,
+          refine_placement, keep_size, teacher_depth, sample_steps, sampler, body_scale) -> _Plan:
     if init not in ("noise", "teacher"):
         raise ValueError(f"init: expected 'noise' or 'teacher', got {init!r}")
     from_teacher = init == "teacher"
-    lm = loaded_model
-    sk = lm.skeleton
-    kp, sc, cam_w = _check_inputs(keypoints, scores, camera, intrinsics, sk.num_joints)
-    F = kp.shape[0]
     max_f = lm.model.cfg.max_frames
     if F > max_f:
         raise ValueError(f"keypoints: {F} frames exceed the model's maximum of {max_f}")
@@ -545,13 +422,15 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
         t_star = default_t_star(lm) if t_star is None else int(t_star)
         if not 0 <= t_star <= lm.diffusion.steps:
             raise ValueError(f"t_star: expected 0..{lm.diffusion.steps} denoising steps, got {t_star}")
-        begin = teacher_start(lm, teacher, F)
+        if not teacher_given:
+            # teacher_joints_for words the error for a missing lift.
+            teacher_joints_for(None, F, lm.skeleton.num_joints)
         ramp = 0.0 if ramp is None else ramp
         refine_placement = False if refine_placement is None else refine_placement
         keep_size = False if keep_size is None else keep_size
         teacher_depth = True if teacher_depth is None else teacher_depth
         start = max(t_star - 1, 0)
-    elif teacher is not None or t_star is not None or teacher_depth:
+    elif teacher_given or t_star is not None or teacher_depth:
         raise ValueError("teacher, t_star, teacher_depth: only used with init='teacher'")
     refine_placement = True if refine_placement is None else refine_placement
     keep_size = True if keep_size is None else keep_size
@@ -560,53 +439,76 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
         sample_steps = min(_DEFAULT_LIFT_STEPS.get(lm.config.get("supervision"), LIFT_SAMPLE_STEPS),
                            lm.diffusion.steps)
     visited = [0] if from_teacher and t_star == 0 else lm.diffusion.timesteps(sampler, sample_steps, start)
-    step_rate, last_t = _step_rate(len(visited)), visited[-1]  # last_t: 0, unless one step
     body_scale = lm.body_scale if body_scale is None else float(body_scale)
     if not body_scale > 0:
         raise ValueError(f"body_scale: expected a value > 0, got {body_scale}")
-    text = text or ""
-    # Empty text: the unconditional model (classifier-free scale 0 keeps only its output).
-    cfg_scale = text_guidance if text.strip() else 0.0
+    return _Plan(from_teacher, t_star if from_teacher else None, ramp, refine_placement, keep_size,
+                 bool(teacher_depth), sample_steps, start, visited, body_scale)
 
-    pull = (guidance_strength * sc).float()[None, ..., None]  # [1, F, J, 1]
-    observed = (sc > 0)[None]
+
+def _lift_clips(lm, kp, sc, cam_w, texts: list[str], begins, plan: _Plan, *, num_samples: int, seed, sampler: str,
+                text_guidance: float, guidance_strength: float, smooth: float, outlier: float, final_pull: bool,
+                progress: bool) -> list[LiftResult]:
+    """Lift ``C`` clips of one length together, ``num_samples`` chains each (clip-major):
+    ``kp [C, F, J, 2]`` normalised, ``sc [C, F, J]``, ``cam_w [C, 3, 4]`` or ``[C, F, 3, 4]``,
+    one text per clip (all empty or none), ``begins``: each clip's :class:`TeacherStart`
+    (teacher init) or None. Every per-clip quantity is indexed by chain, so the guidance of a
+    batch is one pass over all its chains, whatever clip each belongs to."""
+    sk = lm.skeleton
+    C, F = kp.shape[:2]
+    n = num_samples
+    N = C * n
+    clip_of = torch.arange(C).repeat_interleave(n)  # chain -> clip
+    kp_c, sc_c, cam_c_w = kp[clip_of], sc[clip_of], cam_w[clip_of]
+    # Empty text: the unconditional model (classifier-free scale 0 keeps only its output).
+    has_text = {bool(t.strip()) for t in texts}
+    if len(has_text) != 1:
+        raise ValueError("texts: a batch is either all captioned or all uncaptioned (lift_batch groups them)")
+    cfg_scale = text_guidance if has_text.pop() else 0.0
+    step_rate, last_t = _step_rate(len(plan.visited)), plan.visited[-1]  # last_t: 0, unless one step
+    ramp, keep_size, body_scale = plan.ramp, plan.keep_size, plan.body_scale
+
+    pull = (guidance_strength * sc_c).float()[..., None]  # [N, F, J, 1]
+    observed = sc_c > 0
     full = (guidance_strength * observed).float()[..., None]
     par = torch.tensor([max(p, 0) for p in sk.parents])
-    bone_w = torch.minimum(sc, sc[:, par]).float()  # a bone is as reliable as its less certain end
-    bone_w[:, 0] = 0  # the root has no bone
-    kp32 = kp.float()
-    # Per-sample placement (canonical -> world); None until the first prediction (from noise).
+    bone_w = torch.minimum(sc_c, sc_c[:, :, par]).float()  # a bone is as reliable as its less certain end
+    bone_w[:, :, 0] = 0  # the root has no bone
+    kp32 = kp_c.float()
+    # Per-chain placement (canonical -> world); None until the first prediction (from noise).
     state = {"rot": None, "tr": None}
     root_depth = None
-    if from_teacher:
-        state["rot"] = begin.rotation.expand(num_samples, 3, 3).clone()
-        state["tr"] = begin.translation.expand(num_samples, 3).clone()
-        if teacher_depth:
-            root_depth = _teacher_root_depth(begin, cam_w, F, smooth)
+    if begins is not None:
+        state["rot"] = torch.stack([b.rotation for b in begins])[clip_of].clone()
+        state["tr"] = torch.stack([b.translation for b in begins])[clip_of].clone()
+        if plan.teacher_depth:
+            root_depth = torch.stack([_teacher_root_depth(b, cam_w[i], F, smooth)
+                                      for i, b in enumerate(begins)])[clip_of]  # [N, F]
 
     def guide(x0_norm, t, index):
         b = x0_norm.shape[0]
         joints = decode(lm.denormalize(x0_norm).float().cpu(), sk)  # [b, F, J, 3]
         rot, tr = state["rot"], state["tr"]
         init = None if rot is None else (rot[index], tr[index])
-        if init is None or refine_placement:
-            r_new, t_new = fit_placement(joints, kp, sc, cam_w, init=init, iterations=15 if init is None else 3,
-                                         keep_depth=init is not None)
+        if init is None or plan.refine_placement:
+            r_new, t_new = fit_placement(joints, kp_c[index], sc_c[index], cam_c_w[index], init=init,
+                                         iterations=15 if init is None else 3, keep_depth=init is not None)
             if rot is None:
-                state["rot"], state["tr"] = (torch.zeros(num_samples, 3, 3, dtype=torch.float64),
-                                             torch.zeros(num_samples, 3, dtype=torch.float64))
+                state["rot"], state["tr"] = (torch.zeros(N, 3, 3, dtype=torch.float64),
+                                             torch.zeros(N, 3, dtype=torch.float64))
             state["rot"][index], state["tr"][index] = r_new, t_new
         rot, tr = state["rot"][index], state["tr"][index]
-        cam_c = _compose(cam_w, rot, tr).float()
-        targets = vk.ray_targets(joints, kp32.expand(b, F, -1, -1).contiguous(), cam_c.contiguous())
+        cam_c = _compose(cam_c_w[index], rot, tr).float()
+        kp_b = kp32[index].contiguous()
+        targets = vk.ray_targets(joints, kp_b, cam_c.contiguous())
         if smooth > 0:
-            targets = smooth_corrections(joints, targets, observed.expand(b, F, -1), smooth, outlier)
-        targets, moved_in = _in_front_of_camera(targets, kp32, cam_c)
+            targets = smooth_corrections(joints, targets, observed[index], smooth, outlier)
+        targets, moved_in = _in_front_of_camera(targets, kp_b, cam_c)
         # Confidence sets how far each step trusts a keypoint; the last step (t = 0) moves
         # every observed joint all the way, so that the lift agrees with the image instead
         # of keeping a confidence-sized share of the prediction's last error.
         last = int(t.min()) == last_t
-        w = full if final_pull and last else pull
+        w = full[index] if final_pull and last else pull[index]
         if ramp > 0 and not last:
             w = w * (1 - int(t.min()) / lm.diffusion.steps) ** ramp
         # The last step is one final correction, not a share of a rate.
@@ -619,7 +521,9 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
             centre = (centre[:, None] if centre.dim() == 2 else centre)[:, :, None]
             # The ray points' size, not the partly moved joints', says how far off the depth is.
             # A ray point moved in front of the camera says nothing about the body's size.
-            bw = bone_w * ~(moved_in | moved_in[..., par]) if bool(moved_in.any()) else bone_w
+            bw = bone_w[index]
+            if bool(moved_in.any()):
+                bw = bw * ~(moved_in | moved_in[..., par])
             # k is a whole correction, not a share: fewer steps than the reference apply it
             # whole (a power above 1 would overshoot), more steps divide it.
             k = (_keep_body_size(joints, targets, bw, par) * body_scale) ** min(rate, 1.0)
@@ -628,7 +532,7 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
                                            smooth)[..., 0, 0].exp()
             moved = centre + k[..., None, None] * (moved - centre)
         if root_depth is not None:
-            moved = _scale_to_depth(moved, cam_c, root_depth)
+            moved = _scale_to_depth(moved, cam_c, root_depth[index])
         # encode() needs one frame more than it returns features for: extrapolate linearly.
         ext = torch.cat((moved, 2 * moved[:, -1:] - moved[:, -2:-1]), dim=1)
         feats = encode(ext, sk)
@@ -642,26 +546,110 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
         return lm.normalize(feats.to(x0_norm.device, x0_norm.dtype))
 
     use_guide = guide if guidance_strength > 0 else None
-    if from_teacher and t_star == 0:
-        x0 = begin.features.expand(num_samples, -1, -1).to(lm.device)
+    x_init = None if begins is None else torch.stack([b.features for b in begins])[clip_of]
+    if begins is not None and plan.t_star == 0:
+        x0 = x_init.to(lm.device)
         if use_guide is not None:
-            x0 = guide(x0, torch.zeros(num_samples, dtype=torch.long), slice(None))
+            x0 = guide(x0, torch.zeros(N, dtype=torch.long), slice(None))
         feats = lm.denormalize(x0.float()).cpu()
         out = {"features": feats, "joints": decode(feats, sk)}
     else:
-        x_init = begin.features.expand(num_samples, -1, -1) if from_teacher else None
-        out = lm.generate([text] * num_samples, F, guidance=cfg_scale, sampler=sampler, sample_steps=sample_steps,
-                          seed=seed, guide=use_guide, progress=progress, init=x_init, start=start)
+        out = lm.generate([texts[int(c)] for c in clip_of], F, guidance=cfg_scale, sampler=sampler,
+                          sample_steps=plan.sample_steps, seed=seed, guide=use_guide, progress=progress,
+                          init=x_init, start=plan.start)
     canon = out["joints"].double()
     if state["rot"] is None:
         # Unguided: place the finished samples the same way for a like-for-like comparison.
-        rot, tr = fit_placement(canon, kp, sc, cam_w)
+        rot, tr = fit_placement(canon, kp_c, sc_c, cam_c_w)
     else:
         rot, tr = state["rot"], state["tr"]
     world = apply_placement(canon, rot, tr)
-    errors = [reprojection_error(world[i], kp, sc, cam_w) for i in range(num_samples)]
-    return LiftResult(world.float(), canon.float(), out["features"], rot, tr, _compose(cam_w, rot, tr).float(),
-                      errors, init, t_star if from_teacher else None)
+    cam_canon = _compose(cam_c_w, rot, tr).float()
+    errors = [reprojection_error(world[i], kp_c[i], sc_c[i], cam_c_w[i]) for i in range(N)]
+    init = "teacher" if begins is not None else "noise"
+    return [LiftResult(world[s].float(), canon[s].float(), out["features"][s], rot[s], tr[s], cam_canon[s],
+                       errors[s], init, plan.t_star)
+            for s in (slice(c * n, (c + 1) * n) for c in range(C))]
+
+
+def lift_batch(loaded_model, keypoints, scores, cameras, intrinsics=None, texts=None, *, teachers=None,
+               init: str = "noise", t_star: int | None = None, num_samples: int = 1, seed: int | None = None,
+               batch_size: int = 32, sampler: str = "ddim", sample_steps: int | None = None,
+               guidance_strength: float = 1.0, text_guidance: float = 2.5, refine_placement: bool | None = None,
+               keep_size: bool | None = None, smooth: float = 3.0, outlier: float = 0.05, final_pull: bool = True,
+               ramp: float | None = None, body_scale: float | None = None, teacher_depth: bool | None = None,
+               progress: bool = False) -> list[LiftResult]:
+    """Lift several clips in one batch per length: :func:`lift_details` for each clip, with
+    the denoiser, the ray targets and the placement fits run over all clips' chains at once.
+
+    ``keypoints``, ``scores``, ``cameras``: one entry per clip, shaped as for :func:`lift`
+    (lengths may differ); ``intrinsics``: None, one ``(fx, fy, cx, cy)`` for every clip or
+    one per clip; ``texts``: None (unconditional) or one caption per clip; ``teachers``
+    (``init="teacher"``): one teacher lift per clip. Clips of the same length and the same
+    captioned-or-not are lifted together, at most ``batch_size`` clips at a time; group
+    ``g`` (in order of first appearance) draws its noise from ``seed + g``, so results are
+    deterministic under a seed but a stochastic lift (from noise, or t* > 0) is not the
+    draw a single-clip call with the same seed gives. A teacher lift with t* = 0 is
+    deterministic and equals :func:`lift_details` clip by clip. Returns one
+    :class:`LiftResult` per clip, in input order.
+    """
+    lm = loaded_model
+    J = lm.skeleton.num_joints
+    n_clips = len(keypoints)
+    if n_clips == 0:
+        raise ValueError("keypoints: expected at least one clip, got none")
+    given = {"scores": scores, "cameras": cameras, "texts": texts, "teachers": teachers}
+    if intrinsics is not None and not (isinstance(intrinsics, (list, tuple)) and len(intrinsics) == n_clips
+                                       and np.ndim(intrinsics[0]) == 1):
+        intrinsics = [intrinsics] * n_clips
+    given["intrinsics"] = intrinsics
+    for name, v in given.items():
+        if v is not None and len(v) != n_clips:
+            raise ValueError(f"{name}: expected one entry per clip ({n_clips}), got {len(v)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
+    texts = [""] * n_clips if texts is None else [t or "" for t in texts]
+    clips = []
+    for i in range(n_clips):
+        try:
+            clips.append(_check_inputs(keypoints[i], scores[i], cameras[i],
+                                       None if intrinsics is None else intrinsics[i], J))
+        except ValueError as e:
+            raise ValueError(f"clip {i}: {e}") from None
+    common = dict(init=init, t_star=t_star, teacher_given=teachers is not None, guidance_strength=guidance_strength,
+                  num_samples=num_samples, smooth=smooth, outlier=outlier, ramp=ramp,
+                  refine_placement=refine_placement, keep_size=keep_size, teacher_depth=teacher_depth,
+                  sample_steps=sample_steps, sampler=sampler, body_scale=body_scale)
+    plans, begins = {}, [None] * n_clips
+    for i, (kp, _, _) in enumerate(clips):
+        F = kp.shape[0]
+        try:
+            if F not in plans:
+                plans[F] = _plan(lm, F, **common)
+            if plans[F].from_teacher:
+                begins[i] = teacher_start(lm, teachers[i], F)
+        except ValueError as e:
+            raise ValueError(f"clip {i}: {e}") from None
+    groups: dict[tuple, list[int]] = {}
+    for i, (kp, _, _) in enumerate(clips):
+        groups.setdefault((kp.shape[0], bool(texts[i].strip())), []).append(i)
+    chunks = [ids[s:s + batch_size] for ids in groups.values() for s in range(0, len(ids), batch_size)]
+    results: list[LiftResult | None] = [None] * n_clips
+    for g, ids in enumerate(chunks):
+        F = clips[ids[0]][0].shape[0]
+        cams = [clips[i][2] for i in ids]
+        if any(c.dim() == 3 for c in cams):  # some cameras move: every clip's per frame
+            cams = [c.expand(F, 3, 4) if c.dim() == 2 else c for c in cams]
+        plan = plans[F]
+        out = _lift_clips(lm, torch.stack([clips[i][0] for i in ids]), torch.stack([clips[i][1] for i in ids]),
+                          torch.stack(cams), [texts[i] for i in ids],
+                          [begins[i] for i in ids] if plan.from_teacher else None, plan,
+                          num_samples=num_samples, seed=None if seed is None else seed + g, sampler=sampler,
+                          text_guidance=text_guidance, guidance_strength=guidance_strength, smooth=smooth,
+                          outlier=outlier, final_pull=final_pull, progress=progress)
+        for i, r in zip(ids, out):
+            results[i] = r
+    return results
 
 
 def lift(loaded_model, keypoints, scores, camera, intrinsics=None, text: str = "", *,
