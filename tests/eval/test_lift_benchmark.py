@@ -109,3 +109,26 @@ def test_module_entry_point():
     r = subprocess.run([sys.executable, "-m", "vmdm.eval", "--lift-benchmark", "--help"], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "--tune-values" in r.stdout
+
+
+def test_batched_prior_lifter_scores_like_case_by_case(tiny_checkpoint, humanml_folder, capsys):
+    from vmdm.eval.lifting_eval import prior_lifter, score_lifters, with_teacher
+    from vmdm.inference.loading import load_model
+
+    lm = load_model(tiny_checkpoint, device="cpu")
+    cases = with_teacher(corpus_cases(humanml_folder, "test", window=24, seed=0), lambda case, i: case.gt + 0.02)
+    rows = score_lifters(cases, {
+        "one": prior_lifter(lm, init="teacher", t_star=0),
+        "batch": prior_lifter(lm, init="teacher", t_star=0, batch_size=4),
+        "noise batch": prior_lifter(lm, init="noise", sample_steps=3, batch_size=4),
+    })
+    assert not hasattr(prior_lifter(lm), "lift_cases")
+    # t* = 0 draws no noise: batching changes nothing.
+    for k in ("mpjpe_mm", "pa_mpjpe_mm", "reproj_px"):
+        assert rows["batch"][k] == pytest.approx(rows["one"][k], abs=1e-3), k
+    assert rows["noise batch"]["n_cases"] == 3 and np.isfinite(rows["noise batch"]["mpjpe_mm"])
+    with pytest.raises(ValueError, match="batch_size"):
+        prior_lifter(lm, batch_size=0)
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", str(tiny_checkpoint), "--out", "x", "--lift-batch", "0"])
+    assert "--lift-batch: expected >= 1" in capsys.readouterr().err

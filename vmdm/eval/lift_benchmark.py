@@ -75,6 +75,8 @@ class LiftBenchmarkConfig:
     tune_values: list[int] = field([0, 2, 3, 4, 6, 8, 12, 16], "t* values tried by --tune", sep=",")
     tune_limit: int = field(40, "val clips --tune lifts")
     seed: int = field(0, "seed of the camera and noise draws and of the lifts")
+    lift_batch: int = field(1, "clips of a length each prior lifts at once (vmdm.inference.lifting.lift_batch; "
+                               "1: clip by clip, each with its own seed)")
     threads: int | None = field(None, "torch CPU threads")
     device: str | None = field(None, "device (default cpu: lifting is per clip)")
     progress: bool = field(True, "progress bars")
@@ -92,6 +94,8 @@ class LiftBenchmarkConfig:
             raise ConfigError(f"--window: expected >= 3 frames, got {self.window}")
         if any(not r >= 0 for r in self.noise_ramps):
             raise ConfigError(f"--noise-ramps: expected ramps >= 0, got {self.noise_ramps}")
+        if self.lift_batch < 1:
+            raise ConfigError(f"--lift-batch: expected >= 1 clips, got {self.lift_batch}")
         if any(v < 0 for v in self.tune_values) or not self.tune_values:
             raise ConfigError(f"--tune-values: expected t* values >= 0, got {self.tune_values}")
 
@@ -165,13 +169,14 @@ def _case_sets(cfg: LiftBenchmarkConfig, data_root: str | None, window: int) -> 
 # --------------------------------------------------------------------------- lifters
 
 
-def tune_t_star(lm, cases: list, values: list[int], *, seed: int = 0, progress: bool = False) -> dict:
+def tune_t_star(lm, cases: list, values: list[int], *, seed: int = 0, progress: bool = False,
+                batch_size: int = 1) -> dict:
     """Teacher-initialised lifts of ``cases`` (with their teacher lifts) for every ``t*`` in
     ``values``; returns ``{"t_star": best by MPJPE, "sweep": {t*: scores}, "teacher": the
     teacher's scores}``."""
     from vmdm.eval.lifting_eval import prior_lifter, score_lifters
 
-    lifters = {str(v): prior_lifter(lm, init="teacher", t_star=v, seed=seed) for v in values
+    lifters = {str(v): prior_lifter(lm, init="teacher", t_star=v, seed=seed, batch_size=batch_size) for v in values
                if v <= lm.diffusion.steps}
     sweep = score_lifters(cases, lifters, progress=progress, desc="tuning t*")
     best = min(sweep, key=lambda k: sweep[k]["mpjpe_mm"])
@@ -221,7 +226,8 @@ def run_benchmark(cfg: LiftBenchmarkConfig) -> dict:
             if not val:
                 tuned[name] = {"skipped": "its training data have no 2D val split"}
                 continue
-            rec = tune_t_star(lm, val, cfg.tune_values, seed=cfg.seed, progress=cfg.progress)
+            rec = tune_t_star(lm, val, cfg.tune_values, seed=cfg.seed, progress=cfg.progress,
+                              batch_size=cfg.lift_batch)
             rec["data_root"] = str(lm_data_root(ck))
             Path(ck).with_name(LIFT_SETTINGS).write_text(json.dumps(rec, indent=1) + "\n")
             lm.lift_settings = rec
@@ -250,13 +256,13 @@ def run_benchmark(cfg: LiftBenchmarkConfig) -> dict:
             for init in cfg.inits:
                 if init == "teacher":
                     t_star = cfg.t_star if cfg.t_star is not None else default_t_star(lm)
-                    lifters[f"{name} (teacher, t*={t_star})"] = prior_lifter(lm, init=init, t_star=t_star,
-                                                                             seed=cfg.seed, use_text=cfg.text)
+                    lifters[f"{name} (teacher, t*={t_star})"] = prior_lifter(
+                        lm, init=init, t_star=t_star, seed=cfg.seed, use_text=cfg.text, batch_size=cfg.lift_batch)
                     continue
                 for ramp in cfg.noise_ramps or [None]:
                     label = f"{name} (noise)" if ramp is None else f"{name} (noise, ramp={ramp:g})"
                     lifters[label] = prior_lifter(lm, init=init, sample_steps=cfg.lift_steps, seed=cfg.seed,
-                                                  use_text=cfg.text, ramp=ramp)
+                                                  use_text=cfg.text, ramp=ramp, batch_size=cfg.lift_batch)
         results["sets"][set_name] = score_lifters(cases, lifters, progress=cfg.progress, desc=set_name)
     results["seconds"] = round(time.time() - t_all, 1)
     out = Path(cfg.out)

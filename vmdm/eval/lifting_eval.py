@@ -10,7 +10,8 @@ Two sources of cases, one scoring path:
   clip (22 joints, 20 fps) cut into windows, each projected through a random camera with
   simulated detector noise (the same camera and noise models as the training data).
 
-A lifter is any ``f(case, index) -> joints [F, J, 3]`` in the case's world frame.
+A lifter is any ``f(case, index) -> joints [F, J, 3]`` in the case's world frame; one
+that also has ``lift_cases(cases) -> [joints, ...]`` is run on all cases at once.
 :func:`teacher_lifter` wraps the learned teacher, :func:`prior_lifter` a trained motion
 prior through :func:`vmdm.inference.lifting.lift` (ray-projection guidance). :func:`score_lifters`
 pools per-frame errors over all cases: MPJPE without any alignment, PA-MPJPE, acceleration
@@ -167,30 +168,53 @@ def teacher_lifter(lifter_path: str | Path) -> Lifter:
 
 def prior_lifter(loaded_model, *, init: str = "noise", t_star: int | None = None, ramp: float | None = None,
                  sample_steps: int | None = None, seed: int = 0, use_text: bool = False,
-                 guidance_strength: float = 1.0) -> Lifter:
+                 guidance_strength: float = 1.0, batch_size: int = 1) -> Lifter:
     """A trained motion prior used as a lifter (:func:`vmdm.inference.lifting.lift`), from
     each case's teacher lift (``init="teacher"``, ``case.teacher`` must be set; ``t_star``
     default: the checkpoint's) or from noise (``ramp``, ``sample_steps``: default the
-    lifter's own); unconditional unless ``use_text`` (the teacher sees no text either)."""
-    from vmdm.inference.lifting import lift
+    lifter's own); unconditional unless ``use_text`` (the teacher sees no text either).
 
+    ``batch_size`` > 1: :func:`score_lifters` lifts the cases through
+    :func:`vmdm.inference.lifting.lift_batch`, that many clips of a length at a time (the
+    lifter's ``lift_cases``); a stochastic lift then draws different noise than case by case
+    (seed + batch instead of seed + case)."""
+    from vmdm.inference.lifting import lift, lift_batch
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
     max_f = loaded_model.model.cfg.max_frames
 
-    def run(case: LiftCase, index: int) -> np.ndarray:
+    def options(case: LiftCase) -> dict:
         F = case.keypoints.shape[0]
         if F > max_f:
             raise ValueError(f"case {case.name}: {F} frames exceed the model's {max_f}")
-        kw = {"init": init, "ramp": ramp}
+        kw = {"init": init, "ramp": ramp, "guidance_strength": guidance_strength}
         if init == "teacher":
             if case.teacher is None:
                 raise ValueError(f"case {case.name}: init='teacher' needs the case's teacher lift")
-            kw.update(teacher=case.teacher, t_star=t_star)
+            kw["t_star"] = t_star
         else:
             kw["sample_steps"] = sample_steps
+        return kw
+
+    def run(case: LiftCase, index: int) -> np.ndarray:
+        kw = options(case)
+        if init == "teacher":
+            kw["teacher"] = case.teacher
         out = lift(loaded_model, case.keypoints, case.scores, case.camera, None,
-                   case.caption if use_text else "", guidance_strength=guidance_strength, seed=seed + index, **kw)
+                   case.caption if use_text else "", seed=seed + index, **kw)
         return np.asarray(out, dtype=np.float64)
 
+    def lift_cases(cases: list[LiftCase]) -> list[np.ndarray]:
+        kw = [options(c) for c in cases][0]  # every case checked; the options are the same for all
+        res = lift_batch(loaded_model, [c.keypoints for c in cases], [c.scores for c in cases],
+                         [c.camera for c in cases], None, [c.caption if use_text else "" for c in cases],
+                         teachers=[c.teacher for c in cases] if init == "teacher" else None, seed=seed,
+                         batch_size=batch_size, **kw)
+        return [r.joints[0].double().numpy() for r in res]
+
+    if batch_size > 1:
+        run.lift_cases = lift_cases
     return run
 
 
@@ -250,8 +274,13 @@ def score_lifters(cases: list[LiftCase], lifters: dict[str, Lifter], progress: b
     for name, fn in lifters.items():
         pooled: dict[str, list[np.ndarray]] = {}
         t0 = time.time()
-        for i, case in enumerate(tqdm(cases, desc=f"{desc}: {name}", disable=not progress, leave=False)):
-            for k, v in case_errors(fn(case, i), case).items():
+        batched = getattr(fn, "lift_cases", None)
+        if batched is not None and cases:
+            preds = batched(cases)
+        else:
+            preds = (fn(case, i) for i, case in enumerate(cases))
+        for case, pred in zip(tqdm(cases, desc=f"{desc}: {name}", disable=not progress, leave=False), preds):
+            for k, v in case_errors(pred, case).items():
                 pooled.setdefault(k, []).append(v)
         cat = {k: np.concatenate(v) for k, v in pooled.items()}
         mean = lambda k: float(np.nanmean(cat[k])) if k in cat else float("nan")  # noqa: E731
