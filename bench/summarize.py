@@ -4,7 +4,8 @@
 
 Kernel tables: per (op, mode, workload), each implementation's mean time, speedup vs
 eager and vs torch.compile of the reference, achieved GB/s and (on GPU) the fraction of
-peak memory bandwidth. Training steps: mean time per step and the 2d/3d ratio.
+peak memory bandwidth. Training steps: mean time per step and the 2d/3d ratio. Lifting:
+the fastest round per mode, per clip and against lifting clip by clip.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def summarize(data: dict) -> str:
     groups = defaultdict(list)
     for b in data["benchmarks"]:
         groups[b["group"]].append(b)
-    kernel_groups = sorted(g for g in groups if not g.startswith("train-step"))
+    kernel_groups = sorted(g for g in groups if not g.startswith(("train-step", "lift-")))
     if kernel_groups:
         lines += ["## Kernels", "",
                   "| group | impl | mean ms | vs eager | vs compile | GB/s | % peak BW |",
@@ -56,6 +57,19 @@ def summarize(data: dict) -> str:
         for k in ("fused", "reference"):
             if ("2d", k) in t and ("3d", k) in t:
                 lines.append(f"\n2d / 3d step time with {k} kernels: {t[('2d', k)] / t[('3d', k)]:.3f}")
+        lines.append("")
+    lift_groups = sorted(g for g in groups if g.startswith("lift-"))
+    if lift_groups:
+        lines += ["## Lifting", "", "| group | mode | clips x frames | model | min s | s per clip | vs per-clip |",
+                  "|---|---|---|---|---:|---:|---:|"]
+        for g in lift_groups:
+            rows = sorted(groups[g], key=lambda b: b["extra_info"]["mode"], reverse=True)
+            per_clip = {b["extra_info"]["mode"]: b["stats"]["min"] for b in rows}.get("per-clip")
+            for b in rows:
+                ei, m = b["extra_info"], b["stats"]["min"]
+                speed = f"{per_clip / m:.2f}x" if per_clip else "-"
+                lines.append(f"| {g} | {ei['mode']} | {ei['clips']} x {ei['frames']} | {ei['model']} | {m:.3f} | "
+                             f"{m / ei['clips']:.3f} | {speed} |")
         lines.append("")
     return "\n".join(lines)
 

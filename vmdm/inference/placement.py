@@ -48,28 +48,32 @@ def _per_motion(uv: torch.Tensor, w: torch.Tensor, camera: torch.Tensor, B: int,
     return uv, w, cam[..., :3], cam[..., 3]
 
 
+def _project(Y, tau, R, t):
+    """Camera-frame points and their projections of placed joints ``Y + tau`` (``Y [..., B,
+    F, J, 3]``, ``tau [..., B, 3]``) through ``R [B, F, 3, 3]``, ``t [B, F, 3]``."""
+    Xc = (R[:, :, None] @ (Y + tau[..., None, None, :])[..., None])[..., 0] + t[:, :, None]
+    z = Xc[..., 2].clamp(min=Z_MIN)
+    return Xc, z, Xc[..., :2] / z[..., None]
+
+
 def _residuals(theta, tau, X, uv, w, R, t):
     """Weighted reprojection residuals ``[B, N, 2]`` and their Jacobian ``[B, N, 2, 4]`` with
     respect to ``(theta, tau)``. ``X [B, F, J, 3]`` canonical joints; ``uv [B, F, J, 2]``,
     ``w [B, F, J]``, ``R [B, F, 3, 3]``, ``t [B, F, 3]``."""
     Y = (rotation_about_y(theta)[:, None, None] @ X[..., None])[..., 0]  # [B, F, J, 3]
-    Rj, tj = R[:, :, None], t[:, :, None]  # shared by a frame's joints
-    Xc = (Rj @ (Y + tau[:, None, None])[..., None])[..., 0] + tj
-    z = Xc[..., 2].clamp(min=Z_MIN)
-    proj = Xc[..., :2] / z[..., None]
+    Xc, z, proj = _project(Y, tau, R, t)
     r = proj - uv
-    # d proj / d Xc ([.., 2, 3]); points clamped at the near plane get no depth gradient.
+    # d proj / d Xc = [[1/z, 0, -u/z], [0, 1/z, -v/z]]; points clamped at the near plane get
+    # no depth gradient. d Xc / d tau = R, d Xc / d theta = R dY with dY = (Y_z, 0, -Y_x)
+    # for a rotation about y, so d proj / d theta = (d proj / d tau) dY.
+    inv_z = 1 / z
     front = (Xc[..., 2] > Z_MIN).to(X.dtype)
-    dP = torch.zeros(Xc.shape[:-1] + (2, 3), dtype=X.dtype)
-    dP[..., 0, 0] = 1 / z
-    dP[..., 1, 1] = 1 / z
-    dP[..., 0, 2] = -proj[..., 0] / z * front
-    dP[..., 1, 2] = -proj[..., 1] / z * front
-    # d Y / d theta = (Y_z, 0, -Y_x) for a rotation about y; d Xc / d tau = R.
-    dY = torch.stack((Y[..., 2], torch.zeros_like(Y[..., 0]), -Y[..., 0]), dim=-1)
-    d_theta = Rj @ dY[..., None]  # [B, F, J, 3, 1]
-    d_tau = Rj.expand(Xc.shape[:-1] + (3, 3))
-    Jac = dP @ torch.cat((d_theta, d_tau), dim=-1)  # [B, F, J, 2, 4]
+    Rj = R[:, :, None]  # [B, F, 1, 3, 3], shared by a frame's joints
+    d_u = inv_z[..., None] * Rj[..., 0, :] - (proj[..., 0] * inv_z * front)[..., None] * Rj[..., 2, :]
+    d_v = inv_z[..., None] * Rj[..., 1, :] - (proj[..., 1] * inv_z * front)[..., None] * Rj[..., 2, :]
+    d_tau = torch.stack((d_u, d_v), dim=-2)  # [B, F, J, 2, 3]
+    d_theta = d_tau[..., 0] * Y[..., 2, None] - d_tau[..., 2] * Y[..., 0, None]  # [B, F, J, 2]
+    Jac = torch.cat((d_theta[..., None], d_tau), dim=-1)  # [B, F, J, 2, 4]
     B = X.shape[0]
     return r.reshape(B, -1, 2), Jac.reshape(B, -1, 2, 4), w.reshape(B, -1)
 
@@ -96,9 +100,9 @@ def _init_placement(X, uv, w, R, t):
     A = (rows.transpose(-1, -2) @ (ww * rows)).sum((1, 2))  # [B, 3, 3]
     b = ((rows * ww).transpose(-1, -2)[None] @ rhs[..., None]).sum((2, 3))[..., 0]  # [G, B, 3]
     tau = torch.linalg.solve(A[None] + 1e-9 * torch.eye(3, dtype=X.dtype), b[..., None])[..., 0]
-    wr = w.reshape(B, -1)
-    cost = torch.stack([_huber_cost(_residuals(thetas[g].expand(B), tau[g], X, uv, w, R, t)[0], wr)
-                        for g in range(_YAW_GRID)])  # [G, B]
+    # Every yaw's robust cost at once (residuals only: no Jacobian is needed to rank them).
+    _, _, proj = _project(Y, tau, R, t)
+    cost = _huber_cost((proj - uv).reshape(_YAW_GRID, B, -1, 2), w.reshape(1, B, -1))  # [G, B]
     best = cost.argmin(0)
     return thetas[best], tau[best, torch.arange(B)]
 
@@ -151,9 +155,10 @@ def fit_placement(joints, keypoints, weights, camera, *, init=None, iterations: 
     for _ in range(iterations):
         n = r.norm(dim=-1)
         hub = torch.where(n <= _HUBER, torch.ones_like(n), _HUBER / n.clamp(min=1e-12))
-        W = (wr * hub)[..., None, None]
-        H = (Jac.transpose(-1, -2) @ (W * Jac)).sum(1)  # [B, P, P]
-        g = (Jac.transpose(-1, -2) @ (W * r[..., None])).sum(1)[..., 0]  # [B, P]
+        W = (wr * hub)[..., None]  # [B, N, 1]
+        WJ = W[..., None] * Jac
+        H = torch.einsum("bnki,bnkj->bij", WJ, Jac)  # [B, P, P]
+        g = torch.einsum("bnki,bnk->bi", WJ, r)  # [B, P]
         damp = lam[:, None, None] * (torch.diag_embed(torch.diagonal(H, dim1=-2, dim2=-1)) + 1e-9 * torch.eye(P))
         step = torch.linalg.solve(H + damp, -g[..., None])[..., 0]
         theta_n, tau_n = theta + step[:, 0], tau + (basis @ step[:, 1:, None])[..., 0]
