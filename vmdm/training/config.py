@@ -86,6 +86,14 @@ class TrainConfig:
     skip: bool = field(False, "precondition the denoiser: x0 = sqrt(ab) x_t + sqrt(1-ab) net(x_t) instead of net(x_t)")
     timestep_weight: float = field(0.0, "weight each sample's loss by min(1/(1-ab_t), this) (0 = uniform): with --skip "
                                         "this keeps the network's correction equally important at every noise level")
+    multistep: bool = field(False, "t* multistep training (docs/training.md): with probability t*/T a batch "
+                                   "unrolls the model's own DDIM steps below t*, a loss at each; other batches "
+                                   "draw t from [t*, T)")
+    multistep_t_star: int = field(12, "--multistep: t*, the diffusion step below which batches are unrolled")
+    multistep_steps: int = field(3, "--multistep: model steps unrolled below t*")
+    multistep_project: bool | None = field(None, "--multistep: ray-project and re-encode each unrolled x0 before "
+                                                 "it sets the next input (default: on for --supervision 2d, "
+                                                 "which has the keypoints; off otherwise)")
     loss: LossConfig = field(LossConfig, "the training losses")
     # Execution
     kernels: str = field("fused", "loss kernels: fused (compiled backends) or reference (pure PyTorch)",
@@ -126,7 +134,18 @@ class TrainConfig:
         out = self.out if self.out is not None else f"runs/{self.supervision}"
         if self.max_frames % 4:
             raise ValueError(f"max_frames: expected a multiple of 4, got {self.max_frames}")
-        return dataclasses.replace(self, out=out)
+        project = self.multistep_project
+        if self.multistep:
+            if not 1 <= self.multistep_t_star <= self.diffusion_steps:
+                raise ValueError(f"multistep_t_star: expected 1..{self.diffusion_steps} (the diffusion steps), "
+                                 f"got {self.multistep_t_star}")
+            if self.multistep_steps < 1:
+                raise ValueError(f"multistep_steps: expected >= 1, got {self.multistep_steps}")
+            if project and self.supervision != "2d":
+                raise ValueError("multistep_project: needs the keypoints of --supervision 2d "
+                                 f"(got --supervision {self.supervision})")
+            project = self.supervision == "2d" if project is None else project
+        return dataclasses.replace(self, out=out, multistep_project=project)
 
 
 def flat_saved_config(saved: dict) -> dict:

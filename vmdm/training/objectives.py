@@ -19,7 +19,7 @@ import torch
 
 import vmdm_kernels as vk
 from vmdm.motion.bones import bone_pairs
-from vmdm.motion.representation import Normalizer, channel_groups
+from vmdm.motion.representation import CanonicalTransform, Normalizer, canonicalize, channel_groups
 from vmdm.motion.skeleton import Skeleton, feature_skeleton
 from vmdm.motion.smoothing import smooth_corrections
 from vmdm.training.config import LossConfig
@@ -137,19 +137,50 @@ class Objective:
         terms["loss"] = total
         return terms
 
-    @torch.no_grad()
-    def alignment_targets(self, joints, batch, weights):
-        """Normalised features of the predicted joints moved onto the observed keypoints' rays,
-        the moves smoothed over frames (:mod:`vmdm.motion.smoothing`, ``align_smooth``)."""
+    def _ray_joints(self, joints, batch, weights):
+        """The joints moved onto the observed keypoints' rays, the moves smoothed over frames
+        (:mod:`vmdm.motion.smoothing`, ``align_smooth``)."""
         joints = joints.float()
         rays = vk.ray_targets(joints, batch["keypoints"], batch["camera"], batch.get("intrinsics"),
                               backend=self.backend)
         # Undetected joints have no ray: keep the prediction there (or, when smoothing, take
         # the neighbouring frames' correction).
-        rays = smooth_corrections(joints, rays, weights > 0, self.cfg.align_smooth, self.cfg.align_outlier)
+        return smooth_corrections(joints, rays, weights > 0, self.cfg.align_smooth, self.cfg.align_outlier)
+
+    @torch.no_grad()
+    def alignment_targets(self, joints, batch, weights):
+        """Normalised features ``[B, F - 1, D]`` of the predicted joints moved onto the rays."""
+        rays = self._ray_joints(joints, batch, weights)
         mean, std = self._mean_std(rays)
         # One fused pass: canonical frame, IK, velocities, contacts and normalisation.
         return vk.motion_features(rays, self._features, batch["lengths"], mean=mean, std=std, backend=self.backend)
+
+    @torch.no_grad()
+    def projected_features(self, x0_norm, batch):
+        """A normalised prediction ``[B, F, D]`` with its joints moved onto the rays and
+        re-encoded, every channel and frame (the multistep scheme's next input,
+        :mod:`vmdm.training.multistep`), and the batch's camera in the frame those features
+        decode to. Encoding re-canonicalises (the moved frame-0 root back to the xz origin,
+        its heading to +z, the lowest joint to the floor): with the old camera the decoded
+        joints would leave the rays again by that shift. Features of ``L`` frames need ``L +
+        1`` joints: each clip's ray joints are extended linearly by one frame past its last
+        valid one."""
+        mask = batch["mask"]
+        weights = batch["weights"] * mask[..., None].to(batch["weights"].dtype)
+        rays = self._ray_joints(self.joints(x0_norm), batch, weights)  # [B, F, J, 3]
+        B, F = rays.shape[:2]
+        L = batch["lengths"].to(rays.device).long()
+        last = (L - 1).clamp(min=1)
+        b = torch.arange(B, device=rays.device)
+        ext = torch.cat((rays, rays[:, -1:]), dim=1)
+        ext[b, last + 1] = 2 * rays[b, last] - rays[b, last - 1]
+        mean, std = self._mean_std(rays)
+        feats = vk.motion_features(ext, self._features, last + 2, mean=mean, std=std, backend=self.backend)
+        _, tf = canonicalize(ext, self.skeleton, last + 2)
+        cam = batch["camera"]
+        tf = CanonicalTransform(tf.rotation.to(cam.dtype), tf.translation.to(cam.dtype))
+        R, t = tf.apply_camera(cam[..., :3], cam[..., 3])
+        return feats[:, :F], torch.cat((R, t[..., None]), dim=-1)
 
     def _clip_bone_lengths(self, joints, mask):
         """Bone lengths averaged over each clip's valid frames, ``[B, J-1]``."""

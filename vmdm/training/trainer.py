@@ -37,6 +37,7 @@ from vmdm.training.distributed import reseed, resume_rng, setup_distributed, tim
 from vmdm.training.ema import EMA
 from vmdm.training.final_samples import write_samples
 from vmdm.training.metrics_log import MetricsLog
+from vmdm.training.multistep import unrolled_losses, unrolled_timesteps, unrolls
 from vmdm.training.objectives import GT_KEYS, Objective
 from vmdm.training.profiling import cuda_profiler_start, cuda_profiler_stop, enable_nvtx, nvtx_range
 
@@ -189,24 +190,35 @@ class Trainer:
         """One optimisation step on ``batch``; returns the loss terms (on the device). A step
         with a non-finite loss or gradient is skipped; too many in a row abort the run."""
         cfg, diffusion, device = self.cfg, self.diffusion, self.device
+        unroll = cfg.multistep and unrolls(cfg.seed, self.state.step, cfg.multistep_t_star, diffusion.steps)
         with nvtx_range("forward"):
             text = self.text_encoder(batch["text"], device)
             x0, mask = batch["motion"], batch["mask"]
             B = x0.shape[0]
-            t = diffusion.sample_timesteps(B, device)
-            noise = torch.randn_like(x0)
-            x_t = diffusion.q_sample(x0, t, noise) * mask[..., None]
-            drop = torch.rand(B, device=device) < cfg.cond_drop
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.amp):
-                pred = self.forward(x_t, t, text, mask, drop)
-        with nvtx_range("loss"):
-            terms = self.objective(pred.float(), batch)
-            if cfg.timestep_weight > 0:
-                ab = diffusion.table("alpha_bar", device)[t]
-                tw = (1 / (1 - ab)).clamp(max=cfg.timestep_weight)
-                loss = timestep_weighted_mean(terms["loss"], tw, self.world)
+            if cfg.multistep and not unroll:  # t ~ U[t*, T)
+                t = torch.randint(cfg.multistep_t_star, diffusion.steps, (B,), device=device)
             else:
-                loss = terms["loss"].mean()
+                t = diffusion.sample_timesteps(B, device)
+            noise = torch.randn_like(x0)
+            drop = torch.rand(B, device=device) < cfg.cond_drop
+
+            def predict(x_t, t):
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.amp):
+                    return self.forward(x_t, t, text, mask, drop)
+
+            if unroll:
+                steps = unrolled_losses(predict, self.objective, diffusion, batch, noise,
+                                        unrolled_timesteps(diffusion, cfg.multistep_t_star, cfg.multistep_steps),
+                                        project=cfg.multistep_project)
+            else:
+                x_t = diffusion.q_sample(x0, t, noise) * mask[..., None]
+                pred = predict(x_t, t)
+        with nvtx_range("loss"):
+            if not unroll:
+                steps = [(self.objective(pred.float(), batch), t)]
+            loss = sum(self._batch_loss(terms, t) for terms, t in steps) / len(steps)
+            # Logged terms: the mean over a multistep batch's unrolled steps.
+            terms = {k: sum(st[0][k] for st in steps) / len(steps) for k in steps[0][0]}
         # One host sync per step: the loss's finiteness (agreed over ranks) is folded into
         # the gradient-norm check, which has to reach the host anyway.
         finite = torch.isfinite(loss.detach()).float()
@@ -224,6 +236,14 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         self._count(ok)
         return terms
+
+    def _batch_loss(self, terms: dict, t: torch.Tensor) -> torch.Tensor:
+        """The scalar loss of one prediction's per-sample terms at timesteps ``t``."""
+        if self.cfg.timestep_weight > 0:
+            ab = self.diffusion.table("alpha_bar", self.device)[t]
+            tw = (1 / (1 - ab)).clamp(max=self.cfg.timestep_weight)
+            return timestep_weighted_mean(terms["loss"], tw, self.world)
+        return terms["loss"].mean()
 
     def _count(self, ok: bool) -> None:
         st = self.state
