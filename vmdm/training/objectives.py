@@ -10,7 +10,9 @@
   (fused kernel; the corrections smoothed over frames against keypoint noise), re-encoded to
   features without gradient, and the redundant channels
   (rotations, local velocities, foot contacts) of the prediction are pulled towards them.
-  This objective never sees 3D ground truth: it refuses batches that carry any.
+  This objective never sees 3D ground truth: it refuses batches that carry any. With
+  ``depth_offset`` each predicted clip is first shifted along its frame-0 root's camera ray
+  to its best 2D fit (:mod:`vmdm.training.depth_offset`, no gradient through the solve).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from vmdm.motion.representation import CanonicalTransform, Normalizer, canonical
 from vmdm.motion.skeleton import Skeleton, feature_skeleton
 from vmdm.motion.smoothing import smooth_corrections
 from vmdm.training.config import LossConfig
+from vmdm.training.depth_offset import shift_along_ray, solve_root_ray_offset
 
 __all__ = ["LossConfig", "Objective", "GT_KEYS", "masked_mse"]
 
@@ -122,11 +125,18 @@ class Objective:
         joints = self.joints(pred)
         weights = batch["weights"] * mask[..., None].to(batch["weights"].dtype)
         kp, cam, intr = batch["keypoints"], batch["camera"], batch.get("intrinsics")
+        offset = None
+        if c.depth_offset:
+            offset, ray = solve_root_ray_offset(joints, kp, cam, weights, intr, iterations=c.depth_offset,
+                                                z_min=c.z_min)
+            joints = shift_along_ray(joints, offset, ray)
         pos, vel = vk.reprojection_velocity_loss(
             joints, kp, cam, weights, intr, depth_weight=c.depth_weight, depth_power=c.depth_power, z_min=c.z_min,
             reduction="none", backend=self.backend,
         )
         terms = {"pos2d": pos, "vel2d": vel}
+        if offset is not None:
+            terms["root_offset"] = offset.detach().float()  # metres along the ray; logged, not a loss
         total = c.lambda_pos * pos + c.lambda_vel * vel
         if c.lambda_align:
             terms["align"] = self._alignment(pred, joints, batch, weights)
