@@ -57,6 +57,9 @@ def summarize(data: dict) -> str:
         for k in ("fused", "reference"):
             if ("2d", k) in t and ("3d", k) in t:
                 lines.append(f"\n2d / 3d step time with {k} kernels: {t[('2d', k)] / t[('3d', k)]:.3f}")
+        for sup in ("2d-multistep", "2d-multistep-raw"):
+            if (sup, "fused") in t and ("2d", "fused") in t:
+                lines.append(f"\n{sup} / 2d step time (fused): {t[(sup, 'fused')] / t[('2d', 'fused')]:.3f}")
         lines.append("")
     lift_groups = sorted(g for g in groups if g.startswith("lift-"))
     if lift_groups:

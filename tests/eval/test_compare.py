@@ -246,3 +246,13 @@ def test_rows_across_seeds_with_a_reused_run():
     # One finite value has no interval; saved to JSON it is null: rendered without one.
     assert _ci({"mean": 0.5, "ci95": None, "n": 1}, ".3f") == "0.500 (n=1)"
     assert _ci({"mean": 0.5, "ci95": float("nan"), "n": 1}, ".3f") == "0.500 (n=1)"
+
+
+def test_every_variant_is_a_valid_training_config():
+    from vmdm.training.config import TrainConfig
+
+    for name, (label, overrides) in VARIANTS.items():
+        cfg = TrainConfig.of(**{**QUICK.train, **overrides}).resolved()
+        assert cfg.supervision == overrides["supervision"], name
+    ms = TrainConfig.of(**VARIANTS["multistep_depth_offset"][1]).resolved()
+    assert ms.multistep and ms.multistep_project and ms.loss.depth_offset == 5
