@@ -83,7 +83,7 @@ def test_the_objective_solves_the_offset_without_gradient_through_it(filmed):
     feats, batch = _batch(moved, cam, K, kp)
     D = feature_dim(SMPL22)
     norm = Normalizer(np.zeros(D, dtype=np.float32), np.ones(D, dtype=np.float32))
-    plain = Objective("2d", LossConfig(lambda_align=0.0), SMPL22, norm)
+    plain = Objective("2d", LossConfig(lambda_align=0.0, depth_offset=0), SMPL22, norm)
     freed = Objective("2d", LossConfig(lambda_align=0.0, depth_offset=5), SMPL22, norm)
     pred = feats.clone().requires_grad_(True)
     terms = freed(pred, batch)
