@@ -110,6 +110,20 @@ def test_bad_batches_name_the_clip_and_argument(loaded_tiny, clips):
         lift_batch(loaded_tiny, [], [], [])
     with pytest.raises(ValueError, match="batch_size"):
         lift_batch(loaded_tiny, kp, sc, cams, Ks, batch_size=0)
+    with pytest.raises(ValueError, match=r"intrinsics: expected one entry per clip \(3\), got 2"):
+        lift_batch(loaded_tiny, kp, sc, cams, torch.stack(Ks[:2]))
+
+
+def test_intrinsics_one_for_all_or_one_per_clip(loaded_tiny, clips):
+    # The same clip three times: one intrinsics vector, a list of them, or a [3, 4] array.
+    c = clips[0]
+    args = ([c["kp"]] * 3, [c["sc"]] * 3, [c["cam"]] * 3)
+    kw = dict(init="teacher", teachers=[c["teacher"]] * 3, t_star=0)
+    ref = lift_batch(loaded_tiny, *args, c["K"], **kw)
+    for K in ([c["K"]] * 3, torch.stack([c["K"]] * 3), c["K"].tolist()):
+        got = lift_batch(loaded_tiny, *args, K, **kw)
+        for a, b in zip(ref, got):
+            assert torch.equal(a.joints, b.joints)
 
 
 def test_captioned_and_uncaptioned_clips_are_lifted_apart(loaded_tiny, clips):

@@ -599,8 +599,7 @@ def lift_batch(loaded_model, keypoints, scores, cameras, intrinsics=None, texts=
     if n_clips == 0:
         raise ValueError("keypoints: expected at least one clip, got none")
     given = {"scores": scores, "cameras": cameras, "texts": texts, "teachers": teachers}
-    if intrinsics is not None and not (isinstance(intrinsics, (list, tuple)) and len(intrinsics) == n_clips
-                                       and np.ndim(intrinsics[0]) == 1):
+    if intrinsics is not None and np.ndim(intrinsics) != 2:  # one (fx, fy, cx, cy) for every clip
         intrinsics = [intrinsics] * n_clips
     given["intrinsics"] = intrinsics
     for name, v in given.items():
