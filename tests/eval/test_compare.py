@@ -254,6 +254,6 @@ def test_every_variant_is_a_valid_training_config():
     for name, (label, overrides) in VARIANTS.items():
         cfg = TrainConfig.of(**{**QUICK.train, **overrides}).resolved()
         assert cfg.supervision == overrides["supervision"], name
-    ms = TrainConfig.of(**VARIANTS["multistep"][1]).resolved()
+    ms = TrainConfig.of(**VARIANTS["multistep_depth_offset"][1]).resolved()
     assert ms.multistep and ms.multistep_project and ms.loss.depth_offset == 5
-    assert TrainConfig.of(**VARIANTS["no_depth_offset"][1]).loss.depth_offset == 0
+    assert TrainConfig.of(**VARIANTS["videomdm"][1]).loss.depth_offset == 0

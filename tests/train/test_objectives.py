@@ -28,7 +28,7 @@ def test_terms_are_per_sample_and_fused_matches_reference(batch_2d):
     pred = batch["motion"] + 0.3 * torch.randn_like(batch["motion"])
     fused = Objective("2d", LossConfig(), ds.skeleton, ds.normalizer, kernels="fused")(pred, batch)
     ref = Objective("2d", LossConfig(), ds.skeleton, ds.normalizer, kernels="reference")(pred, batch)
-    assert set(fused) == {"pos2d", "vel2d", "align", "root_offset", "loss"}  # root_offset: logged, not a loss
+    assert set(fused) == {"pos2d", "vel2d", "align", "loss"}
     for k in fused:
         assert fused[k].shape == (6,)
         torch.testing.assert_close(fused[k], ref[k], rtol=1e-4, atol=1e-6)

@@ -8,9 +8,9 @@ Trains, with one budget and one seed for all:
 
 and ablations of (c): ``no_depth_weight`` (depth weighting off), ``no_velocity`` (2D velocity
 loss off), ``no_alignment`` (representation alignment off), ``point_depth_weight``
-(per-point instead of per-sample depth weighting), ``no_depth_offset`` (the frame-0
-root-depth offset of the 2D loss off, ``--depth-offset 0``), and an addition to it:
-``multistep`` (the t* multistep scheme, ``--multistep``). One evaluator is trained on the train
+(per-point instead of per-sample depth weighting), and additions to it: ``multistep`` (the
+t* multistep scheme, ``--multistep``), ``depth_offset`` (the frame-0 root-depth offset of the
+2D loss, ``--depth-offset 5``) and ``multistep_depth_offset`` (both). One evaluator is trained on the train
 split; every model is evaluated by :func:`vmdm.eval.run.evaluate` on the test split.
 Writes one table (markdown + JSON) with FID, R-precision top-3, MM-Dist, Diversity, foot
 skating and lifting MPJPE, the ratios FID(c)/FID(a) and FID(c)/FID(b), date, machine and
@@ -56,8 +56,10 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "no_velocity": ("(c) without velocity loss", dict(supervision="2d", lambda_vel=0.0)),
     "no_alignment": ("(c) without representation alignment", dict(supervision="2d", lambda_align=0.0)),
     "point_depth_weight": ("(c) point instead of sample depth weighting", dict(supervision="2d", depth_weight="point")),
-    "no_depth_offset": ("(c) without the root-depth offset", dict(supervision="2d", depth_offset=0)),
     "multistep": ("(c) with t* multistep training", dict(supervision="2d", multistep=True)),
+    "depth_offset": ("(c) with the root-depth offset", dict(supervision="2d", depth_offset=5)),
+    "multistep_depth_offset": ("(c) with multistep and the root-depth offset",
+                               dict(supervision="2d", multistep=True, depth_offset=5)),
 }
 
 
