@@ -10,7 +10,8 @@ and ablations of (c): ``no_depth_weight`` (depth weighting off), ``no_velocity``
 loss off), ``no_alignment`` (representation alignment off), ``point_depth_weight``
 (per-point instead of per-sample depth weighting), and additions to it: ``multistep`` (the
 t* multistep scheme, ``--multistep``), ``depth_offset`` (the frame-0 root-depth offset of the
-2D loss, ``--depth-offset 5``) and ``multistep_depth_offset`` (both). One evaluator is trained on the train
+2D loss, ``--depth-offset 5``), ``multistep_depth_offset`` (both) and ``depth_offset_bone`` (the
+offset with the body-size loss ``--lambda-bone 30`` pinning the scale). One evaluator is trained on the train
 split; every model is evaluated by :func:`vmdm.eval.run.evaluate` on the test split.
 Writes one table (markdown + JSON) with FID, R-precision top-3, MM-Dist, Diversity, foot
 skating and lifting MPJPE, the ratios FID(c)/FID(a) and FID(c)/FID(b), date, machine and
@@ -60,6 +61,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "depth_offset": ("(c) with the root-depth offset", dict(supervision="2d", depth_offset=5)),
     "multistep_depth_offset": ("(c) with multistep and the root-depth offset",
                                dict(supervision="2d", multistep=True, depth_offset=5)),
+    "depth_offset_bone": ("(c) with the root-depth offset and the body-size loss",
+                          dict(supervision="2d", depth_offset=5, lambda_bone=30.0)),
 }
 
 
