@@ -31,39 +31,54 @@ def batches(device):
     return out
 
 
+class _StepSetup:
+    """What every timed step shares: the seeded denoiser and its optimiser, the objective,
+    the diffusion, a fixed text embedding and how to run the model (bf16 on GPU)."""
+
+    def __init__(self, device, ds, batch, supervision: str, loss: LossConfig, kernels: str):
+        self.device, self.batch = device, batch
+        self.preset = "base" if device.type == "cuda" else "tiny"
+        torch.manual_seed(0)
+        self.model = MotionDenoiser.from_preset(self.preset, feature_dim=ds.feature_dim, text_dim=384).to(device)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
+        self.objective = Objective(supervision, loss, ds.skeleton, ds.normalizer, kernels=kernels)
+        self.diffusion = Diffusion(50)
+        self.x0, self.mask = batch["motion"], batch["mask"]
+        self.text = torch.randn(self.x0.shape[0], 384, device=device)
+        self.sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def predict(self, x_t, t):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            return self.model(x_t, t, self.text, self.mask)
+
+    def update(self, loss):
+        loss.backward()
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.sync()
+
+    def run(self, benchmark, step, **info):
+        step()
+        benchmark.group = f"train-step-{self.device.type}"
+        benchmark.extra_info.update(device=device_name(self.device), B=self.x0.shape[0], frames=self.x0.shape[1],
+                                    model=self.preset, **info)
+        benchmark.pedantic(step, rounds=5 if self.device.type == "cpu" else 20, iterations=1, warmup_rounds=1)
+
+
 @pytest.mark.parametrize("kernels", ["fused", "reference"])
 @pytest.mark.parametrize("supervision", ["3d", "2d"])
 def test_train_step(benchmark, device, batches, supervision, kernels):
     ds, batch = batches[supervision]
-    preset = "base" if device.type == "cuda" else "tiny"
-    torch.manual_seed(0)
-    model = MotionDenoiser.from_preset(preset, feature_dim=ds.feature_dim, text_dim=384).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     cfg = LossConfig(lambda_geo_vel=1.0) if supervision == "3d" else LossConfig()
-    objective = Objective(supervision, cfg, ds.skeleton, ds.normalizer, kernels=kernels)
-    diffusion = Diffusion(50)
-    x0, mask = batch["motion"], batch["mask"]
-    B = x0.shape[0]
-    text = torch.randn(B, 384, device=device)
-    amp = device.type == "cuda"
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    st = _StepSetup(device, ds, batch, supervision, cfg, kernels)
+    B = st.x0.shape[0]
 
     def step():
-        t = diffusion.sample_timesteps(B, device)
-        x_t = diffusion.q_sample(x0, t, torch.randn_like(x0)) * mask[..., None]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            pred = model(x_t, t, text, mask)
-        loss = objective(pred.float(), batch)["loss"].mean()
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        sync()
+        t = st.diffusion.sample_timesteps(B, device)
+        x_t = st.diffusion.q_sample(st.x0, t, torch.randn_like(st.x0)) * st.mask[..., None]
+        st.update(st.objective(st.predict(x_t, t).float(), batch)["loss"].mean())
 
-    step()
-    benchmark.group = f"train-step-{device.type}"
-    benchmark.extra_info.update(device=device_name(device), supervision=supervision, kernels=kernels, B=B,
-                                frames=x0.shape[1], model=preset)
-    benchmark.pedantic(step, rounds=5 if device.type == "cpu" else 20, iterations=1, warmup_rounds=1)
+    st.run(benchmark, step, supervision=supervision, kernels=kernels)
 
 
 @pytest.mark.parametrize("project", [True, False])
@@ -73,33 +88,13 @@ def test_multistep_unrolled_step(benchmark, device, batches, project):
     from vmdm.training.multistep import unrolled_losses, unrolled_timesteps
 
     ds, batch = batches["2d"]
-    preset = "base" if device.type == "cuda" else "tiny"
-    torch.manual_seed(0)
-    model = MotionDenoiser.from_preset(preset, feature_dim=ds.feature_dim, text_dim=384).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    objective = Objective("2d", LossConfig(), ds.skeleton, ds.normalizer, kernels="fused")
-    diffusion = Diffusion(50)
-    x0, mask = batch["motion"], batch["mask"]
-    B = x0.shape[0]
-    text = torch.randn(B, 384, device=device)
-    amp = device.type == "cuda"
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    ts = unrolled_timesteps(diffusion, 12, 3)
-
-    def predict(x_t, t):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            return model(x_t, t, text, mask)
+    st = _StepSetup(device, ds, batch, "2d", LossConfig(), "fused")
+    ts = unrolled_timesteps(st.diffusion, 12, 3)
 
     def step():
-        steps = unrolled_losses(predict, objective, diffusion, batch, torch.randn_like(x0), ts, project=project)
-        loss = sum(terms["loss"].mean() for terms, _ in steps) / len(steps)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        sync()
+        steps = unrolled_losses(st.predict, st.objective, st.diffusion, batch, torch.randn_like(st.x0), ts,
+                                project=project)
+        st.update(sum(terms["loss"].mean() for terms, _ in steps) / len(steps))
 
-    step()
-    benchmark.group = f"train-step-{device.type}"
-    benchmark.extra_info.update(device=device_name(device), supervision="2d-multistep" + ("" if project else "-raw"),
-                                kernels="fused", B=B, frames=x0.shape[1], model=preset, unrolled=len(ts))
-    benchmark.pedantic(step, rounds=5 if device.type == "cpu" else 20, iterations=1, warmup_rounds=1)
+    st.run(benchmark, step, supervision="2d-multistep" + ("" if project else "-raw"), kernels="fused",
+           unrolled=len(ts))

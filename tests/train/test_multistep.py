@@ -105,22 +105,7 @@ def test_projected_features_put_the_joints_on_the_rays(batch_2d):
     assert (stale > 10 * after).all(), (stale, after)
 
 
-def test_multistep_training_never_reads_3d_ground_truth(quick_data, tmp_path, monkeypatch):
-    from vmdm.data import dataset as dataset_mod
-
-    def forbidden(*a, **k):
-        raise AssertionError("3D ground truth was read")
-
-    monkeypatch.setattr(dataset_mod.NpzGTStore, "load", forbidden)
-    monkeypatch.setattr(dataset_mod.NpzGTStore, "normalizer", forbidden)
-    real_load = np.load
-
-    def guarded_load(path, *a, **k):
-        if "gt" in Path(path).parts or Path(path).name.startswith("gt"):
-            forbidden()
-        return real_load(path, *a, **k)
-
-    monkeypatch.setattr(np, "load", guarded_load)
+def test_multistep_training_never_reads_3d_ground_truth(quick_data, tmp_path, forbid_3d_ground_truth):
     train(_cfg(quick_data, tmp_path / "ms", multistep_t_star=50, steps=3))  # every batch unrolls
     rows = _rows(tmp_path / "ms")
     assert len(rows) == 3 and all(np.isfinite(float(r["loss"])) for r in rows)

@@ -45,23 +45,8 @@ def test_each_supervision_mode_trains_and_checkpoints(quick_data, tmp_path, supe
     assert (tmp_path / "config.json").is_file()
 
 
-def test_2d_supervision_never_reads_3d_ground_truth(quick_data, tmp_path, monkeypatch):
+def test_2d_supervision_never_reads_3d_ground_truth(quick_data, tmp_path, forbid_3d_ground_truth):
     """Every way to the ground truth raises; 2D training still runs, 3D training cannot."""
-    from vmdm.data import dataset as dataset_mod
-
-    def forbidden(*a, **k):
-        raise AssertionError("3D ground truth was read")
-
-    monkeypatch.setattr(dataset_mod.NpzGTStore, "load", forbidden)
-    monkeypatch.setattr(dataset_mod.NpzGTStore, "normalizer", forbidden)
-    real_load = np.load
-
-    def guarded_load(path, *a, **k):
-        if "gt" in Path(path).parts or Path(path).name.startswith("gt"):
-            forbidden()
-        return real_load(path, *a, **k)
-
-    monkeypatch.setattr(np, "load", guarded_load)
     train(_cfg(quick_data, tmp_path / "2d", steps=3))
     with pytest.raises(AssertionError, match="3D ground truth was read"):
         train(_cfg(quick_data, tmp_path / "3d", supervision="3d", steps=3))

@@ -55,7 +55,7 @@ from vmdm.motion.representation import canonicalize, decode, encode
 from vmdm.motion.smoothing import masked_gaussian_smooth, smooth_corrections
 from vmdm.inference.placement import Z_MIN as _Z_MIN
 from vmdm.inference.placement import apply_placement, fit_placement, reprojection_error
-from vmdm.inference.teacher_init import teacher_joints_for, teacher_start
+from vmdm.inference.teacher_init import teacher_start
 
 __all__ = ["LIFT_SAMPLE_STEPS", "GUIDED_STEPS_REF", "DEFAULT_T_STAR", "default_t_star", "LiftConfig", "LiftResult",
            "lift", "lift_details", "lift_batch", "fit_placement", "apply_placement", "reprojection_error"]
@@ -422,9 +422,6 @@ def _plan(lm, F: int, *, init, t_star, teacher_given, guidance_strength, num_sam
         t_star = default_t_star(lm) if t_star is None else int(t_star)
         if not 0 <= t_star <= lm.diffusion.steps:
             raise ValueError(f"t_star: expected 0..{lm.diffusion.steps} denoising steps, got {t_star}")
-        if not teacher_given:
-            # teacher_joints_for words the error for a missing lift.
-            teacher_joints_for(None, F, lm.skeleton.num_joints)
         ramp = 0.0 if ramp is None else ramp
         refine_placement = False if refine_placement is None else refine_placement
         keep_size = False if keep_size is None else keep_size
@@ -626,7 +623,7 @@ def lift_batch(loaded_model, keypoints, scores, cameras, intrinsics=None, texts=
             if F not in plans:
                 plans[F] = _plan(lm, F, **common)
             if plans[F].from_teacher:
-                begins[i] = teacher_start(lm, teachers[i], F)
+                begins[i] = teacher_start(lm, None if teachers is None else teachers[i], F)
         except ValueError as e:
             raise ValueError(f"clip {i}: {e}") from None
     groups: dict[tuple, list[int]] = {}

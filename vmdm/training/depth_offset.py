@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+from vmdm.motion.cameras import camera_center
 from vmdm_kernels.ref.camera import per_frame_camera, split_intrinsics
 
 __all__ = ["root_ray", "solve_root_ray_offset", "shift_along_ray"]
@@ -25,9 +26,7 @@ __all__ = ["root_ray", "solve_root_ray_offset", "shift_along_ray"]
 def root_ray(joints: torch.Tensor, camera: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Unit direction ``[B, 3]`` (world) of the ray from frame 0's camera centre through the
     frame-0 root of ``joints [B, F, J, 3]``, and that root's distance from the centre ``[B]``."""
-    cam0 = camera if camera.dim() == 3 else camera[:, 0]
-    R0, t0 = cam0[..., :3], cam0[..., 3]
-    centre = -(R0.transpose(-1, -2) @ t0[..., None])[..., 0]
+    centre = camera_center(camera if camera.dim() == 3 else camera[:, 0])
     v = joints[:, 0, 0] - centre.to(joints.dtype)
     dist = v.norm(dim=-1).clamp_min(1e-9)
     return v / dist[:, None], dist

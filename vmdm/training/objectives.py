@@ -40,6 +40,11 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
     return se / (m.sum(dim=(1, 2)) * pred.shape[-1]).clamp_min(1)
 
 
+def _masked_weights(batch: dict) -> torch.Tensor:
+    """Keypoint confidences ``[B, F, J]`` with padded frames at 0."""
+    return batch["weights"] * batch["mask"][..., None].to(batch["weights"].dtype)
+
+
 class Objective:
     """Computes the loss terms of one supervision mode from a batch and the model's x0 prediction."""
 
@@ -121,9 +126,8 @@ class Objective:
             raise RuntimeError(f"2D supervision received 3D ground truth in the batch ({leaked}); "
                                "build the dataset with mode='2d'")
         c = self.cfg
-        mask = batch["mask"]
         joints = self.joints(pred)
-        weights = batch["weights"] * mask[..., None].to(batch["weights"].dtype)
+        weights = _masked_weights(batch)
         kp, cam, intr = batch["keypoints"], batch["camera"], batch.get("intrinsics")
         offset = None
         if c.depth_offset:
@@ -175,9 +179,7 @@ class Objective:
         joints would leave the rays again by that shift. Features of ``L`` frames need ``L +
         1`` joints: each clip's ray joints are extended linearly by one frame past its last
         valid one."""
-        mask = batch["mask"]
-        weights = batch["weights"] * mask[..., None].to(batch["weights"].dtype)
-        rays = self._ray_joints(self.joints(x0_norm), batch, weights)  # [B, F, J, 3]
+        rays = self._ray_joints(self.joints(x0_norm), batch, _masked_weights(batch))  # [B, F, J, 3]
         B, F = rays.shape[:2]
         L = batch["lengths"].to(rays.device).long()
         last = (L - 1).clamp(min=1)

@@ -214,11 +214,13 @@ class Trainer:
                 x_t = diffusion.q_sample(x0, t, noise) * mask[..., None]
                 pred = predict(x_t, t)
         with nvtx_range("loss"):
-            if not unroll:
-                steps = [(self.objective(pred.float(), batch), t)]
-            loss = sum(self._batch_loss(terms, t) for terms, t in steps) / len(steps)
-            # Logged terms: the mean over a multistep batch's unrolled steps.
-            terms = {k: sum(st[0][k] for st in steps) / len(steps) for k in steps[0][0]}
+            if unroll:
+                loss = sum(self._batch_loss(terms, t) for terms, t in steps) / len(steps)
+                # Logged terms: the mean over the unrolled steps.
+                terms = {k: sum(st[0][k] for st in steps) / len(steps) for k in steps[0][0]}
+            else:
+                terms = self.objective(pred.float(), batch)
+                loss = self._batch_loss(terms, t)
         # One host sync per step: the loss's finiteness (agreed over ranks) is folded into
         # the gradient-norm check, which has to reach the host anyway.
         finite = torch.isfinite(loss.detach()).float()
