@@ -338,7 +338,7 @@ def test_sample_config_parses_as_before():
     cfg = from_args(SampleConfig, p.parse_args(["--checkpoint", "c", "--out", "o", "--text", "a", "--text", "b",
                                                 "--lift", "k.npz", "--lift-strength", "0.5", "--no-progress"]))
     assert cfg == SampleConfig(checkpoint="c", out="o", text=["a", "b"], progress=False,
-                               lifting=LiftConfig(lift="k.npz", lift_strength=0.5))
+                               lifting=LiftConfig(lift=["k.npz"], lift_strength=0.5))
     assert from_args(SampleConfig, p.parse_args(["--checkpoint", "c", "--out", "o"])) == SampleConfig(
         checkpoint="c", out="o")
     assert isinstance(p, argparse.ArgumentParser) and "KEYPOINTS.npz" in p.format_help()

@@ -96,7 +96,8 @@ def test_benchmark_arguments_are_checked(tiny_checkpoint, tmp_path, capsys):
                                                   ("--sets", "mars")),
                         (["--checkpoint", str(tiny_checkpoint), "--name", "a", "--name", "b"], ("--name",)),
                         (["--checkpoint", str(tiny_checkpoint), "--tune-values", "2,-1"], ("--tune-values",)),
-                        (["--checkpoint", str(tiny_checkpoint), "--noise-ramps", "-3"], ("--noise-ramps",))):
+                        (["--checkpoint", str(tiny_checkpoint), "--noise-ramps", "-3"], ("--noise-ramps",)),
+                        (["--checkpoint", str(tiny_checkpoint), "--smooths", "1,-2"], ("--smooths",))):
         with pytest.raises(SystemExit) as e:
             main([*argv, "--out", str(tmp_path / "o")])
         assert e.value.code == 2
@@ -132,3 +133,21 @@ def test_batched_prior_lifter_scores_like_case_by_case(tiny_checkpoint, humanml_
     with pytest.raises(SystemExit):
         main(["--checkpoint", str(tiny_checkpoint), "--out", "x", "--lift-batch", "0"])
     assert "--lift-batch: expected >= 1" in capsys.readouterr().err
+
+
+def test_val_split_and_one_row_per_smoothing(tiny_checkpoint, tmp_path):
+    """``--sets val`` lifts the 2D val split (what the lift's settings are chosen on);
+    ``--smooths`` gives a teacher-initialised row per Gaussian over the ray corrections."""
+    out = tmp_path / "bench"
+    assert main(["--checkpoint", str(tiny_checkpoint), "--name", "tiny", "--out", str(out), "--sets", "val",
+                 "--inits", "teacher", "--t-star", "2", "--smooths", "0,3", "--limit", "2", "--window", "24",
+                 "--no-progress"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    rows = res["sets"]["val"]
+    assert list(rows) == ["teacher", "tiny (teacher, t*=2, smooth=0)", "tiny (teacher, t*=2, smooth=3)"]
+    assert rows["teacher"]["n_cases"] == 2
+    sharp, smooth = rows["tiny (teacher, t*=2, smooth=0)"], rows["tiny (teacher, t*=2, smooth=3)"]
+    assert np.isfinite(sharp["mpjpe_mm"]) and np.isfinite(smooth["mpjpe_mm"])
+    # Following every keypoint exactly reprojects closer than smoothing the corrections.
+    assert sharp["reproj_px"] < smooth["reproj_px"]
+    assert "2D-only val split" in (out / "results.md").read_text()

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from vmdm.eval.prompts import PROMPTS, chance_rates, check_clip, headings, measure, run_check
 
@@ -261,6 +260,20 @@ def test_cli_refuses_bad_options(tiny_prompt_checkpoint, tmp_path):
         main(["--checkpoint", str(tiny_prompt_checkpoint), "--length", "5000", "--out", str(tmp_path)])
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", str(tiny_prompt_checkpoint), "--prompts", "nope", "--out", str(tmp_path)])
+
+
+def test_the_bandai_caption_set_is_asked_when_chosen(tiny_prompt_checkpoint):
+    from vmdm.eval.prompts import BANDAI_PROMPTS, PromptsConfig, evaluate_prompts
+
+    cfg = PromptsConfig(checkpoint=str(tiny_prompt_checkpoint), prompts="bandai", samples=2, sample_steps=2,
+                        length=40, out="", progress=False)
+    r = evaluate_prompts(cfg)
+    assert [p["caption"] for p in r["prompts"]] == [p.caption for p in BANDAI_PROMPTS]
+    assert r["settings"]["prompts"] == "bandai"
+    with pytest.raises(ValueError, match="--prompts"):
+        evaluate_prompts(PromptsConfig(checkpoint=str(tiny_prompt_checkpoint), prompts="nope", out=""))
 
 
 def test_a_real_tennis_serve_neither_walks_nor_waves_nor_turns_a_quarter():
@@ -275,3 +288,34 @@ def test_a_real_tennis_serve_neither_walks_nor_waves_nor_turns_a_quarter():
     for p in PROMPTS:
         if p.check != "jump":  # a serve may leave the ground
             assert not run_check(p.check, p.params, m), p.caption
+
+
+def test_bandai_caption_set_checks_pass_on_real_bandai_clips_of_their_content():
+    """Every check of the Bandai caption set passes on most real Bandai-Namco clips of its
+    content (every style, every twelfth file) and on few clips of the other contents; the
+    turning walks are walks too, so the walk check is not asked to fail on them."""
+    import glob
+
+    from vmdm.data.formats.bvh import default_bandai_dir, load_bvh_smpl22
+    from vmdm.eval.prompts import BANDAI_PROMPTS
+
+    root = default_bandai_dir()
+    if root is None:
+        pytest.skip("Bandai-Namco data not found (VMDM_BANDAI_DIR or shared/data/bandai_namco_2)")
+    content = {"wave right": "wave-right-hand", "wave left": "wave-left-hand", "walk": "walk", "run": "run",
+               "turn left": "walk-turn-left", "turn right": "walk-turn-right"}
+    contents = sorted(set(content.values()) | {"raise-up-right-hand", "wave-both-hands"})
+    measures = {}
+    for c in contents:
+        files = sorted(glob.glob(os.path.join(root, "data", f"dataset-2_{c}_*.bvh*")))[::12]
+        assert len(files) >= 8, c
+        measures[c] = [measure(load_bvh_smpl22(f, joint_map="bandai")) for f in files]
+    assert [p.group for p in BANDAI_PROMPTS] == list(content)
+    for p in BANDAI_PROMPTS:
+        own = np.mean([run_check(p.check, p.params, m) for m in measures[content[p.group]]])
+        assert own >= 0.75, (p.caption, own)
+        for c in contents:
+            if c == content[p.group] or (p.check == "walk" and c.startswith("walk-turn")):
+                continue
+            other = np.mean([run_check(p.check, p.params, m) for m in measures[c]])
+            assert other <= 0.15, (p.caption, c, other)

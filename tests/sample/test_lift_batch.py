@@ -1,7 +1,6 @@
 """Several clips lifted in one batch (lift_batch): the same lifts as clip by clip where the
 lift is deterministic, every clip on its own keypoints and camera, grouped by length."""
 
-import numpy as np
 import pytest
 import torch
 

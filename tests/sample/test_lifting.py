@@ -156,6 +156,57 @@ def test_lift_from_a_clip_file_on_the_command_line(tiny_checkpoint, known_clip, 
     assert res["lift"]["init"] == "teacher" and res["lift"]["t_star"] == default_t_star(load_model(tiny_checkpoint))
 
 
+def test_several_clips_in_one_lift_command(tiny_checkpoint, known_clip, tmp_path, capsys):
+    """``--lift a.npz --lift b.npz ...``: one batched lift (lift_batch) whose batch ``g``
+    uses ``seed + g``; every clip lands on its own keypoints and is saved with its camera."""
+    from vmdm.data.formats.video import write_video_clip
+    from vmdm.sample import main
+
+    joints, E, K, kp = known_clip
+    rng = np.random.default_rng(1)
+    files = []
+    for name, T in (("a", 40), ("b", 30), ("c", 40)):  # a and c share a length, hence a batch
+        noisy = joints.numpy()[:T] + rng.normal(0, 0.01, (T, 22, 3))
+        files.append(str(write_video_clip(tmp_path / f"{name}.npz", keypoints=kp.numpy()[:T], lift=noisy,
+                                          captions=["a person walks."], coords="pixel", intrinsics=K.numpy(),
+                                          extrinsics=E.numpy())))
+    base = ["--checkpoint", str(tiny_checkpoint), "--sample-steps", str(STEPS), "--formats", "npy", "--no-progress",
+            "--t-star", "2", "--lift-smooth", "0"]
+    out = tmp_path / "all"
+    assert main([*base, "--out", str(out), "--num-samples", "2",
+                 *[a for f in files for a in ("--lift", f)]]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert "lift" not in res and [r["clip"] for r in res["lifts"]] == files
+    assert [r["frames"] for r in res["lifts"]] == [39, 29, 39]
+    assert [s["name"] for s in res["samples"]] == [f"sample{c:02d}_rep{r:02d}" for c in range(3) for r in range(2)]
+    assert [s["clip"] for s in res["samples"]] == [f for f in files for _ in range(2)]
+    for s, rec in zip(res["samples"], [r for r in res["lifts"] for _ in range(2)]):
+        lifted = torch.from_numpy(np.load(out / f"{s['name']}_joints.npy")).double()
+        assert lifted.shape == (rec["frames"], 22, 3) and s["length"] == rec["frames"]
+        cam = torch.from_numpy(np.load(out / rec["camera"])).double()
+        uv, _ = project(lifted, cam, K)  # each lift sits on its own clip's keypoints
+        assert (uv - kp[:rec["frames"]]).norm(dim=-1).median() < 2.0
+    # Batch 0 holds clips a and c (seed 0), batch 1 clip b alone (seed 1): b's lifts are
+    # those of a one-clip command with seed 1.
+    one = tmp_path / "one"
+    assert main([*base, "--out", str(one), "--num-samples", "2", "--lift", files[1], "--seed", "1"]) == 0
+    single = json.loads((one / "results.json").read_text())
+    assert single["lift"]["camera"] == "lift_camera.npy" and single["lifts"] == [single["lift"]]
+    for r in range(2):
+        np.testing.assert_allclose(np.load(one / f"sample00_rep{r:02d}_joints.npy"),
+                                   np.load(out / f"sample01_rep{r:02d}_joints.npy"), atol=1e-5)
+    # The same command again: the same lifts.
+    again = tmp_path / "again"
+    assert main([*base, "--out", str(again), "--num-samples", "2", *[a for f in files for a in ("--lift", f)]]) == 0
+    for s in res["samples"]:
+        assert np.array_equal(np.load(out / f"{s['name']}_joints.npy"), np.load(again / f"{s['name']}_joints.npy"))
+    with pytest.raises(SystemExit) as e:
+        main([*base, "--out", str(tmp_path / "bad"), "--lift", files[0], "--lift", files[1], "--lift", files[2],
+              "--text", "x", "--text", "y"])
+    assert e.value.code == 2 and "--text" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_lift_init_and_t_star_on_the_command_line(tiny_checkpoint, known_clip, tmp_path, capsys):
     from vmdm.data.formats.video import write_video_clip
     from vmdm.sample import main

@@ -42,7 +42,7 @@ log = logging.getLogger("vmdm.eval.lift_benchmark")
 
 __all__ = ["LiftBenchmarkConfig", "run_benchmark", "corpus_cases", "tune_t_star", "format_markdown", "main"]
 
-SETS = ("test", "cmu", "bandai")
+SETS = ("test", "val", "cmu", "bandai")
 INITS = ("teacher", "noise")
 
 
@@ -70,6 +70,8 @@ class LiftBenchmarkConfig:
     lift_steps: int | None = field(None, "DDIM steps of lifts from noise (default: the lifter's own)")
     noise_ramps: list[float] = field([], "guidance ramps of lifts from noise, one row each (default: one row with "
                                          "the lifter's own ramp)", sep=",")
+    smooths: list[float] = field([], "Gaussian sigmas (frames) of the ray corrections of teacher-initialised lifts, "
+                                     "one row each (default: one row with the lift's own, 3)", sep=",")
     text: bool = field(False, "give the priors the clip's caption where there is one (test split)")
     tune: bool = field(False, "choose each checkpoint's t* on its val split first and record it beside it")
     tune_values: list[int] = field([0, 2, 3, 4, 6, 8, 12, 16], "t* values tried by --tune", sep=",")
@@ -94,6 +96,8 @@ class LiftBenchmarkConfig:
             raise ConfigError(f"--window: expected >= 3 frames, got {self.window}")
         if any(not r >= 0 for r in self.noise_ramps):
             raise ConfigError(f"--noise-ramps: expected ramps >= 0, got {self.noise_ramps}")
+        if any(not v >= 0 for v in self.smooths):
+            raise ConfigError(f"--smooths: expected sigmas >= 0, got {self.smooths}")
         if self.lift_batch < 1:
             raise ConfigError(f"--lift-batch: expected >= 1 clips, got {self.lift_batch}")
         if any(v < 0 for v in self.tune_values) or not self.tune_values:
@@ -148,8 +152,8 @@ def _case_sets(cfg: LiftBenchmarkConfig, data_root: str | None, window: int) -> 
     sets: dict[str, list | str] = {}
     for name in cfg.sets:
         try:
-            if name == "test":
-                cases = split_cases(data_root, max_frames=window) if data_root else []
+            if name in ("test", "val"):
+                cases = split_cases(data_root, max_frames=window, split=name) if data_root else []
                 sets[name] = cases or f"{data_root} has no 2D keypoints"
             elif name == "cmu":
                 sets[name] = cmu_cases(cfg.cmu_dir, window=window, max_windows_per_clip=cfg.cmu_windows_per_clip,
@@ -256,8 +260,11 @@ def run_benchmark(cfg: LiftBenchmarkConfig) -> dict:
             for init in cfg.inits:
                 if init == "teacher":
                     t_star = cfg.t_star if cfg.t_star is not None else default_t_star(lm)
-                    lifters[f"{name} (teacher, t*={t_star})"] = prior_lifter(
-                        lm, init=init, t_star=t_star, seed=cfg.seed, use_text=cfg.text, batch_size=cfg.lift_batch)
+                    for smooth in cfg.smooths or [None]:
+                        label = f"{name} (teacher, t*={t_star}" + ("" if smooth is None else f", smooth={smooth:g}")
+                        lifters[label + ")"] = prior_lifter(lm, init=init, t_star=t_star, seed=cfg.seed,
+                                                            use_text=cfg.text, batch_size=cfg.lift_batch,
+                                                            smooth=smooth)
                     continue
                 for ramp in cfg.noise_ramps or [None]:
                     label = f"{name} (noise)" if ramp is None else f"{name} (noise, ramp={ramp:g})"
@@ -283,7 +290,8 @@ COLUMNS = [("mpjpe_mm", "MPJPE", ".1f"), ("canonical_mpjpe_mm", "canonical MPJPE
            ("root_error_mm", "root err.", ".1f"), ("root_depth_error_mm", "root depth err.", ".1f"),
            ("body_size", "body size", ".3f"), ("accel_mm", "accel mm/f²", ".1f"), ("reproj_px", "2D px", ".1f"),
            ("seconds_per_clip", "s/clip", ".2f")]
-_TITLES = {"test": "2D-only test split (stored teacher lifts)", "cmu": "Real CMU motion, random cameras",
+_TITLES = {"test": "2D-only test split (stored teacher lifts)", "val": "2D-only val split (stored teacher lifts)",
+           "cmu": "Real CMU motion, random cameras",
            "bandai": "Bandai-Namco test split, random cameras"}
 
 

@@ -168,11 +168,12 @@ def teacher_lifter(lifter_path: str | Path) -> Lifter:
 
 def prior_lifter(loaded_model, *, init: str = "noise", t_star: int | None = None, ramp: float | None = None,
                  sample_steps: int | None = None, seed: int = 0, use_text: bool = False,
-                 guidance_strength: float = 1.0, batch_size: int = 1) -> Lifter:
+                 guidance_strength: float = 1.0, batch_size: int = 1, smooth: float | None = None) -> Lifter:
     """A trained motion prior used as a lifter (:func:`vmdm.inference.lifting.lift`), from
     each case's teacher lift (``init="teacher"``, ``case.teacher`` must be set; ``t_star``
     default: the checkpoint's) or from noise (``ramp``, ``sample_steps``: default the
-    lifter's own); unconditional unless ``use_text`` (the teacher sees no text either).
+    lifter's own); unconditional unless ``use_text`` (the teacher sees no text either); ``smooth``: the
+    Gaussian over the ray corrections (default: the lift's own).
 
     ``batch_size`` > 1: :func:`score_lifters` lifts the cases through
     :func:`vmdm.inference.lifting.lift_batch`, that many clips of a length at a time (the
@@ -189,6 +190,8 @@ def prior_lifter(loaded_model, *, init: str = "noise", t_star: int | None = None
         if F > max_f:
             raise ValueError(f"case {case.name}: {F} frames exceed the model's {max_f}")
         kw = {"init": init, "ramp": ramp, "guidance_strength": guidance_strength}
+        if smooth is not None:
+            kw["smooth"] = smooth
         if init == "teacher":
             if case.teacher is None:
                 raise ValueError(f"case {case.name}: init='teacher' needs the case's teacher lift")

@@ -43,7 +43,7 @@ from vmdm.motion.representation import facing_yaw
 from vmdm.motion.skeleton import SMPL22
 from vmdm.eval.geometry import FPS
 
-__all__ = ["THRESHOLDS", "Prompt", "PROMPTS", "PromptsConfig", "measure", "run_check", "check_clip",
+__all__ = ["THRESHOLDS", "Prompt", "PROMPTS", "BANDAI_PROMPTS", "PROMPT_SETS", "PromptsConfig", "measure", "run_check", "check_clip",
            "chance_rates", "evaluate_prompts", "format_markdown", "main"]
 
 log = logging.getLogger("vmdm.eval.prompts")
@@ -255,6 +255,21 @@ PROMPTS: tuple[Prompt, ...] = (
 )
 
 
+# Bandai-Namco-2's contents with a check, in the wordings its captions use
+# (vmdm/data/build/bandai.py: _CONTENT, subject "a person", normal style). Its raise-hand
+# contents have no check here, and it has no backward walks, jumps or turns on the spot.
+BANDAI_PROMPTS: tuple[Prompt, ...] = (
+    Prompt("a person waves with his right hand.", "wave", {"side": "right"}, "wave right"),
+    Prompt("a person waves with his left hand.", "wave", {"side": "left"}, "wave left"),
+    Prompt("a person walks forward.", "walk", {}, "walk"),
+    Prompt("a person runs forward.", "run", {}, "run"),
+    Prompt("a person walks forward and turns left.", "turn", {"deg": 90}, "turn left"),
+    Prompt("a person walks forward and turns right.", "turn", {"deg": -90}, "turn right"),
+)
+
+PROMPT_SETS: dict[str, tuple[Prompt, ...]] = {"builtin": PROMPTS, "bandai": BANDAI_PROMPTS}
+
+
 def chance_rates(prompts, measures: list[list[dict]]) -> list[float]:
     """For each prompt, the pass rate of its check on the generations for the prompts of the
     other groups (other actions): what a model that ignores the text would score."""
@@ -271,6 +286,8 @@ def chance_rates(prompts, measures: list[list[dict]]) -> list[float]:
 @dataclass
 class PromptsConfig:
     checkpoint: str | None = field(None, "model checkpoint to evaluate (required)")
+    prompts: str = field("builtin", "caption set: builtin (the built-in corpus's wordings) or bandai (Bandai-Namco's "
+                                    "contents with a check, in its captions' wordings)", choices=list(PROMPT_SETS))
     samples: int = field(8, "generations per caption (seeds seed, seed+1, ...)")
     length: int = field(120, "frames per generation at 20 fps (at most the model's maximum)")
     guidance: float = field(2.5, "classifier-free guidance scale")
@@ -284,9 +301,10 @@ class PromptsConfig:
     progress: bool = field(True, "progress bars")
 
 
-def evaluate_prompts(cfg: PromptsConfig, prompts=PROMPTS, lm=None) -> dict:
-    """Generate ``cfg.samples`` motions per prompt, check them and return (and write, unless
-    ``cfg.out == ""``) the results."""
+def evaluate_prompts(cfg: PromptsConfig, prompts=None, lm=None) -> dict:
+    """Generate ``cfg.samples`` motions per prompt (``prompts``; default: the set
+    ``cfg.prompts`` names), check them and return (and write, unless ``cfg.out == ""``) the
+    results."""
     from vmdm.training.checkpoint import load_checkpoint
     from vmdm.eval.run import _jsonable, machine_description
     from vmdm.inference.loading import load_model
@@ -295,6 +313,10 @@ def evaluate_prompts(cfg: PromptsConfig, prompts=PROMPTS, lm=None) -> dict:
         raise ValueError("--checkpoint is required")
     if cfg.samples < 1:
         raise ValueError(f"--samples: expected >= 1, got {cfg.samples}")
+    if prompts is None:
+        if cfg.prompts not in PROMPT_SETS:
+            raise ValueError(f"--prompts: expected one of {', '.join(PROMPT_SETS)}, got {cfg.prompts!r}")
+        prompts = PROMPT_SETS[cfg.prompts]
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     t0 = time.time()
@@ -347,7 +369,8 @@ def evaluate_prompts(cfg: PromptsConfig, prompts=PROMPTS, lm=None) -> dict:
 def format_markdown(res: dict) -> str:
     s = res["settings"]
     lines = [f"# Prompt following of `{res['checkpoint']}` (step {res['step']}, {res.get('supervision')})", "",
-             f"{res['created']} on {res['machine']}. {s['samples']} generations per caption of {s['length']} frames, "
+             f"{res['created']} on {res['machine']}. Caption set {s.get('prompts', 'builtin')}; "
+             f"{s['samples']} generations per caption of {s['length']} frames, "
              f"seeds {s['seed']}..{s['seed'] + s['samples'] - 1}, sampler {s['sampler']}, "
              f"{s['sample_steps'] or 'all'} steps, guidance {s['guidance']}. Chance: the pass rate of the caption's "
              f"check on the generations for the captions of the other actions (what a model that ignores the "

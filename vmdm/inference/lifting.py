@@ -44,6 +44,7 @@ Unguided samples are placed with the same :func:`fit_placement`, so comparing th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -245,8 +246,9 @@ class LiftConfig:
     sampler, seed, samples, text guidance) stay keywords of :func:`lift_details`.
     """
 
-    lift: str | None = field(None, "lift this video clip (.npz, format in docs/data.md) to 3D instead of sampling "
-                                   "from text; --text is then optional (none: unconditional)", metavar="KEYPOINTS.npz")
+    lift: list[str] | None = field(None, "lift this video clip (.npz, format in docs/data.md) to 3D instead of "
+                                         "sampling from text; repeat for several clips, lifted in batches; --text is "
+                                         "then optional (none: unconditional)", append=True, metavar="KEYPOINTS.npz")
     lift_strength: float = field(1.0, "ray-projection guidance strength in [0, 1] (0: unguided samples)")
     lift_smooth: float = field(3.0, "Gaussian over frames (sigma, frames) on the ray corrections and depths; "
                                     "keypoint noise otherwise turns into 3D jitter (0: follow every keypoint exactly)")
@@ -279,6 +281,12 @@ class LiftConfig:
             raise ConfigError("--t-star: only used with --init teacher")
         if self.t_star is not None and self.t_star < 0:
             raise ConfigError(f"--t-star: expected >= 0 denoising steps, got {self.t_star}")
+
+    def clips(self) -> list[str]:
+        """The clip files to lift (``lift`` may be one path or a list; none: not lifting)."""
+        if self.lift is None:
+            return []
+        return [self.lift] if isinstance(self.lift, (str, Path)) else [str(p) for p in self.lift]
 
     def lift_kwargs(self) -> dict:
         """The keywords of :func:`lift_details` this config sets."""

@@ -182,9 +182,11 @@ def sample(cfg: SampleConfig) -> dict:
         raise ConfigError(f"--video-size: expected a multiple of 16 of at least 64, got {cfg.video_size}")
     if cfg.batch_size < 1:
         raise ConfigError(f"--batch-size: expected >= 1, got {cfg.batch_size}")
-    if lc.lift is not None:
-        if len(prompts) > 1:
-            raise ConfigError("--text: lifting takes at most one prompt")
+    clip_paths = lc.clips()
+    if clip_paths:
+        if len(prompts) not in (0, 1, len(clip_paths)):
+            raise ConfigError(f"--text: lifting takes no prompt, one for every clip or one per clip "
+                              f"({len(clip_paths)}), got {len(prompts)}")
         if cfg.length is not None:
             raise ConfigError("--length: not used with --lift (the clip's frame count sets it)")
         lc.check()
@@ -197,39 +199,39 @@ def sample(cfg: SampleConfig) -> dict:
         log.warning("no ffmpeg found (pip install imageio-ffmpeg): writing GIF instead of MP4")
         fmts = [f for f in fmts if f != "mp4"] + ([] if "gif" in fmts else ["gif"])
 
-    clip = None
-    if lc.lift is not None:
+    clips = []
+    if clip_paths:
         from vmdm.data.formats.video import VideoFormatError, load_video_clip
 
-        try:
-            teacher = _LazyTeacher(lc.teacher_lifter, ckpt)
-            clip = load_video_clip(lc.lift, teacher=teacher)
-        except VideoFormatError as e:
-            raise ConfigError(f"--lift: {e}") from e
+        teacher = _LazyTeacher(lc.teacher_lifter, ckpt)
+        for path in clip_paths:
+            try:
+                clips.append(load_video_clip(path, teacher=teacher))
+            except VideoFormatError as e:
+                raise ConfigError(f"--lift: {e}") from e
 
-    import torch  # after argument checks, so bad input fails fast
-
-    from vmdm.inference.loading import load_model
+    from vmdm.inference.loading import load_model  # imports torch: after the argument checks, so bad input fails fast
 
     try:
         lm = load_model(ckpt, device=cfg.device)
     except (RuntimeError, KeyError, ValueError) as e:
         raise ConfigError(f"--checkpoint: cannot load {ckpt} ({e})") from e
     max_f = lm.model.cfg.max_frames
-    if clip is None:
+    if not clips:
         length = min(DEFAULT_LENGTH, lm.train_frames) if cfg.length is None else cfg.length
         if not 1 <= length <= max_f:
             raise ConfigError(f"--length: expected 1..{max_f} frames for this checkpoint, got {length}")
+        lengths = [length]
     else:
-        length = clip["keypoints"].shape[0]
-        if length < 2:
-            raise ConfigError(f"--lift: the clip has {length} frame at 20 fps; lifting needs at least 2")
-        if length > max_f:
-            raise ConfigError(f"--lift: the clip has {length} frames at 20 fps; this checkpoint handles at most "
-                              f"{max_f}")
-    if length > lm.train_frames:
+        lengths = [clip["keypoints"].shape[0] for clip in clips]
+        for path, n in zip(clip_paths, lengths):
+            if n < 2:
+                raise ConfigError(f"--lift: {path} has {n} frame at 20 fps; lifting needs at least 2")
+            if n > max_f:
+                raise ConfigError(f"--lift: {path} has {n} frames at 20 fps; this checkpoint handles at most {max_f}")
+    if max(lengths) > lm.train_frames:
         log.warning("%d frames: longer than the %d-frame windows this checkpoint was trained on (positions it never "
-                    "saw; see docs/sampling.md)", length, lm.train_frames)
+                    "saw; see docs/sampling.md)", max(lengths), lm.train_frames)
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -238,42 +240,21 @@ def sample(cfg: SampleConfig) -> dict:
         "guidance": cfg.guidance, "fps": cfg.fps, "samples": [],
     }
     t0 = time.perf_counter()
-    if clip is None:
+    if not clips:
         texts = [p for p in prompts for _ in range(cfg.num_samples)]
         log.info("sampling %d motion(s) of %d frames (%s, %s steps) on %s", len(texts), length, cfg.sampler,
                  cfg.sample_steps or lm.diffusion.steps, lm.device)
         gen = lm.generate(texts, length, guidance=cfg.guidance, sampler=cfg.sampler,
                           sample_steps=cfg.sample_steps, seed=cfg.seed, batch_size=cfg.batch_size,
                           progress=cfg.progress)
-        joints, feats = gen["joints"].numpy(), gen["features"].numpy()
+        joints, feats = list(gen["joints"].numpy()), list(gen["features"].numpy())
         extra = [{} for _ in texts]
+        sample_lengths = [length] * len(texts)
     else:
-        from vmdm.inference.lifting import lift_details
-
-        F = length
-        text = prompts[0] if prompts else ""
-        texts = [text] * cfg.num_samples
-        log.info("lifting %s (%d frames, %s) with %d sample(s)", lc.lift, F,
-                 f"text {text!r}" if text else "unconditional", cfg.num_samples)
-        res = lift_details(lm, torch.from_numpy(clip["keypoints"]), torch.from_numpy(clip["scores"]),
-                           torch.from_numpy(clip["camera"]), None, text, config=lc,
-                           teacher=torch.from_numpy(clip["teacher_joints"]) if lc.init == "teacher" else None,
-                           sample_steps=cfg.sample_steps, seed=cfg.seed, num_samples=cfg.num_samples,
-                           sampler=cfg.sampler, text_guidance=cfg.guidance, progress=cfg.progress)
-        joints, feats = res.joints.numpy(), res.features.numpy()
-        fx = float(clip["intrinsics"][0])
-        # Errors in normalised image units, and in pixels when the clip gave intrinsics.
-        extra = [{"reprojection_error": e, "reprojection_error_px": e * fx if fx != 1.0 else None}
-                 for e in res.reprojection_error]
-        # The joints come out in the frame the clip loader puts the camera in (the canonical
-        # frame of the clip's teacher lift); save that camera so the lifts can be reprojected.
-        np.save(out / "lift_camera.npy", clip["camera"].astype(np.float32))
-        results["lift"] = {"clip": str(lc.lift), "frames": F, "strength": lc.lift_strength, "init": res.init,
-                           "t_star": res.t_star, "teacher": clip["lift_source"],
-                           "teacher_lifter": teacher.path and str(teacher.path),
-                           "world_frame": "canonical frame of the clip's teacher lift (y up, floor at 0)",
-                           "camera": "lift_camera.npy",
-                           "pnp_rms": None if np.isnan(clip["pnp_rms"]) else float(clip["pnp_rms"])}
+        results["lifts"], joints, feats, extra, texts = _lift_all(lm, clips, clip_paths, prompts, cfg, teacher, out)
+        sample_lengths = [n for n in lengths for _ in range(cfg.num_samples)]
+        if len(clips) == 1:
+            results["lift"] = results["lifts"][0]
     t_sample = time.perf_counter() - t0
     log.info("sampled %d motion(s) in %.1f s", len(texts), t_sample)
     results["sampling_seconds"] = t_sample
@@ -287,12 +268,54 @@ def sample(cfg: SampleConfig) -> dict:
         p, r = divmod(i, cfg.num_samples)
         name = f"sample{p:02d}_rep{r:02d}"
         title = text if text else "(unconditional lift)"
-        rec = _write_outputs(out, name, joints[i, :length], feats[i, :length], fmts, cfg, title, lm.skeleton,
-                             progress=False)
-        results["samples"].append({"name": name, "text": text, "length": int(length), **rec, **extra[i]})
+        n = sample_lengths[i]
+        rec = _write_outputs(out, name, joints[i][:n], feats[i][:n], fmts, cfg, title, lm.skeleton, progress=False)
+        results["samples"].append({"name": name, "text": text, "length": int(n), **rec, **extra[i]})
     (out / "results.json").write_text(json.dumps(results, indent=2))
     log.info("wrote %d sample(s) to %s in %.1f s total", len(texts), out, time.perf_counter() - t0)
     return results
+
+
+def _lift_all(lm, clips: list[dict], paths: list[str], prompts: list[str], cfg: SampleConfig, teacher: _LazyTeacher,
+                out: Path):
+    """Lift every clip (:func:`~vmdm.inference.lifting.lift_batch`: clips of one length in
+    one batch) and save each clip's camera; returns the per-clip records and, per sample,
+    joints, features, reprojection errors and caption (clip-major, ``--num-samples`` each)."""
+    import torch
+
+    from vmdm.inference.lifting import lift_batch
+
+    lc = cfg.lifting
+    captions = [""] * len(clips) if not prompts else prompts * len(clips) if len(prompts) == 1 else prompts
+    log.info("lifting %d clip(s) (%s frames) with %d sample(s) each", len(clips),
+             ", ".join(str(c["keypoints"].shape[0]) for c in clips), cfg.num_samples)
+    res = lift_batch(lm, [torch.from_numpy(c["keypoints"]) for c in clips],
+                     [torch.from_numpy(c["scores"]) for c in clips], [torch.from_numpy(c["camera"]) for c in clips],
+                     None, captions,
+                     teachers=[torch.from_numpy(c["teacher_joints"]) for c in clips] if lc.init == "teacher" else None,
+                     sample_steps=cfg.sample_steps, seed=cfg.seed, num_samples=cfg.num_samples,
+                     batch_size=max(1, cfg.batch_size // cfg.num_samples), sampler=cfg.sampler,
+                     text_guidance=cfg.guidance, progress=cfg.progress, **lc.lift_kwargs())
+    records, joints, feats, extra, texts = [], [], [], [], []
+    for k, (clip, path, r, text) in enumerate(zip(clips, paths, res, captions)):
+        # The joints come out in the frame the clip loader puts the camera in (the canonical
+        # frame of the clip's teacher lift); save that camera so the lifts can be reprojected.
+        camera = "lift_camera.npy" if len(clips) == 1 else f"lift_camera{k:02d}.npy"
+        np.save(out / camera, clip["camera"].astype(np.float32))
+        fx = float(clip["intrinsics"][0])
+        # Errors in normalised image units, and in pixels when the clip gave intrinsics.
+        extra += [{"clip": str(path), "reprojection_error": e, "reprojection_error_px": e * fx if fx != 1.0 else None}
+                  for e in r.reprojection_error]
+        joints += list(r.joints.numpy())
+        feats += list(r.features.numpy())
+        texts += [text] * cfg.num_samples
+        records.append({"clip": str(path), "frames": int(clip["keypoints"].shape[0]), "strength": lc.lift_strength,
+                        "init": r.init, "t_star": r.t_star, "teacher": clip["lift_source"],
+                        "teacher_lifter": teacher.path and str(teacher.path),
+                        "world_frame": "canonical frame of the clip's teacher lift (y up, floor at 0)",
+                        "camera": camera, "samples": [f"sample{k:02d}_rep{j:02d}" for j in range(cfg.num_samples)],
+                        "pnp_rms": None if np.isnan(clip["pnp_rms"]) else float(clip["pnp_rms"])})
+    return records, joints, feats, extra, texts
 
 
 def main(argv=None) -> int:
