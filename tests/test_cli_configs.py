@@ -354,7 +354,7 @@ def test_lift_config_checks_name_the_option():
         with pytest.raises(ConfigError, match=option):
             LiftConfig(**kw).check()
     assert LiftConfig(lift_strength=0.5, lift_ramp=2).lift_kwargs() == {
-        "guidance_strength": 0.5, "smooth": 3.0, "ramp": 2, "body_scale": None, "init": "teacher", "t_star": None}
+        "guidance_strength": 0.5, "smooth": None, "ramp": 2, "body_scale": None, "init": "teacher", "t_star": None}
 
 
 def test_run_main_reports_run_errors_as_usage_errors(capsys):

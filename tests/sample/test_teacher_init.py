@@ -124,7 +124,13 @@ def test_recorded_t_star_is_the_default(tiny_checkpoint, tmp_path):
     assert lm.lift_settings is None and default_t_star(lm) == DEFAULT_T_STAR["2d"]
     (tmp_path / LIFT_SETTINGS).write_text(json.dumps({"t_star": 3}))
     assert default_t_star(load_model(ck, device="cpu")) == 3
-    for bad in ('{"t_star": 99}', '{"t_star": "3"}', '[3]', 'not json'):
+    (tmp_path / LIFT_SETTINGS).write_text(json.dumps({"t_star": 3, "smooth": 1.5}))
+    from vmdm.inference.lifting import DEFAULT_SMOOTH, default_smooth
+
+    lm = load_model(ck, device="cpu")
+    assert default_smooth(lm) == 1.5 and default_smooth(lm, "noise") == DEFAULT_SMOOTH
+    for bad in ('{"t_star": 99}', '{"t_star": "3"}', '[3]', 'not json', '{"t_star": 3, "smooth": -1}',
+                '{"t_star": 3, "smooth": "wide"}'):
         (tmp_path / LIFT_SETTINGS).write_text(bad)
         with pytest.raises(ValueError, match="lift_settings.json"):
             load_model(ck, device="cpu")

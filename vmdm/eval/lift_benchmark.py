@@ -75,6 +75,8 @@ class LiftBenchmarkConfig:
     text: bool = field(False, "give the priors the clip's caption where there is one (test split)")
     tune: bool = field(False, "choose each checkpoint's t* on its val split first and record it beside it")
     tune_values: list[int] = field([0, 2, 3, 4, 6, 8, 12, 16], "t* values tried by --tune", sep=",")
+    tune_smooths: list[float] = field([0, 1, 2, 3, 6], "correction smoothings (sigma, frames) --tune then tries at "
+                                                       "the chosen t*", sep=",")
     tune_limit: int = field(40, "val clips --tune lifts")
     seed: int = field(0, "seed of the camera and noise draws and of the lifts")
     lift_batch: int = field(1, "clips of a length each prior lifts at once (vmdm.inference.lifting.lift_batch; "
@@ -102,6 +104,8 @@ class LiftBenchmarkConfig:
             raise ConfigError(f"--lift-batch: expected >= 1 clips, got {self.lift_batch}")
         if any(v < 0 for v in self.tune_values) or not self.tune_values:
             raise ConfigError(f"--tune-values: expected t* values >= 0, got {self.tune_values}")
+        if any(not v >= 0 for v in self.tune_smooths) or not self.tune_smooths:
+            raise ConfigError(f"--tune-smooths: expected sigmas >= 0, got {self.tune_smooths}")
 
 
 # --------------------------------------------------------------------------- case sets
@@ -174,19 +178,28 @@ def _case_sets(cfg: LiftBenchmarkConfig, data_root: str | None, window: int) -> 
 
 
 def tune_t_star(lm, cases: list, values: list[int], *, seed: int = 0, progress: bool = False,
-                batch_size: int = 1) -> dict:
+                batch_size: int = 1, smooths: list[float] | None = None) -> dict:
     """Teacher-initialised lifts of ``cases`` (with their teacher lifts) for every ``t*`` in
-    ``values``; returns ``{"t_star": best by MPJPE, "sweep": {t*: scores}, "teacher": the
-    teacher's scores}``."""
+    ``values`` (with the default smoothing), then at the best ``t*`` for every correction
+    smoothing in ``smooths`` (if given); returns ``{"t_star": best by MPJPE, "sweep": {t*:
+    scores}, "smooth": best, "smooth_sweep": {sigma: scores}, "teacher": the teacher's
+    scores}``."""
     from vmdm.eval.lifting_eval import prior_lifter, score_lifters
+    from vmdm.inference.lifting import DEFAULT_SMOOTH
 
-    lifters = {str(v): prior_lifter(lm, init="teacher", t_star=v, seed=seed, batch_size=batch_size) for v in values
-               if v <= lm.diffusion.steps}
+    lifters = {str(v): prior_lifter(lm, init="teacher", t_star=v, seed=seed, batch_size=batch_size,
+                                    smooth=DEFAULT_SMOOTH) for v in values if v <= lm.diffusion.steps}
     sweep = score_lifters(cases, lifters, progress=progress, desc="tuning t*")
     best = min(sweep, key=lambda k: sweep[k]["mpjpe_mm"])
+    rec = {"t_star": int(best), "criterion": "mpjpe_mm", "cases": len(cases), "sweep": sweep}
+    if smooths:
+        lifters = {f"{v:g}": prior_lifter(lm, init="teacher", t_star=int(best), seed=seed, batch_size=batch_size,
+                                          smooth=float(v)) for v in smooths}
+        rec["smooth_sweep"] = score_lifters(cases, lifters, progress=progress, desc="tuning smoothing")
+        rec["smooth"] = float(min(rec["smooth_sweep"], key=lambda k: rec["smooth_sweep"][k]["mpjpe_mm"]))
     # The teacher on the same clips, for reference (not a candidate).
-    teacher = score_lifters(cases, {"teacher": lambda case, i: case.teacher})["teacher"]
-    return {"t_star": int(best), "criterion": "mpjpe_mm", "cases": len(cases), "sweep": sweep, "teacher": teacher}
+    rec["teacher"] = score_lifters(cases, {"teacher": lambda case, i: case.teacher})["teacher"]
+    return rec
 
 
 # --------------------------------------------------------------------------- run
@@ -231,19 +244,20 @@ def run_benchmark(cfg: LiftBenchmarkConfig) -> dict:
                 tuned[name] = {"skipped": "its training data have no 2D val split"}
                 continue
             rec = tune_t_star(lm, val, cfg.tune_values, seed=cfg.seed, progress=cfg.progress,
-                              batch_size=cfg.lift_batch)
+                              batch_size=cfg.lift_batch, smooths=cfg.tune_smooths)
             rec["data_root"] = str(lm_data_root(ck))
             Path(ck).with_name(LIFT_SETTINGS).write_text(json.dumps(rec, indent=1) + "\n")
             lm.lift_settings = rec
             tuned[name] = rec
-            log.info("%s: t* = %d on %d val clips", name, rec["t_star"], rec["cases"])
+            log.info("%s: t* = %d, smoothing %g on %d val clips", name, rec["t_star"], rec["smooth"], rec["cases"])
 
     results: dict = {
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
         "config": asdict(cfg), "window": window, "teacher_lifter": str(lifter),
         "checkpoints": {n: {"path": c, "supervision": lm.config.get("supervision"), "steps": lm.config.get("steps"),
                             "seed": lm.config.get("seed"), "data_hash": lm.data_hash,
-                            "t_star": (lm.lift_settings or {}).get("t_star")}
+                            "t_star": (lm.lift_settings or {}).get("t_star"),
+                            "smooth": (lm.lift_settings or {}).get("smooth")}
                         for (n, lm), c in zip(models.items(), cfg.checkpoint)},
         "tuning": tuned, "sets": {},
     }
@@ -301,7 +315,7 @@ def format_markdown(res: dict) -> str:
              f"errors in mm (pooled over frames) unless stated; {res['seconds']} s in all.", ""]
     for name, ck in res["checkpoints"].items():
         lines.append(f"- **{name}**: `{ck['path']}` ({ck['supervision']}, {ck['steps']} steps, seed {ck['seed']}, "
-                     f"recorded t* {ck['t_star']})")
+                     f"recorded t* {ck['t_star']}, smoothing {ck.get('smooth')})")
     tuned = {n: t for n, t in res.get("tuning", {}).items() if "sweep" in t}
     if tuned:
         values = sorted({int(v) for t in tuned.values() for v in t["sweep"]})
@@ -313,6 +327,16 @@ def format_markdown(res: dict) -> str:
             cells = [f"{t['sweep'][str(v)]['mpjpe_mm']:.1f}" if str(v) in t["sweep"] else "—" for v in values]
             lines.append(f"| {n} | {t['cases']} | {'—' if teacher is None else f'{teacher:.1f}'} | "
                          + " | ".join(cells) + f" | {t['t_star']} |")
+        smoothed = {n: t for n, t in tuned.items() if "smooth_sweep" in t}
+        if smoothed:
+            sigmas = sorted({float(v) for t in smoothed.values() for v in t["smooth_sweep"]})
+            lines += ["", "## Correction smoothing chosen on the val split at the chosen t* (MPJPE, mm)", "",
+                      "| prior | t* | " + " | ".join(f"sigma={v:g}" for v in sigmas) + " | chosen |",
+                      "|---|---|" + "---|" * (len(sigmas) + 1)]
+            for n, t in smoothed.items():
+                sw = {float(k): r for k, r in t["smooth_sweep"].items()}
+                cells = [f"{sw[v]['mpjpe_mm']:.1f}" if v in sw else "—" for v in sigmas]
+                lines.append(f"| {n} | {t['t_star']} | " + " | ".join(cells) + f" | {t['smooth']:g} |")
     for set_name, block in res["sets"].items():
         lines += ["", f"## {_TITLES.get(set_name, set_name)}", ""]
         if "skipped" in block:

@@ -58,7 +58,7 @@ from vmdm.inference.placement import Z_MIN as _Z_MIN
 from vmdm.inference.placement import apply_placement, fit_placement, reprojection_error
 from vmdm.inference.teacher_init import teacher_start
 
-__all__ = ["LIFT_SAMPLE_STEPS", "GUIDED_STEPS_REF", "DEFAULT_T_STAR", "default_t_star", "LiftConfig", "LiftResult",
+__all__ = ["LIFT_SAMPLE_STEPS", "GUIDED_STEPS_REF", "DEFAULT_T_STAR", "default_t_star", "DEFAULT_SMOOTH", "default_smooth", "LiftConfig", "LiftResult",
            "lift", "lift_details", "lift_batch", "fit_placement", "apply_placement", "reprojection_error"]
 
 # Guidance ramp (see lift_details) by the checkpoint's supervision when none is given:
@@ -74,6 +74,9 @@ _DEFAULT_LIFT_STEPS = {"2d": 50}
 # none (see default_t_star): the val-split choices of the 6000-step Bandai priors, (a)'s
 # halved because the built-in (a) diverges from t* = 6 (docs/sampling.md has the sweeps).
 DEFAULT_T_STAR = {"2d": 2, "teacher": 1, "3d": 3}
+# Gaussian sigma (frames) over the ray corrections when a lift is given none and its checkpoint
+# records none (``lift_settings.json``, written by the lift benchmark's --tune).
+DEFAULT_SMOOTH = 3.0
 # The pulls and size corrections are defined per step of a lift with this many steps; with
 # n steps each one is taken to the power (GUIDED_STEPS_REF - 1) / (n - 1), so that a
 # stretch of diffusion time moves a lift by the same total whatever the step count (see
@@ -226,6 +229,16 @@ def default_t_star(loaded_model) -> int:
                loaded_model.diffusion.steps)
 
 
+def default_smooth(loaded_model, init: str = "teacher") -> float:
+    """Smoothing of the ray corrections when none is given: for teacher-initialised lifts the
+    value the lift benchmark chose on the val split and recorded for this checkpoint, else
+    :data:`DEFAULT_SMOOTH` (lifts from noise always take the latter)."""
+    rec = (getattr(loaded_model, "lift_settings", None) or {}).get("smooth")
+    if init == "teacher" and rec is not None:
+        return float(rec)
+    return DEFAULT_SMOOTH
+
+
 def _resolve_ramp(loaded_model, ramp: float | None) -> float:
     """``ramp``, or the default for the checkpoint's supervision mode when ``None``."""
     if ramp is None:
@@ -250,8 +263,10 @@ class LiftConfig:
                                          "sampling from text; repeat for several clips, lifted in batches; --text is "
                                          "then optional (none: unconditional)", append=True, metavar="KEYPOINTS.npz")
     lift_strength: float = field(1.0, "ray-projection guidance strength in [0, 1] (0: unguided samples)")
-    lift_smooth: float = field(3.0, "Gaussian over frames (sigma, frames) on the ray corrections and depths; "
-                                    "keypoint noise otherwise turns into 3D jitter (0: follow every keypoint exactly)")
+    lift_smooth: float | None = field(None, "Gaussian over frames (sigma, frames) on the ray corrections and "
+                                            "depths; keypoint noise otherwise turns into 3D jitter (0: follow every "
+                                            "keypoint exactly; default: the checkpoint's value chosen on the val "
+                                            "split for teacher-initialised lifts, else 3)")
     lift_ramp: float | None = field(None, "guide the early denoising steps less: pull x (1 - t/T)^RAMP (default: 12 "
                                           "for checkpoints trained with --supervision 2d or teacher, 0 for 3d; see "
                                           "docs/sampling.md)")
@@ -271,7 +286,7 @@ class LiftConfig:
         """Raise :class:`~vmdm.cli.ConfigError` (naming the option) for a value out of range."""
         if not 0.0 <= self.lift_strength <= 1.0:
             raise ConfigError(f"--lift-strength: expected a value in [0, 1], got {self.lift_strength}")
-        if self.lift_smooth < 0:
+        if self.lift_smooth is not None and self.lift_smooth < 0:
             raise ConfigError(f"--lift-smooth: expected a value >= 0, got {self.lift_smooth}")
         if self.lift_ramp is not None and self.lift_ramp < 0:
             raise ConfigError(f"--lift-ramp: expected a value >= 0, got {self.lift_ramp}")
@@ -296,7 +311,7 @@ class LiftConfig:
 
 # The defaults of the lift_details keywords a LiftConfig replaces (a keyword changed from its
 # default and a config together are an error, not a silent choice between them).
-_CONFIG_KEYWORDS = {"guidance_strength": 1.0, "smooth": 3.0, "ramp": None, "body_scale": None, "init": "noise",
+_CONFIG_KEYWORDS = {"guidance_strength": 1.0, "smooth": None, "ramp": None, "body_scale": None, "init": "noise",
                     "t_star": None}
 
 
@@ -328,7 +343,7 @@ def _compose(camera: torch.Tensor, rot: torch.Tensor, tr: torch.Tensor) -> torch
 def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text: str = "", *,
                  guidance_strength: float = 1.0, sample_steps: int | None = None, seed: int | None = None,
                  num_samples: int = 1, sampler: str = "ddim", text_guidance: float = 2.5,
-                 refine_placement: bool | None = None, keep_size: bool | None = None, smooth: float = 3.0,
+                 refine_placement: bool | None = None, keep_size: bool | None = None, smooth: float | None = None,
                  outlier: float = 0.05, final_pull: bool = True, ramp: float | None = None,
                  body_scale: float | None = None, progress: bool = False,
                  init: str = "noise", teacher=None, t_star: int | None = None,
@@ -341,7 +356,8 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
     is an error).
 
     ``smooth``: standard deviation (frames) of the Gaussian over the ray corrections and
-    the per-frame depths (0: every keypoint followed exactly); ``outlier`` (metres):
+    the per-frame depths (0: every keypoint followed exactly; ``None``:
+    :func:`default_smooth`); ``outlier`` (metres):
     corrections this far from their smoothed value are dropped; ``final_pull``: the last
     step moves observed joints onto their rays whatever their confidence. ``ramp``: the
     pull is multiplied by ``(1 - t / T) ** ramp`` at diffusion step ``t`` of ``T``, so that
@@ -392,7 +408,7 @@ def lift_details(loaded_model, keypoints, scores, camera, intrinsics=None, text:
     begins = [teacher_start(lm, teacher, kp.shape[0])] if plan.from_teacher else None
     return _lift_clips(lm, kp[None], sc[None], cam_w[None], [text or ""], begins, plan, num_samples=num_samples,
                        seed=seed, sampler=sampler, text_guidance=text_guidance, guidance_strength=guidance_strength,
-                       smooth=smooth, outlier=outlier, final_pull=final_pull, progress=progress)[0]
+                       outlier=outlier, final_pull=final_pull, progress=progress)[0]
 
 
 @dataclass
@@ -409,6 +425,7 @@ class _Plan:
     start: int | None
     visited: list
     body_scale: float
+    smooth: float
 
 
 def _plan(lm, F: int, *, init, t_star, teacher_given, guidance_strength, num_samples, smooth, outlier, ramp,
@@ -423,6 +440,7 @@ def _plan(lm, F: int, *, init, t_star, teacher_given, guidance_strength, num_sam
         raise ValueError(f"guidance_strength: expected a value in [0, 1], got {guidance_strength}")
     if num_samples < 1:
         raise ValueError(f"num_samples: expected >= 1, got {num_samples}")
+    smooth = default_smooth(lm, init) if smooth is None else float(smooth)
     if smooth < 0 or outlier < 0:
         raise ValueError(f"smooth, outlier: expected >= 0, got {smooth} and {outlier}")
     start = None
@@ -448,11 +466,11 @@ def _plan(lm, F: int, *, init, t_star, teacher_given, guidance_strength, num_sam
     if not body_scale > 0:
         raise ValueError(f"body_scale: expected a value > 0, got {body_scale}")
     return _Plan(from_teacher, t_star if from_teacher else None, ramp, refine_placement, keep_size,
-                 bool(teacher_depth), sample_steps, start, visited, body_scale)
+                 bool(teacher_depth), sample_steps, start, visited, body_scale, smooth)
 
 
 def _lift_clips(lm, kp, sc, cam_w, texts: list[str], begins, plan: _Plan, *, num_samples: int, seed, sampler: str,
-                text_guidance: float, guidance_strength: float, smooth: float, outlier: float, final_pull: bool,
+                text_guidance: float, guidance_strength: float, outlier: float, final_pull: bool,
                 progress: bool) -> list[LiftResult]:
     """Lift ``C`` clips of one length together, ``num_samples`` chains each (clip-major):
     ``kp [C, F, J, 2]`` normalised, ``sc [C, F, J]``, ``cam_w [C, 3, 4]`` or ``[C, F, 3, 4]``,
@@ -460,6 +478,7 @@ def _lift_clips(lm, kp, sc, cam_w, texts: list[str], begins, plan: _Plan, *, num
     (teacher init) or None. Every per-clip quantity is indexed by chain, so the guidance of a
     batch is one pass over all its chains, whatever clip each belongs to."""
     sk = lm.skeleton
+    smooth = plan.smooth
     C, F = kp.shape[:2]
     n = num_samples
     N = C * n
@@ -581,7 +600,7 @@ def lift_batch(loaded_model, keypoints, scores, cameras, intrinsics=None, texts=
                init: str = "noise", t_star: int | None = None, num_samples: int = 1, seed: int | None = None,
                batch_size: int = 32, sampler: str = "ddim", sample_steps: int | None = None,
                guidance_strength: float = 1.0, text_guidance: float = 2.5, refine_placement: bool | None = None,
-               keep_size: bool | None = None, smooth: float = 3.0, outlier: float = 0.05, final_pull: bool = True,
+               keep_size: bool | None = None, smooth: float | None = None, outlier: float = 0.05, final_pull: bool = True,
                ramp: float | None = None, body_scale: float | None = None, teacher_depth: bool | None = None,
                progress: bool = False) -> list[LiftResult]:
     """Lift several clips in one batch per length: :func:`lift_details` for each clip, with
@@ -649,7 +668,7 @@ def lift_batch(loaded_model, keypoints, scores, cameras, intrinsics=None, texts=
                           torch.stack(cams), [texts[i] for i in ids],
                           [begins[i] for i in ids] if plan.from_teacher else None, plan,
                           num_samples=num_samples, seed=None if seed is None else seed + g, sampler=sampler,
-                          text_guidance=text_guidance, guidance_strength=guidance_strength, smooth=smooth,
+                          text_guidance=text_guidance, guidance_strength=guidance_strength,
                           outlier=outlier, final_pull=final_pull, progress=progress)
         for i, r in zip(ids, out):
             results[i] = r

@@ -136,7 +136,7 @@ LIFT_SETTINGS = "lift_settings.json"
 def read_lift_settings(path: Path, diffusion_steps: int) -> dict | None:
     """The lifting settings recorded beside a checkpoint (None if the file is absent). The
     file is JSON (it runs no code); anything but ``{"t_star": 0..diffusion_steps, ...}`` is
-    an error naming it."""
+    an error naming it; an optional ``"smooth"`` is a number >= 0."""
     if not path.is_file():
         return None
     try:
@@ -147,4 +147,7 @@ def read_lift_settings(path: Path, diffusion_steps: int) -> dict | None:
     if not isinstance(t_star, int) or isinstance(t_star, bool) or not 0 <= t_star <= diffusion_steps:
         raise ValueError(f"{path}: expected a JSON object with an integer 't_star' in 0..{diffusion_steps}, "
                          f"got {rec!r:.200}")
+    smooth = rec.get("smooth")
+    if smooth is not None and (isinstance(smooth, bool) or not isinstance(smooth, (int, float)) or not smooth >= 0):
+        raise ValueError(f"{path}: expected 'smooth' to be a number >= 0 (frames), got {smooth!r:.100}")
     return rec
