@@ -7,7 +7,7 @@ Text to motion::
 
 Lifting (the prior with ray-projection guidance, see :mod:`vmdm.inference.lifting`)::
 
-    python -m vmdm.sample --checkpoint runs/2d/checkpoint.pt --lift clip.npz --out lifted/
+    python -m vmdm.sample --checkpoint runs/2d/checkpoint.pt --lift clip.npz [--lift clip2.npz ...] --out lifted/
 
 For every sample the output folder gets (``--formats``, default all but ``gif``):
 ``<name>_joints.npy`` ``[F, 22, 3]`` (metres, y up), ``<name>_features.npy`` ``[F, 263]``
