@@ -61,8 +61,8 @@ def test_benchmark_scores_every_lifter_and_records_the_tuned_t_star(tiny_checkpo
     out = tmp_path / "bench"
     assert main(["--checkpoint", str(ck), "--name", "tiny", "--out", str(out), "--sets", "test,cmu,bandai",
                  "--cmu-dir", str(tmp_path / "no_cmu_here"), "--bandai", str(humanml_folder), "--limit", "2",
-                 "--window", "24", "--tune", "--tune-values", "0,2", "--tune-smooths", "0,3", "--tune-limit", "2", "--lift-steps", "3",
-                 "--noise-ramps", "0,12", "--no-progress"]) == 0
+                 "--window", "24", "--tune", "--tune-values", "0,2", "--tune-smooths", "0,1", "--tune-limit", "2",
+                 "--lift-steps", "3", "--noise-ramps", "0,12", "--no-progress"]) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["window"] == 24
     tuned = res["tuning"]["tiny"]
@@ -71,10 +71,10 @@ def test_benchmark_scores_every_lifter_and_records_the_tuned_t_star(tiny_checkpo
     assert tuned["sweep"][str(tuned["t_star"])] == best
     assert tuned["teacher"]["n_cases"] == 2 and np.isfinite(tuned["teacher"]["mpjpe_mm"])
     # The smoothing is chosen at the chosen t*: the sweep's default-smoothing entry is the t* sweep's.
-    assert tuned["smooth"] in (0.0, 3.0) and set(tuned["smooth_sweep"]) == {"0", "3"}
+    assert tuned["smooth"] in (0.0, 1.0) and set(tuned["smooth_sweep"]) == {"0", "1"}
     assert tuned["smooth_sweep"][f"{tuned['smooth']:g}"] == min(tuned["smooth_sweep"].values(),
                                                                  key=lambda r: r["mpjpe_mm"])
-    assert tuned["smooth_sweep"]["3"]["mpjpe_mm"] == pytest.approx(tuned["sweep"][str(tuned["t_star"])]["mpjpe_mm"])
+    assert tuned["smooth_sweep"]["1"]["mpjpe_mm"] == pytest.approx(tuned["sweep"][str(tuned["t_star"])]["mpjpe_mm"])
     # Recorded beside the checkpoint, read back by load_model, used by the rows below.
     assert json.loads((ck.parent / LIFT_SETTINGS).read_text())["t_star"] == tuned["t_star"]
     assert load_model(ck).lift_settings["t_star"] == tuned["t_star"]

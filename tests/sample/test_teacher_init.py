@@ -152,3 +152,32 @@ def test_diffusion_starts_from_a_diffused_input():
     assert torch.allclose(out, target)
     with pytest.raises(ValueError, match="init: expected shape"):
         d.sample(lambda x, t: target, target.shape, "cpu", init=target[:1], start=0)
+
+
+def test_teacher_depth_step_keeps_projections_and_bounds_the_rescale():
+    """The teacher-depth step scales a body about the camera centre to the teacher's root depth
+    (projections unchanged), but never by more than MAX_DEPTH_RATIO either way: a prediction
+    whose root nears the camera plane would otherwise be blown up and fed to the next step."""
+    from vmdm.inference.lifting import MAX_DEPTH_RATIO, _scale_to_depth
+
+    g = torch.Generator().manual_seed(0)
+    cam = torch.cat((torch.eye(3), torch.tensor([[0.1], [-0.2], [0.0]])), dim=1)[None]  # [1, 3, 4]
+    body = torch.randn(1, 5, 22, 3, generator=g) * 0.3
+    body[..., 2] += 3.0 - body[:, :, :1, 2]  # root at depth 3 in every frame
+
+    def proj(x):
+        c = x @ cam[0, :, :3].T + cam[0, :, 3]
+        return c[..., :2] / c[..., 2:], c[:, :, 0, 2]
+
+    uv, z = proj(body)
+    scaled = _scale_to_depth(body, cam, torch.full((5,), 3.3))
+    uv2, z2 = proj(scaled)
+    assert torch.allclose(uv2, uv, atol=1e-5) and torch.allclose(z2, torch.full((1, 5), 3.3), atol=1e-5)
+    far = _scale_to_depth(body, cam, torch.full((5,), 300.0))
+    assert torch.allclose(proj(far)[1], z * MAX_DEPTH_RATIO, atol=1e-4)
+    near = body.clone()
+    near[..., 2] -= 2.999  # the root almost on the camera plane
+    out = _scale_to_depth(near, cam, torch.full((5,), 3.0))
+    centre = -cam[0, :, 3]  # R = I
+    ratio = (out - centre).norm(dim=-1) / (near - centre).norm(dim=-1)
+    assert torch.allclose(ratio, torch.full_like(ratio, MAX_DEPTH_RATIO), atol=1e-4)

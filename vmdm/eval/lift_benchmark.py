@@ -180,15 +180,15 @@ def _case_sets(cfg: LiftBenchmarkConfig, data_root: str | None, window: int) -> 
 def tune_t_star(lm, cases: list, values: list[int], *, seed: int = 0, progress: bool = False,
                 batch_size: int = 1, smooths: list[float] | None = None) -> dict:
     """Teacher-initialised lifts of ``cases`` (with their teacher lifts) for every ``t*`` in
-    ``values`` (with the default smoothing), then at the best ``t*`` for every correction
+    ``values`` (with the default teacher-init smoothing), then at the best ``t*`` for every correction
     smoothing in ``smooths`` (if given); returns ``{"t_star": best by MPJPE, "sweep": {t*:
     scores}, "smooth": best, "smooth_sweep": {sigma: scores}, "teacher": the teacher's
     scores}``."""
     from vmdm.eval.lifting_eval import prior_lifter, score_lifters
-    from vmdm.inference.lifting import DEFAULT_SMOOTH
+    from vmdm.inference.lifting import DEFAULT_TEACHER_SMOOTH
 
     lifters = {str(v): prior_lifter(lm, init="teacher", t_star=v, seed=seed, batch_size=batch_size,
-                                    smooth=DEFAULT_SMOOTH) for v in values if v <= lm.diffusion.steps}
+                                    smooth=DEFAULT_TEACHER_SMOOTH) for v in values if v <= lm.diffusion.steps}
     sweep = score_lifters(cases, lifters, progress=progress, desc="tuning t*")
     best = min(sweep, key=lambda k: sweep[k]["mpjpe_mm"])
     rec = {"t_star": int(best), "criterion": "mpjpe_mm", "cases": len(cases), "sweep": sweep}

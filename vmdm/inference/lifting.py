@@ -58,7 +58,7 @@ from vmdm.inference.placement import Z_MIN as _Z_MIN
 from vmdm.inference.placement import apply_placement, fit_placement, reprojection_error
 from vmdm.inference.teacher_init import teacher_start
 
-__all__ = ["LIFT_SAMPLE_STEPS", "GUIDED_STEPS_REF", "DEFAULT_T_STAR", "default_t_star", "DEFAULT_SMOOTH", "default_smooth", "LiftConfig", "LiftResult",
+__all__ = ["LIFT_SAMPLE_STEPS", "GUIDED_STEPS_REF", "DEFAULT_T_STAR", "default_t_star", "DEFAULT_SMOOTH", "DEFAULT_TEACHER_SMOOTH", "default_smooth", "LiftConfig", "LiftResult",
            "lift", "lift_details", "lift_batch", "fit_placement", "apply_placement", "reprojection_error"]
 
 # Guidance ramp (see lift_details) by the checkpoint's supervision when none is given:
@@ -75,8 +75,11 @@ _DEFAULT_LIFT_STEPS = {"2d": 50}
 # halved because the built-in (a) diverges from t* = 6 (docs/sampling.md has the sweeps).
 DEFAULT_T_STAR = {"2d": 2, "teacher": 1, "3d": 3}
 # Gaussian sigma (frames) over the ray corrections when a lift is given none and its checkpoint
-# records none (``lift_settings.json``, written by the lift benchmark's --tune).
+# records none (``lift_settings.json``, written by the lift benchmark's --tune): from noise, and
+# from the teacher (1 was at least as good as 3 on the val split of all 13 priors measured,
+# docs/sampling.md).
 DEFAULT_SMOOTH = 3.0
+DEFAULT_TEACHER_SMOOTH = 1.0
 # The pulls and size corrections are defined per step of a lift with this many steps; with
 # n steps each one is taken to the power (GUIDED_STEPS_REF - 1) / (n - 1), so that a
 # stretch of diffusion time moves a lift by the same total whatever the step count (see
@@ -203,10 +206,18 @@ def _teacher_root_depth(begin, camera: torch.Tensor, F: int, smooth: float) -> t
     return z.float()
 
 
+# The most a teacher-depth step rescales a body, either way. A prediction whose root is more
+# than twice as near or as far as the teacher's has gone wrong; scaling it all the way (its
+# root near the camera plane asks for a factor of hundreds) fed back into the next step and
+# blew lifts up to kilometres.
+MAX_DEPTH_RATIO = 2.0
+
+
 def _scale_to_depth(joints: torch.Tensor, camera: torch.Tensor, root_depth: torch.Tensor) -> torch.Tensor:
     """``joints [b, F, J, 3]`` scaled per frame about the camera centre (``camera [b, 3, 4]`` or
     ``[b, F, 3, 4]``) so that the root's camera depth is ``root_depth [F]`` or ``[b, F]``: every projection
-    stays, the body's depth (and with it its size) comes from the teacher."""
+    stays, the body's depth (and with it its size) comes from the teacher. The factor is
+    kept within ``1 / MAX_DEPTH_RATIO .. MAX_DEPTH_RATIO``."""
     R, t = camera[..., :3], camera[..., 3]
     if camera.dim() == 3:
         R, t = R[:, None], t[:, None]
@@ -214,6 +225,7 @@ def _scale_to_depth(joints: torch.Tensor, camera: torch.Tensor, root_depth: torc
     cam = (R @ joints[..., None])[..., 0] + t  # [b, F, J, 3] camera frame
     depth = root_depth.to(cam.dtype)
     k = (depth[None] if depth.dim() == 1 else depth) / cam[:, :, 0, 2].clamp(min=_Z_MIN)
+    k = k.clamp(1 / MAX_DEPTH_RATIO, MAX_DEPTH_RATIO)
     cam = cam * k[..., None, None]
     return (R.transpose(-1, -2) @ (cam - t)[..., None])[..., 0]
 
@@ -232,11 +244,11 @@ def default_t_star(loaded_model) -> int:
 def default_smooth(loaded_model, init: str = "teacher") -> float:
     """Smoothing of the ray corrections when none is given: for teacher-initialised lifts the
     value the lift benchmark chose on the val split and recorded for this checkpoint, else
-    :data:`DEFAULT_SMOOTH` (lifts from noise always take the latter)."""
+    :data:`DEFAULT_TEACHER_SMOOTH`; lifts from noise take :data:`DEFAULT_SMOOTH`."""
+    if init != "teacher":
+        return DEFAULT_SMOOTH
     rec = (getattr(loaded_model, "lift_settings", None) or {}).get("smooth")
-    if init == "teacher" and rec is not None:
-        return float(rec)
-    return DEFAULT_SMOOTH
+    return DEFAULT_TEACHER_SMOOTH if rec is None else float(rec)
 
 
 def _resolve_ramp(loaded_model, ramp: float | None) -> float:
@@ -265,8 +277,8 @@ class LiftConfig:
     lift_strength: float = field(1.0, "ray-projection guidance strength in [0, 1] (0: unguided samples)")
     lift_smooth: float | None = field(None, "Gaussian over frames (sigma, frames) on the ray corrections and "
                                             "depths; keypoint noise otherwise turns into 3D jitter (0: follow every "
-                                            "keypoint exactly; default: the checkpoint's value chosen on the val "
-                                            "split for teacher-initialised lifts, else 3)")
+                                            "keypoint exactly; default: for teacher-initialised lifts the "
+                                            "checkpoint's value chosen on the val split, else 1; from noise 3)")
     lift_ramp: float | None = field(None, "guide the early denoising steps less: pull x (1 - t/T)^RAMP (default: 12 "
                                           "for checkpoints trained with --supervision 2d or teacher, 0 for 3d; see "
                                           "docs/sampling.md)")
