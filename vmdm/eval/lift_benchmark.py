@@ -71,7 +71,8 @@ class LiftBenchmarkConfig:
     noise_ramps: list[float] = field([], "guidance ramps of lifts from noise, one row each (default: one row with "
                                          "the lifter's own ramp)", sep=",")
     smooths: list[float] = field([], "Gaussian sigmas (frames) of the ray corrections of teacher-initialised lifts, "
-                                     "one row each (default: one row with the lift's own, 3)", sep=",")
+                                     "one row each (default: one row with the lift's own: the checkpoint's recorded "
+                                     "value, else 1)", sep=",")
     text: bool = field(False, "give the priors the clip's caption where there is one (test split)")
     tune: bool = field(False, "choose each checkpoint's t* on its val split first and record it beside it")
     tune_values: list[int] = field([0, 2, 3, 4, 6, 8, 12, 16], "t* values tried by --tune", sep=",")
@@ -249,7 +250,7 @@ def run_benchmark(cfg: LiftBenchmarkConfig) -> dict:
             Path(ck).with_name(LIFT_SETTINGS).write_text(json.dumps(rec, indent=1) + "\n")
             lm.lift_settings = rec
             tuned[name] = rec
-            log.info("%s: t* = %d, smoothing %g on %d val clips", name, rec["t_star"], rec["smooth"], rec["cases"])
+            log.info("%s: t* = %d, smoothing %s on %d val clips", name, rec["t_star"], rec.get("smooth"), rec["cases"])
 
     results: dict = {
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -309,6 +310,17 @@ _TITLES = {"test": "2D-only test split (stored teacher lifts)", "val": "2D-only 
            "bandai": "Bandai-Namco test split, random cameras"}
 
 
+def _sweep_table(title: str, fixed: list[str], labels: list[str], rows: list) -> list[str]:
+    """Markdown lines of a tuning sweep: ``rows`` of (fixed cells, {label: scores}, chosen),
+    one MPJPE column per label ("—" where a row has none)."""
+    lines = ["", f"## {title}", "", "| " + " | ".join([*fixed, *labels, "chosen"]) + " |",
+             "|" + "---|" * (len(fixed) + len(labels) + 1)]
+    for cells, scores, chosen in rows:
+        sweep = [f"{scores[k]['mpjpe_mm']:.1f}" if k in scores else "—" for k in labels]
+        lines.append("| " + " | ".join([*cells, *sweep, chosen]) + " |")
+    return lines
+
+
 def format_markdown(res: dict) -> str:
     lines = ["# Lifting benchmark", "",
              f"{res['created']}; windows of {res['window']} frames; teacher lifter `{res['teacher_lifter']}`; "
@@ -319,24 +331,20 @@ def format_markdown(res: dict) -> str:
     tuned = {n: t for n, t in res.get("tuning", {}).items() if "sweep" in t}
     if tuned:
         values = sorted({int(v) for t in tuned.values() for v in t["sweep"]})
-        lines += ["", "## t* chosen on the val split (MPJPE, mm)", "",
-                  "| prior | val clips | teacher | " + " | ".join(f"t*={v}" for v in values) + " | chosen |",
-                  "|---|---|---|" + "---|" * (len(values) + 1)]
+        rows = []
         for n, t in tuned.items():
             teacher = t.get("teacher", {}).get("mpjpe_mm")
-            cells = [f"{t['sweep'][str(v)]['mpjpe_mm']:.1f}" if str(v) in t["sweep"] else "—" for v in values]
-            lines.append(f"| {n} | {t['cases']} | {'—' if teacher is None else f'{teacher:.1f}'} | "
-                         + " | ".join(cells) + f" | {t['t_star']} |")
+            rows.append(([n, str(t["cases"]), "—" if teacher is None else f"{teacher:.1f}"],
+                         {f"t*={k}": r for k, r in t["sweep"].items()}, str(t["t_star"])))
+        lines += _sweep_table("t* chosen on the val split (MPJPE, mm)", ["prior", "val clips", "teacher"],
+                              [f"t*={v}" for v in values], rows)
         smoothed = {n: t for n, t in tuned.items() if "smooth_sweep" in t}
         if smoothed:
             sigmas = sorted({float(v) for t in smoothed.values() for v in t["smooth_sweep"]})
-            lines += ["", "## Correction smoothing chosen on the val split at the chosen t* (MPJPE, mm)", "",
-                      "| prior | t* | " + " | ".join(f"sigma={v:g}" for v in sigmas) + " | chosen |",
-                      "|---|---|" + "---|" * (len(sigmas) + 1)]
-            for n, t in smoothed.items():
-                sw = {float(k): r for k, r in t["smooth_sweep"].items()}
-                cells = [f"{sw[v]['mpjpe_mm']:.1f}" if v in sw else "—" for v in sigmas]
-                lines.append(f"| {n} | {t['t_star']} | " + " | ".join(cells) + f" | {t['smooth']:g} |")
+            rows = [([n, str(t["t_star"])], {f"sigma={float(k):g}": r for k, r in t["smooth_sweep"].items()},
+                     f"{t['smooth']:g}") for n, t in smoothed.items()]
+            lines += _sweep_table("Correction smoothing chosen on the val split at the chosen t* (MPJPE, mm)",
+                                  ["prior", "t*"], [f"sigma={v:g}" for v in sigmas], rows)
     for set_name, block in res["sets"].items():
         lines += ["", f"## {_TITLES.get(set_name, set_name)}", ""]
         if "skipped" in block:

@@ -43,8 +43,8 @@ from vmdm.motion.representation import facing_yaw
 from vmdm.motion.skeleton import SMPL22
 from vmdm.eval.geometry import FPS
 
-__all__ = ["THRESHOLDS", "Prompt", "PROMPTS", "BANDAI_PROMPTS", "PROMPT_SETS", "PromptsConfig", "measure", "run_check", "check_clip",
-           "chance_rates", "evaluate_prompts", "format_markdown", "main"]
+__all__ = ["THRESHOLDS", "Prompt", "PROMPTS", "BANDAI_PROMPTS", "PROMPT_SETS", "PromptsConfig", "measure", "run_check",
+           "check_clip", "chance_rates", "evaluate_prompts", "format_markdown", "main"]
 
 log = logging.getLogger("vmdm.eval.prompts")
 

@@ -58,8 +58,8 @@ from vmdm.inference.placement import Z_MIN as _Z_MIN
 from vmdm.inference.placement import apply_placement, fit_placement, reprojection_error
 from vmdm.inference.teacher_init import teacher_start
 
-__all__ = ["LIFT_SAMPLE_STEPS", "GUIDED_STEPS_REF", "DEFAULT_T_STAR", "default_t_star", "DEFAULT_SMOOTH", "DEFAULT_TEACHER_SMOOTH", "default_smooth", "LiftConfig", "LiftResult",
-           "lift", "lift_details", "lift_batch", "fit_placement", "apply_placement", "reprojection_error"]
+__all__ = ["LIFT_SAMPLE_STEPS", "GUIDED_STEPS_REF", "DEFAULT_T_STAR", "default_t_star", "DEFAULT_SMOOTH",
+           "DEFAULT_TEACHER_SMOOTH", "default_smooth", "MAX_DEPTH_RATIO", "LiftConfig", "LiftResult", "lift", "lift_details", "lift_batch", "fit_placement", "apply_placement", "reprojection_error"]
 
 # Guidance ramp (see lift_details) by the checkpoint's supervision when none is given:
 # priors that learnt from teacher lifts (2D-supervised, or MDM on the lifts) lift far better
@@ -313,7 +313,7 @@ class LiftConfig:
         """The clip files to lift (``lift`` may be one path or a list; none: not lifting)."""
         if self.lift is None:
             return []
-        return [self.lift] if isinstance(self.lift, (str, Path)) else [str(p) for p in self.lift]
+        return [str(self.lift)] if isinstance(self.lift, (str, Path)) else [str(p) for p in self.lift]
 
     def lift_kwargs(self) -> dict:
         """The keywords of :func:`lift_details` this config sets."""

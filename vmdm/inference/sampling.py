@@ -247,12 +247,11 @@ def sample(cfg: SampleConfig) -> dict:
         gen = lm.generate(texts, length, guidance=cfg.guidance, sampler=cfg.sampler,
                           sample_steps=cfg.sample_steps, seed=cfg.seed, batch_size=cfg.batch_size,
                           progress=cfg.progress)
-        joints, feats = list(gen["joints"].numpy()), list(gen["features"].numpy())
+        joints = [j[:length] for j in gen["joints"].numpy()]
+        feats = [f[:length] for f in gen["features"].numpy()]
         extra = [{} for _ in texts]
-        sample_lengths = [length] * len(texts)
     else:
         results["lifts"], joints, feats, extra, texts = _lift_all(lm, clips, clip_paths, prompts, cfg, teacher, out)
-        sample_lengths = [n for n in lengths for _ in range(cfg.num_samples)]
         if len(clips) == 1:
             results["lift"] = results["lifts"][0]
     t_sample = time.perf_counter() - t0
@@ -268,16 +267,15 @@ def sample(cfg: SampleConfig) -> dict:
         p, r = divmod(i, cfg.num_samples)
         name = f"sample{p:02d}_rep{r:02d}"
         title = text if text else "(unconditional lift)"
-        n = sample_lengths[i]
-        rec = _write_outputs(out, name, joints[i][:n], feats[i][:n], fmts, cfg, title, lm.skeleton, progress=False)
-        results["samples"].append({"name": name, "text": text, "length": int(n), **rec, **extra[i]})
+        rec = _write_outputs(out, name, joints[i], feats[i], fmts, cfg, title, lm.skeleton, progress=False)
+        results["samples"].append({"name": name, "text": text, "length": len(joints[i]), **rec, **extra[i]})
     (out / "results.json").write_text(json.dumps(results, indent=2))
     log.info("wrote %d sample(s) to %s in %.1f s total", len(texts), out, time.perf_counter() - t0)
     return results
 
 
 def _lift_all(lm, clips: list[dict], paths: list[str], prompts: list[str], cfg: SampleConfig, teacher: _LazyTeacher,
-                out: Path):
+              out: Path):
     """Lift every clip (:func:`~vmdm.inference.lifting.lift_batch`: clips of one length in
     one batch) and save each clip's camera; returns the per-clip records and, per sample,
     joints, features, reprojection errors and caption (clip-major, ``--num-samples`` each)."""
@@ -286,7 +284,8 @@ def _lift_all(lm, clips: list[dict], paths: list[str], prompts: list[str], cfg: 
     from vmdm.inference.lifting import lift_batch
 
     lc = cfg.lifting
-    captions = [""] * len(clips) if not prompts else prompts * len(clips) if len(prompts) == 1 else prompts
+    # No prompt: unconditional; one: every clip's caption; otherwise one per clip (checked by sample()).
+    captions = prompts if len(prompts) == len(clips) else (prompts or [""]) * len(clips)
     log.info("lifting %d clip(s) (%s frames) with %d sample(s) each", len(clips),
              ", ".join(str(c["keypoints"].shape[0]) for c in clips), cfg.num_samples)
     res = lift_batch(lm, [torch.from_numpy(c["keypoints"]) for c in clips],
